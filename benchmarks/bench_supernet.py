@@ -1,0 +1,111 @@
+"""Forward+backward speed of the supernet against spikingjelly's fixed Spikformer.
+
+Runs, interleaved, on CPU (or --device cuda):
+  (a) our supernet at a Spikformer-4-256 maximum, running its largest subnet;
+  (b) spikingjelly's `spikformer.Spikformer` of the same depth, width, heads, MLP ratio,
+      T and token count;
+  (c) our supernet running a subnet with about half the dense MACs of (a).
+Prints the median seconds per step and the ratios a/b (target <= 1.05) and c/a
+(target <= 0.6).
+
+    python benchmarks/bench_supernet.py [--batch 32] [--repeats 7] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from spikingjelly.activation_based import functional
+from spikingjelly.activation_based.model import spikformer as sj_spikformer
+
+from energy import dense_macs
+from models import SubnetConfig, SupernetConfig, SpikformerSupernet
+
+
+def half_mac_subnet(supernet: SupernetConfig) -> SubnetConfig:
+    """The config nearest to half the largest subnet's dense MACs, from a small grid."""
+    target = dense_macs(supernet, supernet.largest_subnet()).total / 2
+    best = None
+    for depth in range(1, supernet.max_depth + 1):
+        for dim in range(64, supernet.max_embed_dim + 1, 32):
+            for ratio in (2.0, 3.0, 4.0):
+                cfg = SubnetConfig.uniform(depth=depth, embed_dim=dim, num_heads=8, mlp_ratio=ratio,
+                                           time_steps=supernet.time_steps)
+                gap = abs(dense_macs(supernet, cfg).total - target)
+                if best is None or gap < best[0]:
+                    best = (gap, cfg)
+    return best[1]
+
+
+def step(model: torch.nn.Module, x: torch.Tensor, reset: bool) -> None:
+    model.zero_grad(set_to_none=True)
+    model(x).sum().backward()
+    if reset:
+        functional.reset_net(model)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+
+    spec = SupernetConfig(in_channels=3, img_size=32, patch_size=4, num_classes=10, max_depth=4,
+                          max_embed_dim=256, max_num_heads=8, max_mlp_ratio=4.0, time_steps=4)
+    ours = SpikformerSupernet(spec).to(device)
+    half = half_mac_subnet(spec)
+    theirs = sj_spikformer.Spikformer(T=4, in_channels=3, img_size_h=32, img_size_w=32, patch_size=4,
+                                      num_classes=10, embed_dims=256, num_heads=8, mlp_ratio=4.0,
+                                      depths=4).to(device)
+    x = torch.rand(args.batch, 3, 32, 32, device=device)
+
+    def run_a() -> None:
+        ours.set_subnet(spec.largest_subnet())
+        step(ours, x, reset=False)
+
+    def run_b() -> None:
+        step(theirs, x, reset=True)
+
+    def run_c() -> None:
+        ours.set_subnet(half)
+        step(ours, x, reset=False)
+
+    runs = {"a": run_a, "b": run_b, "c": run_c}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(args.repeats):
+        for key, fn in runs.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[key].append(time.perf_counter() - start)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    macs_a = dense_macs(spec, spec.largest_subnet()).total
+    macs_c = dense_macs(spec, half).total
+    print(f"device={device} batch={args.batch} 32x32 T=4 repeats={args.repeats} torch={torch.__version__}")
+    print(f"(c) subnet: depth={half.depth} embed_dim={half.embed_dim} mlp_ratio={half.mlp_ratio[0]} "
+          f"dense MACs {macs_c / 1e6:.1f} M vs {macs_a / 1e6:.1f} M ({macs_c / macs_a:.2f})")
+    print()
+    print("| run | model | median s/step |")
+    print("|---|---|---|")
+    print(f"| a | autospk supernet, largest subnet (4-256) | {med['a']:.4f} |")
+    print(f"| b | spikingjelly Spikformer 4-256 | {med['b']:.4f} |")
+    print(f"| c | autospk supernet, ~half-MAC subnet | {med['c']:.4f} |")
+    print()
+    print(f"a/b = {med['a'] / med['b']:.3f}  (target <= 1.05)")
+    print(f"c/a = {med['c'] / med['a']:.3f}  (target <= 0.60)")
+
+
+if __name__ == "__main__":
+    main()

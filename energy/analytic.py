@@ -1,0 +1,73 @@
+"""Dense operation counts of a Spikformer subnet, without running it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from models import SubnetConfig, SupernetConfig
+
+from .profiles import EnergyProfile, get_profile
+
+
+@dataclass(frozen=True)
+class DenseMACs:
+    """Dense MACs of each synaptic layer for one image.
+
+    ``MAC`` layers (the first conv on the static image, the head on averaged features)
+    run once per image; ``AC`` layers run once per time step and the counts are per step.
+    """
+
+    layers: pd.DataFrame
+    time_steps: int
+
+    @property
+    def total(self) -> int:
+        """Sum of the per-layer counts (MAC layers once, AC layers for one step)."""
+        return int(self.layers["dense_macs"].sum())
+
+    def energy_mj(self, firing_rate: float = 1.0, profile: str | EnergyProfile | None = None) -> float:
+        """Energy per image if every spike-driven layer saw `firing_rate`."""
+        p = get_profile(profile)
+        mac = self.layers.loc[self.layers["kind"] == "MAC", "dense_macs"].sum()
+        ac = self.layers.loc[self.layers["kind"] == "AC", "dense_macs"].sum()
+        return float(p.e_mac_pj * mac + p.e_ac_pj * firing_rate * self.time_steps * ac) * 1e-9
+
+
+def _pooled(size: int) -> int:
+    return (size + 1) // 2
+
+
+def dense_macs(supernet: SupernetConfig, config: SubnetConfig) -> DenseMACs:
+    """Count the dense MACs of `config` layer by layer.
+
+    Layer names are the module names of `models.Spikformer`, with ``.qk`` and ``.av`` for
+    the two attention products.
+    """
+    config = config.active()
+    d = config.embed_dim
+    dims = (supernet.in_channels, *supernet.stem_dims, d)
+    side = supernet.img_size
+    pooled_from = 4 - supernet.num_pools
+    rows: list[tuple[str, str, int]] = []
+    for stage in range(4):
+        macs = side * side * dims[stage] * dims[stage + 1] * 9
+        rows.append((f"sps.proj_convs.{stage}", "MAC" if stage == 0 else "AC", macs))
+        if stage >= pooled_from:
+            side = _pooled(side)
+    n = side * side
+    rows.append(("sps.rpe_conv", "AC", n * d * d * 9))
+    for i in range(config.depth):
+        h = config.mlp_hidden(i)
+        prefix = f"blocks.{i}"
+        for name in ("q_linear", "k_linear", "v_linear"):
+            rows.append((f"{prefix}.attn.{name}", "AC", n * d * d))
+        rows.append((f"{prefix}.attn.attn_product.qk", "AC", n * n * d))
+        rows.append((f"{prefix}.attn.attn_product.av", "AC", n * n * d))
+        rows.append((f"{prefix}.attn.proj_linear", "AC", n * d * d))
+        rows.append((f"{prefix}.mlp.fc1_linear", "AC", n * d * h))
+        rows.append((f"{prefix}.mlp.fc2_linear", "AC", n * h * d))
+    rows.append(("head", "MAC", d * supernet.num_classes))
+    frame = pd.DataFrame(rows, columns=["layer", "kind", "dense_macs"])
+    return DenseMACs(layers=frame, time_steps=config.time_steps)

@@ -1,0 +1,170 @@
+"""Input spike rates of every synaptic layer, measured by hooks during forward passes.
+
+Works on any model made of torch ``Linear``/``Conv1d``/``Conv2d`` layers and spikingjelly
+neurons; on `models.Spikformer` it also sees the two products of spiking self-attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from spikingjelly.activation_based.neuron import BaseNode
+from torch import nn
+
+from models import AttentionProduct
+
+from .profiles import EnergyProfile, get_profile
+from .report import EnergyReport, build_report
+
+SYNAPTIC_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+@dataclass
+class _LayerStats:
+    kind: str
+    spikes: torch.Tensor | float = 0.0
+    elements: int = 0
+    call_macs: int = 0
+
+
+def _is_spike_count(x: torch.Tensor) -> bool:
+    """Non-negative whole numbers: spikes, or sums of spikes on the residual stream."""
+    return bool((x >= 0).all()) and bool((x == torch.floor(x)).all())
+
+
+def _conv_macs(module: nn.Module, out: torch.Tensor, in_channels: int) -> int:
+    kernel = 1
+    for k in module.kernel_size:
+        kernel *= k
+    return out.numel() * (in_channels // module.groups) * kernel
+
+
+@dataclass
+class EnergyMonitor:
+    """Context manager that records what every synaptic layer computes.
+
+    A layer whose input is the model's input, or is not made of whole non-negative
+    numbers (decided on its first call), is charged at E_MAC for its dense MACs; any other
+    is spike-driven and charged at E_AC for its synaptic operations
+    ``SOPs = input rate x dense MACs`` (summed over time steps).
+
+    Hooks only read tensors: outputs are unchanged, and they are removed on exit.
+
+    Args:
+        model: The network to watch.
+        time_steps: T, used to report per-step dense MACs; read from the model's
+            ``time_steps`` or ``T`` attribute when not given.
+        profile: Energy per operation (see `get_profile`).
+    """
+
+    model: nn.Module
+    time_steps: int | None = None
+    profile: str | EnergyProfile | None = None
+    _stats: dict[str, _LayerStats] = field(default_factory=dict, init=False)
+    _handles: list = field(default_factory=list, init=False)
+    _images: int = field(default=0, init=False)
+    _model_input: torch.Tensor | None = field(default=None, init=False)
+    _neuron_spikes: torch.Tensor | float = field(default=0.0, init=False)
+    _neuron_elements: int = field(default=0, init=False)
+
+    def __enter__(self) -> EnergyMonitor:
+        self.reset()
+        self._handles.append(self.model.register_forward_pre_hook(self._on_model_input))
+        for name, module in self.model.named_modules():
+            if isinstance(module, SYNAPTIC_LAYERS):
+                self._handles.append(module.register_forward_hook(self._layer_hook(name)))
+            elif isinstance(module, AttentionProduct):
+                self._handles.append(module.register_forward_hook(self._attention_hook(name)))
+            elif isinstance(module, BaseNode):
+                self._handles.append(module.register_forward_hook(self._on_neuron))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._model_input = None
+
+    def reset(self) -> None:
+        """Forget everything measured so far."""
+        self._stats = {}
+        self._images = 0
+        self._neuron_spikes = 0.0
+        self._neuron_elements = 0
+
+    def _on_model_input(self, module: nn.Module, args: tuple) -> None:
+        x = args[0]
+        self._model_input = x
+        self._images += x.shape[1] if x.ndim == 5 else x.shape[0]
+
+    def _record(self, name: str, x: torch.Tensor, call_macs: int) -> None:
+        stats = self._stats.get(name)
+        if stats is None:
+            real = x is self._model_input or not _is_spike_count(x)
+            stats = self._stats[name] = _LayerStats(kind="MAC" if real else "AC")
+        if stats.kind == "AC":
+            stats.spikes = stats.spikes + x.detach().sum(dtype=torch.float64)
+            stats.elements += x.numel()
+        stats.call_macs += call_macs
+
+    def _layer_hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            x = args[0]
+            if isinstance(module, nn.Linear):
+                macs = out.numel() * x.shape[-1]
+            else:
+                macs = _conv_macs(module, out, x.shape[1] if x.ndim > 2 else x.shape[0])
+            self._record(name, x, macs)
+
+        return hook
+
+    def _attention_hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            q, _, v = args[:3]
+            tokens = q.shape[-2]
+            self._record(f"{name}.qk", q, q.numel() * tokens)
+            self._record(f"{name}.av", v, v.numel() * tokens)
+
+        return hook
+
+    def _on_neuron(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        self._neuron_spikes = self._neuron_spikes + out.detach().sum(dtype=torch.float64)
+        self._neuron_elements += out.numel()
+
+    def report(self, *, params: int | None = None) -> EnergyReport:
+        """Energy per image of everything measured since entering (or `reset`).
+
+        Args:
+            params: Parameter count to carry in the report (e.g. of the active subnet).
+
+        Raises:
+            RuntimeError: if no forward pass was recorded.
+        """
+        if not self._images:
+            raise RuntimeError("EnergyMonitor recorded no forward pass: run the model inside `with monitor:`")
+        time_steps = self.time_steps or getattr(self.model, "time_steps", None) or getattr(self.model, "T", 1)
+        rows = []
+        for name, s in self._stats.items():
+            rate = float(s.spikes) / s.elements if s.kind == "AC" and s.elements else float("nan")
+            per_image = s.call_macs / self._images
+            dense = per_image / time_steps if s.kind == "AC" else per_image
+            ops = rate * per_image if s.kind == "AC" else per_image
+            rows.append((name, s.kind, dense, rate, ops))
+        firing = float(self._neuron_spikes) / self._neuron_elements if self._neuron_elements else float("nan")
+        return build_report(rows, get_profile(self.profile), time_steps=int(time_steps),
+                            firing_rate=firing, params=params, images=self._images)
+
+
+def measure_energy(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    profile: str | EnergyProfile | None = None,
+    time_steps: int | None = None,
+    params: int | None = None,
+) -> EnergyReport:
+    """Run `model` once on `inputs` (no grad) and report its energy per image."""
+    with torch.no_grad(), EnergyMonitor(model, time_steps=time_steps, profile=profile) as monitor:
+        model(inputs)
+    return monitor.report(params=params)

@@ -1,0 +1,298 @@
+"""Spikformer (Zhou et al., ICLR 2023) and its weight-entangled supernet.
+
+Tensors inside the network are multi-step: images ``[T, B, C, H, W]`` in the patch
+splitter and tokens ``[T, B, N, D]`` (channels last) in the transformer blocks.
+
+`Spikformer` is one fixed architecture built from plain torch layers. `SpikformerSupernet`
+is the same network at the largest configuration, built from elastic layers, that runs
+any `SubnetConfig` after `set_subnet`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from spikingjelly.activation_based import functional, neuron
+from timm.layers import trunc_normal_
+from torch import nn
+
+from .config import SubnetConfig, SupernetConfig
+from .elastic import ElasticBatchNorm1d, ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
+from .neurons import ATTENTION_THRESHOLD, lif, set_lif
+
+ATTENTION_SCALE = 0.125
+
+
+def _layers(elastic: bool) -> tuple[type, type, type, type]:
+    if elastic:
+        return ElasticLinear, ElasticConv2d, ElasticBatchNorm1d, ElasticBatchNorm2d
+    return nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d
+
+
+def _linear_bn(linear: nn.Module, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Linear over the channels of ``[..., C]`` tokens, then BatchNorm1d over C."""
+    y = linear(x)
+    return bn(y.flatten(0, -2)).view(y.shape)
+
+
+def _lif_steps(node: neuron.LIFNode, x: torch.Tensor, time_steps: int) -> torch.Tensor:
+    """Run a multi-step neuron on a ``[T*B, ...]`` tensor."""
+    return node(x.view(time_steps, -1, *x.shape[1:])).flatten(0, 1)
+
+
+class SpikingPatchSplitting(nn.Module):
+    """SPS: four conv-BN-LIF stages with max-pools, then a relative position embedding.
+
+    The first conv sees the static image; it (and its BN) runs once per image and the
+    result is repeated over the T steps, which gives the same output T times cheaper.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        stem_dims: tuple[int, int, int],
+        embed_dim: int,
+        num_pools: int,
+        *,
+        elastic: bool = False,
+    ) -> None:
+        super().__init__()
+        _, Conv, _, BN = _layers(elastic)
+        dims = (in_channels, *stem_dims, embed_dim)
+        self.proj_convs = nn.ModuleList(
+            Conv(dims[i], dims[i + 1], 3, padding=1, bias=False) for i in range(4)
+        )
+        self.proj_bns = nn.ModuleList(BN(dims[i + 1]) for i in range(4))
+        self.proj_lifs = nn.ModuleList(lif() for _ in range(4))
+        self.pooled = tuple(i >= 4 - num_pools for i in range(4))
+        self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.rpe_conv = Conv(embed_dim, embed_dim, 3, padding=1, bias=False)
+        self.rpe_bn = BN(embed_dim)
+        self.rpe_lif = lif()
+
+    def forward(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` (or a sequence ``[T, B, C, H, W]``) to tokens ``[T, B, N, D]``."""
+        # oneDNN convolutions run faster on channels-last activations, and the layout
+        # propagates through BN, LIF and pooling.
+        if x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+            y = self.proj_bns[0](self.proj_convs[0](x))
+            y = self.proj_lifs[0](y.unsqueeze(0).expand(time_steps, *y.shape)).flatten(0, 1)
+        else:
+            time_steps = x.shape[0]
+            x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+            y = self.proj_bns[0](self.proj_convs[0](x))
+            y = _lif_steps(self.proj_lifs[0], y, time_steps)
+        for stage in range(4):
+            if stage:
+                y = _lif_steps(self.proj_lifs[stage], self.proj_bns[stage](self.proj_convs[stage](y)), time_steps)
+            if self.pooled[stage]:
+                y = self.pool(y)
+        y = y + _lif_steps(self.rpe_lif, self.rpe_bn(self.rpe_conv(y)), time_steps)
+        tokens = y.flatten(2).transpose(1, 2).contiguous()
+        return tokens.view(time_steps, -1, *tokens.shape[1:])
+
+
+class AttentionProduct(nn.Module):
+    """``(Q @ K^T) @ V * scale`` over heads, without softmax.
+
+    Q, K and V are binary spikes, so every product is an exact small integer and the
+    result does not depend on the association order; the cheaper order is taken
+    (``Q @ (K^T @ V)`` when the head width is below the token count).
+    A module of its own so that energy monitors can see the spike inputs.
+    """
+
+    def __init__(self, scale: float = ATTENTION_SCALE) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int) -> torch.Tensor:
+        t, b, n, d = q.shape
+        shape = (t, b, n, num_heads, d // num_heads)
+        q, k, v = (z.view(shape).transpose(2, 3) for z in (q, k, v))
+        if d // num_heads < n:
+            y = q @ (k.transpose(-2, -1) @ v)
+        else:
+            y = (q @ k.transpose(-2, -1)) @ v
+        return (y * self.scale).transpose(2, 3).reshape(t, b, n, d)
+
+
+class SpikingSelfAttention(nn.Module):
+    """SSA: Q, K, V = LIF(BN(Linear(x))); LIF_0.5(Q K^T V * 0.125); LIF(BN(Linear(.)))."""
+
+    def __init__(self, dim: int, num_heads: int, *, elastic: bool = False) -> None:
+        super().__init__()
+        Linear, _, BN1d, _ = _layers(elastic)
+        self.num_heads = num_heads
+        self.q_linear, self.k_linear, self.v_linear = (Linear(dim, dim) for _ in range(3))
+        self.q_bn, self.k_bn, self.v_bn = (BN1d(dim) for _ in range(3))
+        self.q_lif, self.k_lif, self.v_lif = (lif() for _ in range(3))
+        self.attn_product = AttentionProduct()
+        self.attn_lif = lif(threshold=ATTENTION_THRESHOLD)
+        self.proj_linear = Linear(dim, dim)
+        self.proj_bn = BN1d(dim)
+        self.proj_lif = lif()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.q_lif(_linear_bn(self.q_linear, self.q_bn, x))
+        k = self.k_lif(_linear_bn(self.k_linear, self.k_bn, x))
+        v = self.v_lif(_linear_bn(self.v_linear, self.v_bn, x))
+        y = self.attn_lif(self.attn_product(q, k, v, self.num_heads))
+        return self.proj_lif(_linear_bn(self.proj_linear, self.proj_bn, y))
+
+
+class SpikingMLP(nn.Module):
+    """LIF(BN(Linear(D -> hidden))), LIF(BN(Linear(hidden -> D)))."""
+
+    def __init__(self, dim: int, hidden: int, *, elastic: bool = False) -> None:
+        super().__init__()
+        Linear, _, BN1d, _ = _layers(elastic)
+        self.fc1_linear = Linear(dim, hidden)
+        self.fc1_bn = BN1d(hidden)
+        self.fc1_lif = lif()
+        self.fc2_linear = Linear(hidden, dim)
+        self.fc2_bn = BN1d(dim)
+        self.fc2_lif = lif()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc1_lif(_linear_bn(self.fc1_linear, self.fc1_bn, x))
+        return self.fc2_lif(_linear_bn(self.fc2_linear, self.fc2_bn, x))
+
+
+class SpikformerBlock(nn.Module):
+    """x = x + SSA(x); x = x + MLP(x). Residuals add spikes, so x holds small integers."""
+
+    def __init__(self, dim: int, num_heads: int, hidden: int, *, elastic: bool = False) -> None:
+        super().__init__()
+        self.attn = SpikingSelfAttention(dim, num_heads, elastic=elastic)
+        self.mlp = SpikingMLP(dim, hidden, elastic=elastic)
+
+    def set_neurons(self, *, tau: float, threshold: float, scope: str) -> None:
+        """Set this block's neuron genes.
+
+        tau drives every neuron of the block. threshold drives the MLP hidden neuron
+        (scope ``mlp``) or every neuron but the attention neuron (scope ``block``).
+        """
+        for node in self.modules():
+            if isinstance(node, neuron.LIFNode):
+                set_lif(node, tau=tau)
+        targets = [self.mlp.fc1_lif]
+        if scope == "block":
+            targets = [n for n in self.modules() if isinstance(n, neuron.LIFNode) and n is not self.attn.attn_lif]
+        for node in targets:
+            set_lif(node, threshold=threshold)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+class Spikformer(nn.Module):
+    """A Spikformer of one architecture.
+
+    Args:
+        supernet: Data shape, stem widths and neuron scope (see `SupernetConfig`).
+        config: The architecture; defaults to the supernet's largest subnet.
+        elastic: Build from elastic layers (used by `SpikformerSupernet`).
+    """
+
+    def __init__(
+        self,
+        supernet: SupernetConfig,
+        config: SubnetConfig | None = None,
+        *,
+        elastic: bool = False,
+    ) -> None:
+        super().__init__()
+        config = (config or supernet.largest_subnet()).active()
+        config.validate(supernet)
+        Linear, _, _, _ = _layers(elastic)
+        self.supernet_config = supernet
+        d = config.embed_dim
+        self.sps = SpikingPatchSplitting(
+            supernet.in_channels, supernet.stem_dims, d, supernet.num_pools, elastic=elastic
+        )
+        self.blocks = nn.ModuleList(
+            SpikformerBlock(d, config.num_heads[i], config.mlp_hidden(i), elastic=elastic)
+            for i in range(config.depth)
+        )
+        self.head = Linear(d, supernet.num_classes)
+        self._init_weights()
+        self._configure(config)
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+
+    def _configure(self, config: SubnetConfig) -> None:
+        self.config = config
+        for i in range(config.depth):
+            block = self.blocks[i]
+            block.attn.num_heads = config.num_heads[i]
+            block.set_neurons(
+                tau=config.tau[i], threshold=config.threshold[i], scope=self.supernet_config.threshold_scope
+            )
+
+    @property
+    def time_steps(self) -> int:
+        return self.config.time_steps
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` to features ``[B, D]`` (mean over tokens, then time)."""
+        x = self.sps(x, self.time_steps)
+        for block in self.blocks[: self.config.depth]:
+            x = block(x)
+        return x.mean(dim=2).mean(dim=0)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[B, classes]``; neuron state is reset after every call."""
+        try:
+            return self.forward_head(self.forward_features(x))
+        finally:
+            functional.reset_net(self)
+
+
+class SpikformerSupernet(Spikformer):
+    """The weight-entangled supernet: one set of weights for every subnet.
+
+    Call `set_subnet` (or use the `subnet` context) to choose the architecture that the
+    next forward passes run.
+    """
+
+    def __init__(self, supernet: SupernetConfig) -> None:
+        super().__init__(supernet, supernet.largest_subnet(), elastic=True)
+
+    def set_subnet(self, config: SubnetConfig) -> None:
+        """Run `config` from now on.
+
+        Raises:
+            ValueError: if `config` does not fit this supernet.
+        """
+        config.validate(self.supernet_config)
+        config = config.active()
+        d = config.embed_dim
+        self.sps.proj_convs[3].active_out = d
+        self.sps.rpe_conv.active_out = d
+        for i in range(config.depth):
+            attn, mlp = self.blocks[i].attn, self.blocks[i].mlp
+            for linear in (attn.q_linear, attn.k_linear, attn.v_linear, attn.proj_linear, mlp.fc2_linear):
+                linear.active_out = d
+            mlp.fc1_linear.active_out = config.mlp_hidden(i)
+        self._configure(config)
+
+    @contextmanager
+    def subnet(self, config: SubnetConfig) -> Iterator[SpikformerSupernet]:
+        """Run `config` inside the block, then restore the previous subnet."""
+        previous = self.config
+        self.set_subnet(config)
+        try:
+            yield self
+        finally:
+            self.set_subnet(previous)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from models import SubnetConfig, SupernetConfig
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+    random.seed(0)
+
+
+@pytest.fixture
+def tiny_spec() -> SupernetConfig:
+    return SupernetConfig(in_channels=1, img_size=8, patch_size=2, num_classes=5, max_depth=3,
+                          max_embed_dim=32, max_num_heads=4, max_mlp_ratio=4.0, time_steps=2)
+
+
+def random_config(spec: SupernetConfig, rng: random.Random) -> SubnetConfig:
+    """A random valid subnet of `spec` with a full-length genome."""
+    depth = rng.randint(1, spec.max_depth)
+    dim = rng.choice([16, 24, 32])
+    n = spec.max_depth
+    return SubnetConfig(
+        depth=depth,
+        embed_dim=dim,
+        num_heads=[rng.choice([h for h in (1, 2, 4) if dim % h == 0]) for _ in range(n)],
+        mlp_ratio=[rng.choice([1.0, 2.5, 4.0]) for _ in range(n)],
+        tau=[rng.choice([1.25, 2.0, 10.0]) for _ in range(n)],
+        threshold=[rng.choice([0.6, 1.0, 1.4]) for _ in range(n)],
+        time_steps=rng.randint(1, 4),
+    )
