@@ -44,8 +44,9 @@ def _conv_macs(module: nn.Module, out: torch.Tensor, in_channels: int) -> int:
 class EnergyMonitor:
     """Context manager that records what every synaptic layer computes.
 
-    A layer whose input is the model's input, or is not made of whole non-negative
-    numbers (decided on its first call), is charged at E_MAC for its dense MACs; any other
+    A layer with an ``energy_kind`` attribute (``"MAC"`` or ``"AC"``) is charged as it
+    says. Otherwise a layer whose input is the model's input, or is not made of whole
+    non-negative numbers (decided on its first call), is charged at E_MAC for its dense MACs; any other
     is spike-driven and charged at E_AC for its synaptic operations
     ``SOPs = input rate x dense MACs`` (summed over time steps).
 
@@ -98,13 +99,16 @@ class EnergyMonitor:
         self._model_input = x
         self._images += x.shape[1] if x.ndim == 5 else x.shape[0]
 
-    def _record(self, name: str, x: torch.Tensor, call_macs: int) -> None:
+    def _record(self, name: str, module: nn.Module, x: torch.Tensor, call_macs: int) -> None:
         stats = self._stats.get(name)
         if stats is None:
-            real = x is self._model_input or not _is_spike_count(x)
-            stats = self._stats[name] = _LayerStats(kind="MAC" if real else "AC")
+            kind = getattr(module, "energy_kind", None)
+            if kind is None:
+                real = x is self._model_input or not _is_spike_count(x)
+                kind = "MAC" if real else "AC"
+            stats = self._stats[name] = _LayerStats(kind=kind)
         if stats.kind == "AC":
-            stats.spikes = stats.spikes + x.detach().sum(dtype=torch.float64)
+            stats.spikes = stats.spikes + x.detach().sum()
             stats.elements += x.numel()
         stats.call_macs += call_macs
 
@@ -115,7 +119,7 @@ class EnergyMonitor:
                 macs = out.numel() * x.shape[-1]
             else:
                 macs = _conv_macs(module, out, x.shape[1] if x.ndim > 2 else x.shape[0])
-            self._record(name, x, macs)
+            self._record(name, module, x, macs)
 
         return hook
 
@@ -123,13 +127,13 @@ class EnergyMonitor:
         def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
             q, _, v = args[:3]
             tokens = q.shape[-2]
-            self._record(f"{name}.qk", q, q.numel() * tokens)
-            self._record(f"{name}.av", v, v.numel() * tokens)
+            self._record(f"{name}.qk", module, q, q.numel() * tokens)
+            self._record(f"{name}.av", module, v, v.numel() * tokens)
 
         return hook
 
     def _on_neuron(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        self._neuron_spikes = self._neuron_spikes + out.detach().sum(dtype=torch.float64)
+        self._neuron_spikes = self._neuron_spikes + out.detach().sum()
         self._neuron_elements += out.numel()
 
     def report(self, *, params: int | None = None) -> EnergyReport:

@@ -219,8 +219,21 @@ class Spikformer(nn.Module):
             for i in range(config.depth)
         )
         self.head = Linear(d, supernet.num_classes)
+        self._mark_energy_kinds()
         self._init_weights()
         self._configure(config)
+
+    def _mark_energy_kinds(self) -> None:
+        """Tell energy monitors how each synaptic layer is charged.
+
+        The first conv sees the real-valued image and the head time-averaged features
+        (MACs); every other layer sees spikes or sums of spikes (ACs).
+        """
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d, AttentionProduct)):
+                module.energy_kind = "AC"
+        self.sps.proj_convs[0].energy_kind = "MAC"
+        self.head.energy_kind = "MAC"
 
     def _init_weights(self) -> None:
         for module in self.modules():

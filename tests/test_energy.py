@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from spikingjelly.activation_based import functional
+from spikingjelly.activation_based.model import spikformer as sj_spikformer
+from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
+from torch import nn
+
+from energy import EnergyMonitor, dense_macs, get_profile, measure_energy
+from models import SpikformerSupernet, SubnetConfig
+from models.neurons import lif
+from tests.conftest import random_config
+
+
+class ForcedSpikes(nn.Module):
+    """Emits a fixed spike pattern with the input's shape: a known firing rate."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = torch.zeros(x.numel())
+        flat[: round(self.rate * x.numel())] = 1.0
+        return flat.view(x.shape)
+
+
+class TinySNN(nn.Module):
+    """conv on the image (MAC), spikes at a forced rate, linear on spikes (AC), head (MAC)."""
+
+    def __init__(self, rate: float, time_steps: int) -> None:
+        super().__init__()
+        self.time_steps = time_steps
+        self.conv = nn.Conv2d(1, 2, 1, bias=False)
+        self.spikes = ForcedSpikes(rate)
+        self.fc = nn.Linear(8, 3)
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # [B, 2, 2, 2]
+        s = self.spikes(y.flatten(1).unsqueeze(0).repeat(self.time_steps, 1, 1))  # [T, B, 8]
+        return self.head(self.fc(s).mean(0) + 0.5)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.25, 1.0])
+@pytest.mark.parametrize("time_steps", [1, 3])
+def test_hand_computed_energy_on_forced_spike_patterns(rate, time_steps):
+    model = TinySNN(rate, time_steps)
+    images = 4
+    report = measure_energy(model, torch.randn(images, 1, 2, 2))
+    conv_macs = 2 * 2 * 2 * 1  # per image: 4 pixels x 2 filters x 1 input channel
+    fc_dense = 8 * 3  # per image, per step
+    head_macs = 3 * 2
+    sops = rate * time_steps * fc_dense
+    expected_pj = 4.6 * (conv_macs + head_macs) + 0.9 * sops
+    assert report.energy_mj == pytest.approx(expected_pj * 1e-9, rel=1e-9)
+    assert report.sops == pytest.approx(sops)
+    assert report.macs == pytest.approx(conv_macs + head_macs)
+    rows = report.layers.set_index("layer")
+    assert list(rows["kind"]) == ["MAC", "AC", "MAC"]
+    assert rows.loc["fc", "dense_macs"] == fc_dense
+    assert rows.loc["fc", "input_rate"] == pytest.approx(rate)
+    assert rows["energy_share"].sum() == pytest.approx(1.0)
+
+
+def test_energy_grows_linearly_with_time_steps_when_rates_are_fixed():
+    energies = [measure_energy(TinySNN(0.5, t), torch.randn(2, 1, 2, 2)).energy_mj for t in (1, 2, 4)]
+    assert energies[1] - energies[0] == pytest.approx((energies[2] - energies[1]) / 2, rel=1e-9)
+    assert energies[1] > energies[0]
+
+
+def test_profiles_reuse_spikingjelly_presets_and_accept_user_values():
+    assert (get_profile("fp16").e_mac_pj, get_profile("fp16").e_ac_pj) == (1.5, 0.4)
+    assert (get_profile("int8").e_mac_pj, get_profile("int8").e_ac_pj) == (0.23, 0.03)
+    assert (get_profile(None).e_mac_pj, get_profile(None).e_ac_pj) == (4.6, 0.9)
+    assert (get_profile("3.0,0.5").e_mac_pj, get_profile("3.0,0.5").e_ac_pj) == (3.0, 0.5)
+    with pytest.raises(ValueError, match="unknown energy profile 'fp8'; choose from"):
+        get_profile("fp8")
+    model = TinySNN(0.5, 2)
+    x = torch.randn(2, 1, 2, 2)
+    fp32 = measure_energy(model, x)
+    int8 = measure_energy(model, x, profile="int8")
+    assert int8.energy_mj == pytest.approx(
+        (0.23 * fp32.macs + 0.03 * fp32.sops) * 1e-9, rel=1e-9
+    )
+
+
+def _force_all_ones(net: nn.Module) -> list:
+    from spikingjelly.activation_based.neuron import BaseNode
+
+    return [m.register_forward_hook(lambda mod, args, out: torch.ones_like(out))
+            for m in net.modules() if isinstance(m, BaseNode)]
+
+
+def test_measured_dense_macs_equal_the_analytic_count(tiny_spec):
+    rng = random.Random(3)
+    net = SpikformerSupernet(tiny_spec)
+    handles = _force_all_ones(net)
+    for cfg in [random_config(tiny_spec, rng) for _ in range(4)] + [tiny_spec.largest_subnet()]:
+        net.set_subnet(cfg)
+        report = measure_energy(net, torch.rand(3, 1, 8, 8))
+        analytic = dense_macs(tiny_spec, cfg).layers.set_index("layer")
+        measured = report.layers.set_index("layer")
+        assert sorted(measured.index) == sorted(analytic.index)
+        assert (measured.loc[analytic.index, "dense_macs"] == analytic["dense_macs"]).all()
+        assert (measured.loc[analytic.index, "kind"] == analytic["kind"]).all()
+        ac = measured[measured["kind"] == "AC"]
+        assert list(ac["ops"]) == pytest.approx(list(ac["input_rate"] * cfg.time_steps * ac["dense_macs"]))
+    for h in handles:
+        h.remove()
+
+
+def test_all_ones_spikes_on_binary_layers_give_t_times_dense_macs(tiny_spec):
+    net = SpikformerSupernet(tiny_spec)
+    handles = _force_all_ones(net)
+    cfg = tiny_spec.largest_subnet()
+    report = measure_energy(net, torch.rand(2, 1, 8, 8))
+    rows = report.layers.set_index("layer")
+    for name in ("sps.proj_convs.1", "blocks.0.attn.proj_linear", "blocks.0.mlp.fc2_linear",
+                 "blocks.0.attn.attn_product.qk"):
+        assert rows.loc[name, "input_rate"] == 1.0
+        assert rows.loc[name, "ops"] == cfg.time_steps * rows.loc[name, "dense_macs"]
+    assert report.firing_rate == 1.0
+    for h in handles:
+        h.remove()
+
+
+def test_ac_counts_agree_with_spikingjelly_op_counter_on_binary_inputs(tiny_spec):
+    net = SpikformerSupernet(tiny_spec)
+    x = torch.rand(4, 1, 8, 8) * 3
+    counter = SynOpCounter()
+    with torch.no_grad(), DispatchCounterMode([counter]):
+        net(x)
+    counts = counter.get_counts()
+    report = measure_energy(net, x)
+    rows = report.layers.set_index("layer")
+    for name in ("blocks.0.mlp.fc2_linear", "blocks.1.mlp.fc2_linear", "blocks.0.attn.proj_linear"):
+        theirs = sum(counts[f"SpikformerSupernet.{name}"].values()) / x.shape[0]
+        assert rows.loc[name, "ops"] == pytest.approx(theirs, rel=1e-9), name
+    assert rows.loc["blocks.0.mlp.fc2_linear", "ops"] > 0
+
+
+def test_hooks_leave_outputs_unchanged_and_are_removed(tiny_spec):
+    net = SpikformerSupernet(tiny_spec).eval()
+    x = torch.rand(4, 1, 8, 8) * 3
+    with torch.no_grad():
+        before = net(x)
+        with EnergyMonitor(net) as monitor:
+            during = net(x)
+        after = net(x)
+    assert torch.equal(before, during) and torch.equal(before, after)
+    assert monitor.report().energy_mj > 0
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+
+
+def test_monitor_accumulates_over_batches_per_image(tiny_spec):
+    net = SpikformerSupernet(tiny_spec).eval()
+    x = torch.rand(6, 1, 8, 8) * 3
+    with torch.no_grad(), EnergyMonitor(net) as monitor:
+        net(x[:3])
+        net(x[3:])
+    split = monitor.report()
+    whole = measure_energy(net, x)
+    assert split.images == 6
+    assert split.energy_mj == pytest.approx(whole.energy_mj, rel=1e-6)
+
+
+def test_report_without_forward_is_an_error(tiny_spec):
+    with EnergyMonitor(SpikformerSupernet(tiny_spec)) as monitor:
+        pass
+    with pytest.raises(RuntimeError, match="recorded no forward pass"):
+        monitor.report()
+
+
+def test_works_on_spikingjelly_builtin_spikformer():
+    model = sj_spikformer.Spikformer(T=2, in_channels=3, img_size_h=16, img_size_w=16, patch_size=4,
+                                     num_classes=4, embed_dims=32, num_heads=2, mlp_ratio=2.0, depths=1)
+    report = measure_energy(model, torch.rand(2, 3, 16, 16))
+    functional.reset_net(model)
+    kinds = report.layers.set_index("layer")["kind"]
+    assert kinds["head"] == "MAC"
+    assert (kinds == "AC").sum() >= 6
+    assert report.energy_mj > 0 and report.time_steps == 2
+    assert 0 <= report.firing_rate <= 1
+
+
+def test_lif_settings_follow_spikformer():
+    node = lif(tau=1.25, threshold=0.8)
+    assert node.tau == 1.25 and node.v_threshold == 0.8 and node.v_reset == 0.0
+    assert node.detach_reset and node.decay_input and node.step_mode == "m"
+    assert node.surrogate_function.alpha == 4.0
+
+
+def test_analytic_energy_matches_measured_energy_at_rate_one(tiny_spec):
+    net = SpikformerSupernet(tiny_spec)
+    cfg = SubnetConfig.uniform(depth=1, embed_dim=16, num_heads=2, mlp_ratio=2.0, time_steps=3, max_depth=3)
+    net.set_subnet(cfg)
+    # force 1 spike per element everywhere the input is binary; the residual stream holds 2s
+    handles = _force_all_ones(net)
+    report = measure_energy(net, torch.rand(2, 1, 8, 8))
+    for h in handles:
+        h.remove()
+    analytic = dense_macs(tiny_spec, cfg)
+    rates = report.layers.set_index("layer")["input_rate"].fillna(0)
+    expected_pj = sum(
+        (4.6 * r.dense_macs) if r.kind == "MAC" else 0.9 * rates[r.layer] * cfg.time_steps * r.dense_macs
+        for r in analytic.layers.itertuples()
+    )
+    assert report.energy_mj == pytest.approx(expected_pj * 1e-9, rel=1e-9)
+    assert analytic.energy_mj(firing_rate=1.0) < report.energy_mj  # the stream's 2s cost double
