@@ -34,3 +34,32 @@ def random_config(spec: SupernetConfig, rng: random.Random) -> SubnetConfig:
         threshold=[rng.choice([0.6, 1.0, 1.4]) for _ in range(n)],
         time_steps=rng.randint(1, 4),
     )
+
+
+TINY_SPACE = {
+    "name": "tiny",
+    "patch_size": 2,
+    "genes": {
+        "depth": [1, 2],
+        "embed_dim": [8, 16],
+        "mlp_ratio": [1.0, 2.0],
+        "num_heads": [1, 2],
+        "threshold": [0.8, 1.0],
+        "tau": [1.5, 2.0],
+        "time_steps": [1, 2],
+    },
+}
+
+
+@pytest.fixture
+def tiny_space():
+    from nas.space import SearchSpace
+
+    return SearchSpace.from_dict(TINY_SPACE)
+
+
+@pytest.fixture(scope="session")
+def digits_data():
+    from nas.data import DatasetSpec, load_dataset
+
+    return load_dataset(DatasetSpec("digits"))

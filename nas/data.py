@@ -1,0 +1,451 @@
+"""Data sets for supernet training and subnet scoring: digits, CIFAR-10/100 and image folders.
+
+Every data set is split four ways (SPEC §3): ``train`` (augmented, for supernet training),
+``train_eval`` (the same images without augmentation, for BN recalibration), ``val`` (carved
+from the training data, scored by the search) and ``test`` (final reports only). Every item is
+``(float32 tensor [C, H, W], normalised, int label)``.
+
+Choices where the design is silent:
+
+- All splits are stratified with scikit-learn's ``train_test_split`` and ``spec.seed``, and
+  each split lists its images in their original order.
+- Normalisation statistics come from the ``train`` split only (digits, folders); CIFAR uses the
+  published constants of SPEC §2.
+- Digits are augmented by a random shift of up to one pixel; the pixels shifted in are the
+  (normalised) black background.
+- A folder tree with both ``test/`` and ``val/`` next to ``train/`` uses ``test/`` as the test
+  split; ``val/`` is not read, because the search's validation split is always carved from
+  the training data.
+- A folder's default ``img_size`` is the shorter side of its first training image; every image
+  is resized to that square.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from timm.data.auto_augment import rand_augment_transform
+from timm.data.random_erasing import RandomErasing
+from torch.utils.data import Dataset
+from torchvision import datasets, transforms
+
+DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "folder")
+
+_NEEDS_ROOT = ("cifar10", "cifar100", "folder")
+_GRAYSCALE_MODES = ("1", "L", "LA")
+_MAX_STAT_IMAGES = 500
+_FOLDER_TEST_NAMES = ("test", "val")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which data set to load and how to split it; stored with a study so it can be rebuilt.
+
+    Attributes:
+        name: One of ``DATASETS``.
+        root: Folder holding the CIFAR files or the image-folder tree; ignored for digits.
+        val_fraction: Fraction of the training data carved out as the validation split.
+        test_fraction: Fraction held out as the test split; digits, and a folder tree
+            without its own test split, only.
+        seed: Seed of the split.
+        download: CIFAR only: fetch missing files with torchvision.
+        img_size: Folder only: resize to this square size; default: the first image's size.
+    """
+
+    name: str
+    root: str | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    seed: int = 0
+    download: bool = False
+    img_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise ValueError(f"unknown data set {self.name!r}; choose from {list(DATASETS)}")
+        if self.name in _NEEDS_ROOT and not self.root:
+            raise ValueError(f"data set {self.name!r} needs a root folder (root=None was given)")
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{key}={value} is outside the allowed range 0 < {key} < 1")
+        if self.img_size is not None and self.img_size < 1:
+            raise ValueError(f"img_size={self.img_size} must be a positive number of pixels or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON-friendly values."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetSpec:
+        """Rebuild a spec from ``to_dict`` output.
+
+        Raises:
+            ValueError: If ``d`` has keys a spec does not know, or lacks ``name``.
+        """
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown DatasetSpec key(s) {unknown}; allowed keys: {allowed}")
+        if "name" not in d:
+            raise ValueError(f"a DatasetSpec needs 'name'; choose from {list(DATASETS)}")
+        return cls(**d)
+
+
+@dataclass
+class DataSplits:
+    """The four splits of a data set and what a model needs to know about its images.
+
+    Attributes:
+        train: Training split with augmentation (supernet training).
+        train_eval: The same training images without augmentation (BN recalibration).
+        val: Carved from the training data, no augmentation; scored by the search.
+        test: Only for final reports.
+        in_channels: Image channels.
+        img_size: Image height and width.
+        num_classes: Number of classes; labels are ``0 .. num_classes - 1``.
+        mean: Per-channel mean used for normalisation.
+        std: Per-channel standard deviation used for normalisation.
+    """
+
+    train: Dataset
+    train_eval: Dataset
+    val: Dataset
+    test: Dataset
+    in_channels: int
+    img_size: int
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def load_dataset(spec: DatasetSpec) -> DataSplits:
+    """Load and split the data set that ``spec`` names.
+
+    Raises:
+        FileNotFoundError: CIFAR files are missing and ``spec.download`` is off.
+        ValueError: The folder tree is missing or malformed, or a split cannot be stratified.
+    """
+    return _LOADERS[spec.name](spec)
+
+
+class _ArrayItems(Dataset):
+    """Images held in one in-memory array, with integer labels, untransformed."""
+
+    def __init__(self, images: torch.Tensor | np.ndarray, labels: np.ndarray) -> None:
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.images[index], int(self.labels[index])
+
+
+class _SplitView(Dataset):
+    """A split of a base data set: chosen indices, each image passed through ``transform``.
+
+    Not ``torch.utils.data.Subset``: its batched ``__getitems__`` would bypass the transform.
+
+    Attributes:
+        dataset: The base data set, returning ``(image, label)``.
+        indices: Positions in ``dataset`` that make up this split.
+        transform: Applied to each image; None leaves it as the base returns it.
+    """
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int],
+                 transform: Callable[[Any], torch.Tensor] | None = None) -> None:
+        self.dataset = dataset
+        self.indices = indices
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.dataset[self.indices[index]]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label
+
+
+class _RandomShift:
+    """Translate a [C, H, W] tensor by up to ``max_shift`` pixels, filling with ``fill``."""
+
+    def __init__(self, max_shift: int, fill: Sequence[float]) -> None:
+        self.max_shift = max_shift
+        self.fill = torch.tensor(fill, dtype=torch.float32).view(-1, 1, 1)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        s = self.max_shift
+        c, h, w = image.shape
+        top, left = torch.randint(0, 2 * s + 1, (2,)).tolist()
+        padded = self.fill.expand(c, h + 2 * s, w + 2 * s).clone()
+        padded[:, s:s + h, s:s + w] = image
+        return padded[:, top:top + h, left:left + w]
+
+
+def _stratified_split(indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int,
+                      part: str) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` into (kept, held-out ``fraction``), stratified by label."""
+    try:
+        kept, held = train_test_split(indices, test_size=fraction, stratify=labels[indices],
+                                      random_state=seed)
+    except ValueError as err:
+        n_classes = len(np.unique(labels[indices]))
+        raise ValueError(
+            f"cannot hold out a stratified {part} split of {fraction} from {len(indices)} images "
+            f"of {n_classes} classes (each class needs images on both sides): {err}") from err
+    return np.sort(kept), np.sort(held)
+
+
+def _train_val_test(labels: np.ndarray, spec: DatasetSpec) -> tuple[np.ndarray, ...]:
+    """Indices of train, val and test when one pool holds all images: test first, then val."""
+    train_val, test = _stratified_split(np.arange(len(labels)), labels, spec.test_fraction,
+                                        spec.seed, "test")
+    train, val = _stratified_split(train_val, labels, spec.val_fraction, spec.seed, "val")
+    return train, val, test
+
+
+def _mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of a [N, C, H, W] batch in [0, 1]."""
+    mean = images.mean(dim=(0, 2, 3))
+    std = images.std(dim=(0, 2, 3))
+    # A constant channel carries no information; leave it unscaled rather than divide by zero.
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _load_digits(spec: DatasetSpec) -> DataSplits:
+    bunch = load_digits()
+    labels = bunch.target.astype(np.int64)
+    train, val, test = _train_val_test(labels, spec)
+    images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 16.0
+    mean, std = _mean_std(images[train])
+    mean_t = torch.tensor(mean).view(-1, 1, 1)
+    std_t = torch.tensor(std).view(-1, 1, 1)
+    base = _ArrayItems((images - mean_t) / std_t, labels)
+    black = tuple(((0.0 - mean_t) / std_t).flatten().tolist())
+    return DataSplits(
+        train=_SplitView(base, train, _RandomShift(1, black)),
+        train_eval=_SplitView(base, train),
+        val=_SplitView(base, val),
+        test=_SplitView(base, test),
+        in_channels=1, img_size=8, num_classes=10, mean=mean, std=std,
+    )
+
+
+@dataclass(frozen=True)
+class _CifarLayout:
+    """Where torchvision's python-pickle CIFAR release keeps its files and labels."""
+
+    folder: str
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    label_key: bytes
+    torchvision_class: str
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+_CIFAR = {
+    "cifar10": _CifarLayout(
+        folder="cifar-10-batches-py",
+        train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
+        test_files=("test_batch",),
+        label_key=b"labels",
+        torchvision_class="CIFAR10",
+        num_classes=10,
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+    ),
+    "cifar100": _CifarLayout(
+        folder="cifar-100-python",
+        train_files=("train",),
+        test_files=("test",),
+        label_key=b"fine_labels",
+        torchvision_class="CIFAR100",
+        num_classes=100,
+        mean=(0.5071, 0.4867, 0.4408),
+        std=(0.2675, 0.2565, 0.2761),
+    ),
+}
+
+
+def _missing_cifar_files(root: str, layout: _CifarLayout) -> list[str]:
+    paths = [os.path.join(root, layout.folder, f) for f in layout.train_files + layout.test_files]
+    return [p for p in paths if not os.path.isfile(p)]
+
+
+def _read_cifar_files(root: str, layout: _CifarLayout,
+                      names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Read pickled CIFAR batches into uint8 [N, 32, 32, 3] images and int64 labels."""
+    images, labels = [], []
+    for name in names:
+        with open(os.path.join(root, layout.folder, name), "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(batch[layout.label_key], dtype=np.int64))
+    # Stored channel-first; PIL wants height x width x channels.
+    return np.ascontiguousarray(np.concatenate(images).transpose(0, 2, 3, 1)), np.concatenate(labels)
+
+
+def _ensure_cifar_files(spec: DatasetSpec, layout: _CifarLayout) -> None:
+    """Fetch the CIFAR release if allowed and needed; fail with the expected path otherwise."""
+    root = str(spec.root)
+    missing = _missing_cifar_files(root, layout)
+    if missing and spec.download:
+        getattr(datasets, layout.torchvision_class)(root, train=True, download=True)
+        missing = _missing_cifar_files(root, layout)
+    if missing:
+        raise FileNotFoundError(
+            f"{spec.name} files not found: expected {missing[0]}"
+            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''} under "
+            f"{os.path.join(root, layout.folder)}; pass download=True (--download on the CLI) "
+            f"or place the python-pickle release there")
+
+
+def _cifar_train_transform(mean: tuple[float, ...], std: tuple[float, ...]) -> transforms.Compose:
+    """The Spikformer CIFAR recipe (SPEC §2); mixup belongs to the training loop."""
+    hparams = {
+        "translate_const": int(32 * 0.45),
+        "img_mean": tuple(min(255, round(255 * m)) for m in mean),
+    }
+    return transforms.Compose([
+        transforms.ToPILImage(),
+        transforms.RandomCrop(32, padding=4),
+        transforms.RandomHorizontalFlip(),
+        rand_augment_transform("rand-m9-n1", hparams),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+        RandomErasing(probability=0.25, mode="pixel", device="cpu"),
+    ])
+
+
+def _load_cifar(spec: DatasetSpec) -> DataSplits:
+    layout = _CIFAR[spec.name]
+    _ensure_cifar_files(spec, layout)
+    root = str(spec.root)
+    train_images, train_labels = _read_cifar_files(root, layout, layout.train_files)
+    test_images, test_labels = _read_cifar_files(root, layout, layout.test_files)
+    train, val = _stratified_split(np.arange(len(train_labels)), train_labels, spec.val_fraction,
+                                   spec.seed, "val")
+    mean, std = layout.mean, layout.std
+    evaluate = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+    train_base = _ArrayItems(train_images, train_labels)
+    return DataSplits(
+        train=_SplitView(train_base, train, _cifar_train_transform(mean, std)),
+        train_eval=_SplitView(train_base, train, evaluate),
+        val=_SplitView(train_base, val, evaluate),
+        test=_SplitView(_ArrayItems(test_images, test_labels),
+                       np.arange(len(test_labels)), evaluate),
+        in_channels=3, img_size=32, num_classes=layout.num_classes, mean=mean, std=std,
+    )
+
+
+def _load_image(path: str, mode: str) -> Image.Image:
+    with open(path, "rb") as f:
+        return Image.open(f).convert(mode)
+
+
+def _check_class_tree(path: str) -> None:
+    if not os.path.isdir(path):
+        raise ValueError(f"image folder {path} does not exist or is not a folder")
+    if not any(entry.is_dir() for entry in os.scandir(path)):
+        raise ValueError(f"image folder {path} has no class sub-folders; expected one "
+                         f"sub-folder of images per class (e.g. {path}/cat/001.png)")
+
+
+def _folder_sources(root: str) -> tuple[str, str | None]:
+    """The train tree and, if the root has one, the separate test tree."""
+    train_dir = os.path.join(root, "train")
+    if os.path.isdir(train_dir):
+        for name in _FOLDER_TEST_NAMES:
+            test_dir = os.path.join(root, name)
+            if os.path.isdir(test_dir):
+                return train_dir, test_dir
+    return root, None
+
+
+def _image_folder(path: str) -> datasets.ImageFolder:
+    _check_class_tree(path)
+    return datasets.ImageFolder(path)
+
+
+def _load_folder(spec: DatasetSpec) -> DataSplits:
+    root = str(spec.root)
+    _check_class_tree(root)
+    train_dir, test_dir = _folder_sources(root)
+    train_base = _image_folder(train_dir)
+    with Image.open(train_base.samples[0][0]) as first:
+        mode = "L" if first.mode in _GRAYSCALE_MODES else "RGB"
+        img_size = spec.img_size or min(first.size)
+    # One colour mode for every image, taken from the first, so batches stack.
+    loader = functools.partial(_load_image, mode=mode)
+    train_base.loader = loader
+
+    labels = np.asarray(train_base.targets, dtype=np.int64)
+    if test_dir is None:
+        train, val, test = _train_val_test(labels, spec)
+        test_base = train_base
+    else:
+        test_base = _image_folder(test_dir)
+        test_base.loader = loader
+        if test_base.classes != train_base.classes:
+            raise ValueError(
+                f"class folders differ between {train_dir} and {test_dir}: "
+                f"only in train {sorted(set(train_base.classes) - set(test_base.classes))}, "
+                f"only in test {sorted(set(test_base.classes) - set(train_base.classes))}; "
+                f"both trees need the same class sub-folders")
+        train, val = _stratified_split(np.arange(len(labels)), labels, spec.val_fraction,
+                                       spec.seed, "val")
+        test = np.arange(len(test_base))
+
+    resize = transforms.Resize((img_size, img_size))
+    stat_view = _SplitView(train_base, _stat_sample(train, spec.seed),
+                          transforms.Compose([resize, transforms.ToTensor()]))
+    mean, std = _mean_std(torch.stack([stat_view[i][0] for i in range(len(stat_view))]))
+    normalise = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    evaluate = transforms.Compose([resize, *normalise])
+    augment = transforms.Compose([
+        resize,
+        transforms.RandomHorizontalFlip(),
+        transforms.RandomCrop(img_size, padding=img_size // 8),
+        *normalise,
+    ])
+    return DataSplits(
+        train=_SplitView(train_base, train, augment),
+        train_eval=_SplitView(train_base, train, evaluate),
+        val=_SplitView(train_base, val, evaluate),
+        test=_SplitView(test_base, test, evaluate),
+        in_channels=1 if mode == "L" else 3, img_size=img_size,
+        num_classes=len(train_base.classes), mean=mean, std=std,
+    )
+
+
+def _stat_sample(train: np.ndarray, seed: int) -> np.ndarray:
+    """Up to ``_MAX_STAT_IMAGES`` training indices: enough for stable channel statistics."""
+    if len(train) <= _MAX_STAT_IMAGES:
+        return train
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(train, size=_MAX_STAT_IMAGES, replace=False))
+
+
+_LOADERS: dict[str, Callable[[DatasetSpec], DataSplits]] = {
+    "digits": _load_digits,
+    "cifar10": _load_cifar,
+    "cifar100": _load_cifar,
+    "folder": _load_folder,
+}

@@ -1,0 +1,54 @@
+"""F_AEB: the accuracy and energy balanced fitness.
+
+The paper gives no formula; we use the weighted-product form of MnasNet and AutoSNN::
+
+    F_AEB = Acc * (E / E_ref) ** w,   w = alpha if E <= E_ref else beta
+
+With alpha = beta = -0.07 (the default), halving the energy is worth about 5% relative
+accuracy. alpha, beta and E_ref are settings of a study and are stored with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_ALPHA = -0.07
+DEFAULT_BETA = -0.07
+
+
+@dataclass(frozen=True)
+class AEBSettings:
+    """Settings of F_AEB.
+
+    Args:
+        e_ref: Reference energy in mJ (default in studies: the largest subnet's).
+        alpha: Exponent when the energy is at most `e_ref`.
+        beta: Exponent when the energy is above `e_ref`.
+    """
+
+    e_ref: float
+    alpha: float = DEFAULT_ALPHA
+    beta: float = DEFAULT_BETA
+
+    def __post_init__(self) -> None:
+        if not self.e_ref > 0:
+            raise ValueError(f"F_AEB reference energy e_ref={self.e_ref} must be > 0 (mJ)")
+        if self.alpha > 0 or self.beta > 0:
+            raise ValueError(
+                f"F_AEB exponents alpha={self.alpha}, beta={self.beta} must be <= 0 "
+                "(more energy must never raise the fitness)"
+            )
+
+
+def f_aeb(accuracy: float, energy_mj: float, settings: AEBSettings) -> float:
+    """The F_AEB fitness of a subnet (higher is better).
+
+    Args:
+        accuracy: Accuracy in [0, 1].
+        energy_mj: Energy per image in mJ (> 0).
+        settings: Reference energy and exponents.
+    """
+    if energy_mj <= 0:
+        raise ValueError(f"energy_mj={energy_mj} must be > 0")
+    w = settings.alpha if energy_mj <= settings.e_ref else settings.beta
+    return accuracy * (energy_mj / settings.e_ref) ** w

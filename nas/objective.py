@@ -1,0 +1,113 @@
+"""The Optuna objective: a trial's genome -> inherited-weight accuracy and energy.
+
+Two modes: ``aeb`` maximises F_AEB (one objective); ``pareto`` maximises accuracy and
+minimises energy (two objectives). Both record the same user attrs on every trial.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from .evaluate import SubnetEvaluator
+from .fitness import AEBSettings, f_aeb
+from .sampler import ARCH_ATTR, trial_arch_id
+from .space import SearchSpace
+
+OBJECTIVES = ("aeb", "pareto")
+METRIC_NAMES = {"aeb": ["f_aeb"], "pareto": ["accuracy", "energy_mj"]}
+DIRECTIONS = {"aeb": ["maximize"], "pareto": ["maximize", "minimize"]}
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Optional hard limits, recorded as Optuna constraints (<= 0 is feasible)."""
+
+    max_params: int | None = None
+    max_energy_mj: float | None = None
+
+    def constraints(self, params: int, energy_mj: float) -> dict[str, float]:
+        out = {}
+        if self.max_params is not None:
+            out["params"] = float(params - self.max_params)
+        if self.max_energy_mj is not None:
+            out["energy_mj"] = energy_mj - self.max_energy_mj
+        return out
+
+
+class SubnetObjective:
+    """Evaluate the subnet a trial proposes, or reuse the result of its twin.
+
+    A trial whose architecture another trial of the study already evaluated (possible
+    when several workers propose at the same moment) is not evaluated again: it waits for
+    the twin if it is still running, copies its results, and is marked with the user attr
+    ``duplicate_of``.
+
+    Args:
+        space: The search space.
+        evaluator: Scores subnets with inherited weights.
+        objective: ``aeb`` or ``pareto``.
+        aeb: F_AEB settings (recorded in both modes).
+        budgets: Optional parameter and energy limits.
+        twin_timeout: Seconds to wait for a running twin before evaluating anyway.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        evaluator: SubnetEvaluator,
+        objective: str,
+        aeb: AEBSettings,
+        budgets: Budgets = Budgets(),
+        twin_timeout: float = 600.0,
+    ) -> None:
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective '{objective}'; choose from {list(OBJECTIVES)}")
+        self.space = space
+        self.evaluator = evaluator
+        self.objective = objective
+        self.aeb = aeb
+        self.budgets = budgets
+        self.twin_timeout = twin_timeout
+
+    def values(self, attrs: dict[str, Any]) -> float | tuple[float, float]:
+        if self.objective == "aeb":
+            return attrs["f_aeb"]
+        return attrs["accuracy"], attrs["energy_mj"]
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        config = self.space.suggest(trial)
+        twin = self._twin(trial, config.arch_id)
+        if twin is not None:
+            attrs = {k: v for k, v in twin.user_attrs.items() if k != "duplicate_of"}
+            attrs["duplicate_of"] = twin.number
+        else:
+            score = self.evaluator(config)
+            attrs = score.attrs()
+            attrs["f_aeb"] = f_aeb(score.accuracy, score.energy.energy_mj, self.aeb)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        for key, value in self.budgets.constraints(attrs["params"], attrs["energy_mj"]).items():
+            trial.set_constraint(key, value)
+        return self.values(attrs)
+
+    def _twin(self, trial: optuna.Trial, arch: str) -> optuna.trial.FrozenTrial | None:
+        """A complete trial of the same architecture, waiting for a running one."""
+        deadline = time.monotonic() + self.twin_timeout
+        while True:
+            twins = [
+                t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+                if t.number != trial.number and trial_arch_id(t) == arch
+                and (t.state == TrialState.COMPLETE or t.number < trial.number)
+            ]
+            done = [t for t in twins if t.state == TrialState.COMPLETE and ARCH_ATTR in t.user_attrs
+                    and "duplicate_of" not in t.user_attrs]
+            if done:
+                return min(done, key=lambda t: t.number)
+            if not twins or time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)

@@ -1,0 +1,179 @@
+"""Our NSGA-II sampler: Auto-Spikformer's evolution on Optuna's GA sampler base."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseGASampler
+from optuna.trial import FrozenTrial
+
+from models import SubnetConfig
+
+from ..space import SearchSpace
+from ._dedup import ARCH_KEY, known_arch_ids
+from ._selection import select_top
+from ._variation import BLOCK_MUTATION_PROB, GLOBAL_MUTATION_PROB, mutate, uniform_crossover
+
+_STRATA_POOL = 8
+"""Random candidates per slot of the first generation when it is stratified by cost."""
+
+
+class SpikformerNSGAIISampler(BaseGASampler):
+    """Evolutionary search over architecture and neuron genes (ESNN), one genome per trial.
+
+    Each generation holds `population_size` trials. Its parents are the `num_parents`
+    best of the previous generation and its parents: by F_AEB for one objective, by
+    non-dominated rank and crowding distance for two, feasible trials first
+    (``trial.set_constraint``). A child is, with probability `crossover_fraction`, the
+    uniform crossover of two random parents, otherwise a mutation of one; every gene of a
+    child may then mutate (`global_mutation_prob` for depth, embed_dim and T,
+    `block_mutation_prob` for each per-block gene).
+
+    The first generation is uniform random or, given `cost`, stratified: slot i draws
+    from the i-th cost quantile of a random pool, so it spans cheap to costly subnets.
+    Enqueued trials (``study.enqueue_trial``) take precedence.
+
+    No architecture is proposed twice: before proposing, the sampler reads every arch id
+    in storage (other workers' proposals included) and draws again on a clash. The arch
+    id is written to the trial at once.
+
+    Args:
+        space: The search space.
+        population_size: Trials per generation.
+        num_parents: Parents kept per generation (top-k).
+        crossover_fraction: Share of children made by crossover (the rest by mutation).
+        global_mutation_prob: Mutation probability of depth, embed_dim and T.
+        block_mutation_prob: Mutation probability of each per-block gene.
+        neighbour_mutation: Mutate ordered genes by one step instead of redrawing.
+        swap_prob: Per-gene probability of taking the second parent's gene in crossover.
+        seed: Seed; with one worker the sampler is then deterministic.
+        cost: Optional cost of a subnet (e.g. analytic energy) to stratify generation 0.
+        max_retries: Draws before giving up on finding a new architecture from parents.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        population_size: int = 50,
+        num_parents: int = 10,
+        crossover_fraction: float = 0.5,
+        global_mutation_prob: float = GLOBAL_MUTATION_PROB,
+        block_mutation_prob: float = BLOCK_MUTATION_PROB,
+        neighbour_mutation: bool = False,
+        swap_prob: float = 0.5,
+        seed: int | None = None,
+        cost: Callable[[SubnetConfig], float] | None = None,
+        max_retries: int = 200,
+    ) -> None:
+        if population_size < 2:
+            raise ValueError(f"population_size={population_size} must be >= 2")
+        if not 2 <= num_parents <= population_size:
+            raise ValueError(f"num_parents={num_parents} must be in 2..population_size ({population_size})")
+        for name, p in (("crossover_fraction", crossover_fraction), ("global_mutation_prob", global_mutation_prob),
+                        ("block_mutation_prob", block_mutation_prob), ("swap_prob", swap_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name}={p} must be a probability in [0, 1]")
+        super().__init__(population_size=population_size)
+        self.space = space
+        self.num_parents = num_parents
+        self.crossover_fraction = crossover_fraction
+        self.global_mutation_prob = global_mutation_prob
+        self.block_mutation_prob = block_mutation_prob
+        self.neighbour_mutation = neighbour_mutation
+        self.swap_prob = swap_prob
+        self.seed = seed if seed is not None else random.randrange(2**31)
+        self.cost = cost
+        self.max_retries = max_retries
+        self._strata: list[list[dict[str, Any]]] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-able settings, to store with a study and re-create the sampler on load."""
+        return {
+            "population_size": self.population_size,
+            "num_parents": self.num_parents,
+            "crossover_fraction": self.crossover_fraction,
+            "global_mutation_prob": self.global_mutation_prob,
+            "block_mutation_prob": self.block_mutation_prob,
+            "neighbour_mutation": self.neighbour_mutation,
+            "swap_prob": self.swap_prob,
+            "seed": self.seed,
+        }
+
+    def reseed_rng(self) -> None:
+        """Optuna reseeds samplers per worker thread; draws are seeded per trial already."""
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return dict(self.space.distributions())
+
+    def select_parent(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        candidates = self.get_population(study, generation - 1) + self.get_parent_population(study, generation - 1)
+        return select_top(candidates, study.directions, self.num_parents)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        fixed = trial.system_attrs.get("fixed_params")
+        if fixed is not None and set(self.space.param_names()) <= set(fixed):
+            return {}
+        rng = random.Random(f"{self.seed}:{trial.number}")
+        generation = self.get_trial_generation(study, trial)
+        parents = self.get_parent_population(study, generation)
+        seen = known_arch_ids(study, self.space, exclude_trial_id=trial._trial_id)
+        params = self._propose(trial.number, parents, seen, rng)
+        study._storage.set_trial_system_attr(
+            trial._trial_id, ARCH_KEY, self.space.config_from_params(params).arch_id
+        )
+        return params
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        rng = random.Random(f"{self.seed}:{trial.number}:{param_name}")
+        return rng.choice(param_distribution.choices)
+
+    def _propose(
+        self, number: int, parents: Sequence[FrozenTrial], seen: set[str], rng: random.Random
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for attempt in range(self.max_retries):
+            params = self._child(parents, rng) if parents else self._first_generation(number, attempt, rng)
+            if self.space.config_from_params(params).arch_id not in seen:
+                return params
+        for _ in range(10 * self.max_retries):
+            # Parents hemmed in by known architectures: explore at random instead.
+            params = self.space.params_from_config(self.space.sample(rng))
+            if self.space.config_from_params(params).arch_id not in seen:
+                return params
+        return params
+
+    def _child(self, parents: Sequence[FrozenTrial], rng: random.Random) -> dict[str, Any]:
+        names = self.space.param_names()
+        if len(parents) >= 2 and rng.random() < self.crossover_fraction:
+            a, b = rng.sample(list(parents), 2)
+            child = uniform_crossover({n: a.params[n] for n in names}, {n: b.params[n] for n in names}, rng,
+                                      swap_prob=self.swap_prob)
+        else:
+            child = dict(rng.choice(list(parents)).params)
+        return mutate({n: child[n] for n in names}, self.space, rng, global_prob=self.global_mutation_prob,
+                      block_prob=self.block_mutation_prob, neighbour=self.neighbour_mutation)
+
+    def _first_generation(self, number: int, attempt: int, rng: random.Random) -> dict[str, Any]:
+        if self.cost is None:
+            return self.space.params_from_config(self.space.sample(rng))
+        if self._strata is None:
+            self._strata = self._make_strata()
+        stratum = self._strata[(number + attempt // 20) % len(self._strata)]
+        return dict(rng.choice(stratum))
+
+    def _make_strata(self) -> list[list[dict[str, Any]]]:
+        pool_rng = random.Random(f"{self.seed}:strata")
+        slots = self.population_size
+        pool = [self.space.sample(pool_rng) for _ in range(slots * _STRATA_POOL)]
+        pool.sort(key=self.cost)
+        return [[self.space.params_from_config(c) for c in pool[i * _STRATA_POOL:(i + 1) * _STRATA_POOL]]
+                for i in range(slots)]

@@ -1,0 +1,298 @@
+"""Supernet training: one random subnet per batch over every gene, neuron genes included.
+
+Uses timm for what it already does (AdamW without decay on biases and norms, warmup +
+cosine schedule, Mixup, soft-target and label-smoothing losses). Checkpoints are written
+atomically after every epoch and hold only tensors and plain containers, so they load with
+``torch.load(weights_only=True)``; ``resume=True`` continues from the last one.
+
+Run under ``torchrun --nproc-per-node N`` for data-parallel training: every rank draws
+the same subnet at every step (same seed, same number of draws).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from models import SpikformerSupernet, SubnetConfig, SupernetConfig
+
+from .data import DataSplits, DatasetSpec, load_dataset
+from .space import SearchSpace
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Hyper-parameters of supernet training.
+
+    Args:
+        name: Recipe name.
+        epochs: Training epochs.
+        batch_size: Images per step (per process under torchrun).
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay (not applied to biases and norms).
+        warmup_epochs: Linear warmup length.
+        warmup_lr: Learning rate at the start of warmup.
+        min_lr: Floor of the cosine schedule.
+        label_smoothing: Label smoothing (also inside Mixup's soft targets).
+        mixup_alpha: Mixup alpha; 0 switches Mixup off.
+        mixup_off_epoch: Epoch from which Mixup is off (None: never).
+        cutmix_alpha: CutMix alpha; 0 switches CutMix off.
+        sandwich: Train largest + smallest + a random subnet at every step.
+        num_workers: Data-loading worker processes.
+    """
+
+    name: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: int
+    warmup_lr: float
+    min_lr: float
+    label_smoothing: float = 0.1
+    mixup_alpha: float = 0.0
+    mixup_off_epoch: int | None = None
+    cutmix_alpha: float = 0.0
+    sandwich: bool = False
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError(f"recipe '{self.name}': epochs={self.epochs} must be >= 1 and "
+                             f"batch_size={self.batch_size} >= 2")
+        if self.lr <= 0:
+            raise ValueError(f"recipe '{self.name}': lr={self.lr} must be > 0")
+
+    def replace(self, **changes: Any) -> Recipe:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+RECIPES: dict[str, Recipe] = {
+    # A couple of minutes on 2 CPU cores for the `digits` space.
+    "digits": Recipe(name="digits", epochs=30, batch_size=32, lr=4e-3, weight_decay=0.01,
+                     warmup_epochs=2, warmup_lr=1e-4, min_lr=5e-5, label_smoothing=0.1),
+    # Spikformer's CIFAR recipe.
+    "cifar": Recipe(name="cifar", epochs=300, batch_size=128, lr=5e-4, weight_decay=0.06,
+                    warmup_epochs=20, warmup_lr=1e-5, min_lr=1e-5, label_smoothing=0.1,
+                    mixup_alpha=0.5, mixup_off_epoch=200, cutmix_alpha=0.0, num_workers=4),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe '{name}'; choose from {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write `state` to `path` atomically (a temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a supernet checkpoint safely (``weights_only=True``).
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if the file is not a readable autospk checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"supernet checkpoint {path} does not exist; train one with "
+                                "`autospk-study train-supernet`")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        raise ValueError(f"supernet checkpoint {path} is corrupt or not a checkpoint ({type(err).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an autospk supernet checkpoint (format {CHECKPOINT_FORMAT})")
+    return state
+
+
+def supernet_from_checkpoint(
+    state: dict[str, Any], device: torch.device | str = "cpu"
+) -> tuple[SpikformerSupernet, SearchSpace, DatasetSpec]:
+    """Rebuild the trained supernet, its search space and its data set from a checkpoint."""
+    space = SearchSpace.from_dict(state["space"])
+    spec = SupernetConfig.from_dict(state["supernet"])
+    net = SpikformerSupernet(spec)
+    net.load_state_dict(state["model"])
+    return net.to(device).eval(), space, DatasetSpec.from_dict(state["dataset"])
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _subnets(space: SearchSpace, rng: random.Random, sandwich: bool) -> list[SubnetConfig]:
+    if sandwich:
+        return [space.largest(), space.smallest(), space.sample(rng)]
+    return [space.sample(rng)]
+
+
+def train_supernet(
+    space: SearchSpace,
+    dataset: DatasetSpec,
+    recipe: Recipe,
+    checkpoint: str | Path,
+    *,
+    resume: bool = False,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    data: DataSplits | None = None,
+) -> SpikformerSupernet:
+    """Train the supernet of `space` on `dataset` and checkpoint it after every epoch.
+
+    Args:
+        space: The search space (fixes the supernet's maxima and the genes sampled).
+        dataset: The data set.
+        recipe: Training hyper-parameters.
+        checkpoint: Where the checkpoint is written (and read when resuming).
+        resume: Continue from `checkpoint` if it exists.
+        seed: Seed of weights, data order and subnet draws.
+        device: Where to train.
+        progress: Show a progress bar (rank 0 only).
+        data: Already loaded splits of `dataset` (skips loading).
+
+    Returns:
+        The trained supernet, in eval mode.
+    """
+    checkpoint = Path(checkpoint)
+    device = torch.device(device)
+    data = data or load_dataset(dataset)
+    spec = space.supernet_config(in_channels=data.in_channels, img_size=data.img_size, num_classes=data.num_classes)
+    torch.manual_seed(seed)
+    net = SpikformerSupernet(spec).to(device)
+    model: nn.Module = net
+    if _world() > 1:
+        model = DistributedDataParallel(net, find_unused_parameters=True)
+
+    sampler = DistributedSampler(data.train, shuffle=True, seed=seed, drop_last=True) if _world() > 1 else None
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(
+        data.train, batch_size=recipe.batch_size, shuffle=sampler is None, sampler=sampler,
+        generator=generator, drop_last=True, num_workers=recipe.num_workers,
+        persistent_workers=recipe.num_workers > 0, pin_memory=device.type == "cuda",
+    )
+    if len(loader) == 0:
+        raise ValueError(f"batch_size={recipe.batch_size} is larger than the training split ({len(data.train)} images)")
+    optimizer = create_optimizer_v2(net, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched="cosine", num_epochs=recipe.epochs, warmup_epochs=recipe.warmup_epochs,
+        warmup_lr=recipe.warmup_lr, min_lr=recipe.min_lr, step_on_epochs=False, updates_per_epoch=len(loader),
+    )
+    mixup = None
+    if recipe.mixup_alpha > 0 or recipe.cutmix_alpha > 0:
+        mixup = Mixup(mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
+                      label_smoothing=recipe.label_smoothing, num_classes=data.num_classes)
+    soft_loss = SoftTargetCrossEntropy()
+    hard_loss = LabelSmoothingCrossEntropy(recipe.label_smoothing) if recipe.label_smoothing > 0 else nn.CrossEntropyLoss()
+    rng = random.Random(seed)
+    start_epoch, history = 0, []
+
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        if state["space"] != space.to_dict() or state["supernet"] != spec.to_dict():
+            raise ValueError(f"checkpoint {checkpoint} was trained for another space or data set; "
+                             "resume it with the same settings or choose another --output")
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        generator.set_state(state["rng"]["loader"])
+        rng.setstate(_to_tuple(state["rng"]["subnets"]))
+        start_epoch, history = state["epoch"], list(state["history"])
+
+    for epoch in range(start_epoch, recipe.epochs):
+        net.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        use_mixup = mixup is not None and (recipe.mixup_off_epoch is None or epoch < recipe.mixup_off_epoch)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not progress or _rank() != 0,
+                   leave=False, dynamic_ncols=True)
+        total, steps = 0.0, 0
+        for x, y in bar:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if use_mixup:
+                x, y = mixup(x, y)
+            criterion = soft_loss if use_mixup else hard_loss
+            configs = _subnets(space, rng, recipe.sandwich)
+            optimizer.zero_grad(set_to_none=True)
+            for i, config in enumerate(configs):
+                net.set_subnet(config)
+                last = i == len(configs) - 1
+                if isinstance(model, DistributedDataParallel) and not last:
+                    with model.no_sync():
+                        loss = criterion(model(x), y) / len(configs)
+                        loss.backward()
+                else:
+                    loss = criterion(model(x), y) / len(configs)
+                    loss.backward()
+                total += loss.item()
+            optimizer.step()
+            steps += 1
+            scheduler.step_update(epoch * len(loader) + steps)
+            bar.set_postfix(loss=f"{total / steps:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        scheduler.step(epoch + 1)
+        history.append({"epoch": epoch + 1, "loss": total / max(steps, 1), "lr": optimizer.param_groups[0]["lr"]})
+        if _rank() == 0:
+            save_checkpoint(checkpoint, {
+                "format": CHECKPOINT_FORMAT,
+                "epoch": epoch + 1,
+                "model": net.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "loader": generator.get_state(),
+                        "subnets": _to_lists(rng.getstate())},
+                "space": space.to_dict(),
+                "supernet": spec.to_dict(),
+                "dataset": dataset.to_dict(),
+                "recipe": recipe.to_dict(),
+                "seed": seed,
+                "history": history,
+            })
+        if _world() > 1:
+            dist.barrier()
+        if progress and _rank() == 0:
+            tqdm.write(f"epoch {epoch + 1}/{recipe.epochs}: loss {history[-1]['loss']:.4f}")
+    net.set_subnet(spec.largest_subnet())
+    return net.eval()
+
+
+def _to_lists(value: Any) -> Any:
+    """Python RNG state with tuples as lists (plain containers for the checkpoint)."""
+    return [_to_lists(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _to_tuple(value: Any) -> Any:
+    return tuple(_to_tuple(v) for v in value) if isinstance(value, list) else value
+

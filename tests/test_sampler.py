@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import random
+import time
+
+import optuna
+import pytest
+from optuna.trial import create_trial
+
+from energy import dense_macs
+from nas.sampler import (
+    ARCH_KEY,
+    SpikformerNSGAIISampler,
+    crowding_distance,
+    dominates,
+    known_arch_ids,
+    mutate,
+    nondominated_fronts,
+    select_top,
+    uniform_crossover,
+)
+from nas.sampler._variation import GLOBAL_MUTATION_PROB
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+MAX, MIN = optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE
+
+
+def _spec(space):
+    return space.supernet_config(in_channels=1, img_size=8, num_classes=10)
+
+
+def fake_objective(space, delay: float = 0.0):
+    """Accuracy grows with size, energy is the analytic dense energy: a real trade-off."""
+    spec = _spec(space)
+
+    def objective(trial):
+        cfg = space.suggest(trial)
+        trial.set_user_attr("arch_id", cfg.arch_id)
+        time.sleep(delay)
+        energy = dense_macs(spec, cfg).energy_mj(firing_rate=0.2)
+        accuracy = 1 - 1 / (1 + cfg.embed_dim * cfg.depth * cfg.time_steps * sum(cfg.mlp_ratio[: cfg.depth]) / 50)
+        return accuracy, energy
+
+    return objective
+
+
+def _study(space, seed=0, **kw):
+    sampler = SpikformerNSGAIISampler(space, population_size=10, num_parents=4, seed=seed, **kw)
+    return optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+
+
+def test_no_architecture_is_proposed_twice(tiny_space):
+    study = _study(tiny_space)
+    study.optimize(fake_objective(tiny_space), n_trials=120)
+    ids = [t.user_attrs["arch_id"] for t in study.trials]
+    assert len(ids) == len(set(ids)) == 120
+    assert all(t.system_attrs[ARCH_KEY] == t.user_attrs["arch_id"] for t in study.trials)
+    generations = {t.system_attrs["SpikformerNSGAIISampler:generation"] for t in study.trials}
+    assert generations == set(range(12))
+
+
+def test_deterministic_for_a_seed_on_one_worker(tiny_space):
+    runs = []
+    for _ in range(2):
+        study = _study(tiny_space, seed=7)
+        study.optimize(fake_objective(tiny_space), n_trials=35)
+        runs.append([t.params for t in study.trials])
+    assert runs[0] == runs[1]
+    other = _study(tiny_space, seed=8)
+    other.optimize(fake_objective(tiny_space), n_trials=35)
+    assert [t.params for t in other.trials] != runs[0]
+
+
+def test_no_duplicates_with_parallel_workers(tiny_space):
+    study = _study(tiny_space)
+    study.optimize(fake_objective(tiny_space, delay=0.01), n_trials=60, n_jobs=3)
+    ids = [t.user_attrs["arch_id"] for t in study.trials]
+    assert len(ids) == len(set(ids)) == 60
+
+
+def test_evolution_beats_its_first_generation(tiny_space):
+    study = optuna.create_study(
+        direction="maximize", sampler=SpikformerNSGAIISampler(tiny_space, population_size=10, num_parents=3, seed=0)
+    )
+    objective = fake_objective(tiny_space)
+    study.optimize(lambda t: objective(t)[0] - 20 * objective(t)[1], n_trials=80)
+    key = "SpikformerNSGAIISampler:generation"
+    first = [t.value for t in study.trials if t.system_attrs[key] == 0]
+    last = [t.value for t in study.trials if t.system_attrs[key] == 7]
+    assert sum(last) / len(last) > sum(first) / len(first)
+
+
+def test_enqueued_known_good_architectures_run_first(tiny_space):
+    study = _study(tiny_space)
+    largest = tiny_space.params_from_config(tiny_space.largest())
+    study.enqueue_trial(largest)
+    assert known_arch_ids(study, tiny_space) == {tiny_space.largest().arch_id}
+    study.optimize(fake_objective(tiny_space), n_trials=12)
+    assert study.trials[0].params == largest
+    ids = [t.user_attrs["arch_id"] for t in study.trials]
+    assert len(set(ids)) == len(ids)
+
+
+def test_first_generation_stratified_by_cost_spans_the_cost_range(tiny_space):
+    spec = _spec(tiny_space)
+
+    def cost(cfg):
+        return dense_macs(spec, cfg).energy_mj()
+
+    costs = sorted(cost(tiny_space.sample(random.Random(i))) for i in range(400))
+    study = _study(tiny_space, cost=cost)
+    study.optimize(fake_objective(tiny_space), n_trials=10)
+    first = sorted(cost(tiny_space.config_from_params(t.params)) for t in study.trials)
+    assert first[0] <= costs[len(costs) // 10]
+    assert first[-1] >= costs[-len(costs) // 10]
+
+
+def test_settings_round_trip(tiny_space):
+    sampler = SpikformerNSGAIISampler(tiny_space, population_size=12, num_parents=5, neighbour_mutation=True, seed=3)
+    assert SpikformerNSGAIISampler(tiny_space, **sampler.settings()).settings() == sampler.settings()
+    with pytest.raises(ValueError, match=r"num_parents=20 must be in 2..population_size \(12\)"):
+        SpikformerNSGAIISampler(tiny_space, population_size=12, num_parents=20)
+
+
+def test_mutation_probabilities_and_neighbour_steps(tiny_space):
+    rng = random.Random(0)
+    params = tiny_space.params_from_config(tiny_space.smallest())
+    assert mutate(params, tiny_space, rng, global_prob=0.0, block_prob=0.0) == params
+    flipped = mutate(params, tiny_space, rng, global_prob=1.0, block_prob=1.0)
+    assert all(flipped[k] != params[k] for k in params)
+    paper_rng = random.Random(1)
+    from nas.space import load_space
+
+    paper = load_space("paper")
+    base = paper.params_from_config(paper.largest())
+    stepped = mutate(base, paper, paper_rng, global_prob=1.0, block_prob=1.0, neighbour=True)
+    for k, v in stepped.items():
+        choices = paper.choices(k)
+        assert abs(choices.index(v) - choices.index(base[k])) == 1
+    changes = sum(mutate(base, paper, paper_rng)["depth"] != base["depth"] for _ in range(2000))
+    assert abs(changes / 2000 - GLOBAL_MUTATION_PROB) < 0.05
+
+
+def test_uniform_crossover_takes_each_gene_from_a_parent():
+    a = {f"g{i}": 0 for i in range(50)}
+    b = {f"g{i}": 1 for i in range(50)}
+    child = uniform_crossover(a, b, random.Random(0))
+    assert 10 < sum(child.values()) < 40
+    assert uniform_crossover(a, b, random.Random(0), swap_prob=0.0) == a
+
+
+def _trial(values, constraints=None, number=0):
+    t = create_trial(values=values, system_attrs={} if constraints is None else {"constraints": constraints})
+    t.number = number
+    return t
+
+
+def test_domination_fronts_and_crowding():
+    dirs = [MAX, MIN]
+    assert dominates([0.9, 1.0], [0.8, 1.0], dirs)
+    assert not dominates([0.9, 2.0], [0.8, 1.0], dirs)
+    trials = [_trial([0.9, 3.0], number=0), _trial([0.8, 1.0], number=1), _trial([0.7, 2.0], number=2),
+              _trial([0.95, 5.0], number=3), _trial([0.6, 4.0], number=4)]
+    fronts = nondominated_fronts(trials, dirs)
+    assert [sorted(t.number for t in f) for f in fronts] == [[0, 1, 3], [2], [4]]
+    distance = crowding_distance(fronts[0])
+    assert sorted(distance)[-2:] == [float("inf")] * 2
+    top = select_top(trials, dirs, 4)
+    assert sorted(t.number for t in top) == [0, 1, 2, 3]
+
+
+def test_feasible_trials_are_selected_before_infeasible_ones():
+    dirs = [MAX]
+    trials = [_trial([0.99], [5.0], number=0), _trial([0.5], [-1.0], number=1), _trial([0.7], [0.0], number=2),
+              _trial([0.98], [1.0], number=3)]
+    assert [t.number for t in select_top(trials, dirs, 3)] == [2, 1, 3]
+    two = [_trial([0.99, 0.1], [5.0], number=0), _trial([0.5, 9.0], [-1.0], number=1)]
+    assert select_top(two, [MAX, MIN], 1)[0].number == 1

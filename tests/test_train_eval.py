@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+
+import nas.train as train_module
+from nas import (
+    AEBSettings,
+    Budgets,
+    DatasetSpec,
+    SubnetEvaluator,
+    SubnetObjective,
+    get_recipe,
+    load_checkpoint,
+    supernet_from_checkpoint,
+    train_supernet,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+RECIPE = get_recipe("digits").replace(epochs=2, batch_size=64, warmup_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, digits_data):
+    from nas.space import SearchSpace
+    from tests.conftest import TINY_SPACE
+
+    space = SearchSpace.from_dict(TINY_SPACE)
+    path = tmp_path_factory.mktemp("ckpt") / "supernet.pt"
+    net = train_supernet(space, DatasetSpec("digits"), RECIPE, path, data=digits_data, progress=False)
+    return space, net, path
+
+
+def test_checkpoint_is_weights_only_safe_and_complete(trained):
+    space, net, path = trained
+    state = torch.load(path, weights_only=True)
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    assert state["space"] == space.to_dict() and state["dataset"]["name"] == "digits"
+    assert {"model", "optimizer", "scheduler", "rng", "recipe", "supernet"} <= set(state)
+    rebuilt, rebuilt_space, dataset = supernet_from_checkpoint(load_checkpoint(path))
+    assert rebuilt_space == space and dataset == DatasetSpec("digits")
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x), net.eval()(x))
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, digits_data, trained, monkeypatch):
+    space, net, _ = trained
+    path = tmp_path / "resumed.pt"
+    real_save = train_module.save_checkpoint
+
+    def save_then_crash(p, state):
+        real_save(p, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(space, DatasetSpec("digits"), RECIPE, path, data=digits_data, progress=False)
+    assert load_checkpoint(path)["epoch"] == 1
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    resumed = train_supernet(space, DatasetSpec("digits"), RECIPE, path, resume=True, data=digits_data,
+                             progress=False)
+    assert load_checkpoint(path)["epoch"] == 2
+    for (name, a), b in zip(net.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_corrupt_and_missing_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="is corrupt or not a checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_resume_refuses_a_checkpoint_of_another_space(trained, digits_data, tmp_path):
+    from nas.space import load_space
+
+    _, _, path = trained
+    with pytest.raises(ValueError, match="trained for another space or data set"):
+        train_supernet(load_space("digits"), DatasetSpec("digits"), RECIPE, path, resume=True, data=digits_data,
+                       progress=False)
+
+
+def test_evaluation_does_not_depend_on_batch_size_and_is_cached(trained, digits_data):
+    space, net, _ = trained
+    configs = [space.largest(), space.smallest()]
+    small = SubnetEvaluator(net, digits_data.train_eval, digits_data.val, batch_size=7)
+    large = SubnetEvaluator(net, digits_data.train_eval, digits_data.val, batch_size=500)
+    for cfg in configs:
+        a, b = small(cfg), large(cfg)
+        assert a.accuracy == b.accuracy
+        assert a.energy.energy_mj == pytest.approx(b.energy.energy_mj, rel=1e-5)
+        assert a.energy.images == len(digits_data.val)
+    assert small(configs[0]) is small(configs[0])
+
+
+def test_recalibration_makes_scores_independent_of_history(trained, digits_data):
+    space, net, _ = trained
+    a, b = space.largest(), space.smallest()
+    first = SubnetEvaluator(net, digits_data.train_eval, digits_data.val)(a)
+    SubnetEvaluator(net, digits_data.train_eval, digits_data.val)(b)
+    again = SubnetEvaluator(net, digits_data.train_eval, digits_data.val)(a)
+    assert first.accuracy == again.accuracy
+    assert first.energy.energy_mj == pytest.approx(again.energy.energy_mj, rel=1e-6)
+    assert first.energy.energy_mj > 0 and first.params > 0
+
+
+@pytest.mark.parametrize("objective", ["aeb", "pareto"])
+def test_objective_records_attrs_constraints_and_reuses_twins(trained, digits_data, objective):
+    space, net, _ = trained
+    evaluator = SubnetEvaluator(net, digits_data.train_eval, digits_data.val)
+    e_ref = evaluator(space.largest()).energy.energy_mj
+    obj = SubnetObjective(space, evaluator, objective, AEBSettings(e_ref=e_ref), Budgets(max_params=3000))
+    directions = ["maximize"] if objective == "aeb" else ["maximize", "minimize"]
+    study = optuna.create_study(directions=directions, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(space.params_from_config(space.largest()))
+    study.enqueue_trial(space.params_from_config(space.largest()))
+    study.optimize(obj, n_trials=4)
+    first, twin = study.trials[0], study.trials[1]
+    for key in ("accuracy", "energy_mj", "sops", "macs", "params", "firing_rate", "f_aeb", "arch_id", "config"):
+        assert key in first.user_attrs
+    assert first.user_attrs["f_aeb"] == pytest.approx(first.user_attrs["accuracy"])  # E == E_ref
+    assert twin.user_attrs["duplicate_of"] == 0 and twin.values == first.values
+    assert first.constraints["params"] == first.user_attrs["params"] - 3000
