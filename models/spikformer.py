@@ -15,7 +15,6 @@ from contextlib import contextmanager
 
 import torch
 from spikingjelly.activation_based import functional, neuron
-from timm.layers import trunc_normal_
 from torch import nn
 
 from .config import SubnetConfig, SupernetConfig
@@ -238,7 +237,7 @@ class Spikformer(nn.Module):
     def _init_weights(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                trunc_normal_(module.weight, std=0.02)
+                nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
 
     def _configure(self, config: SubnetConfig) -> None:

@@ -1,6 +1,7 @@
 """Search: space, data, supernet training, subnet evaluation, fitness, sampler, objective.
 
-Reads `models` and `energy`; never imports `studies`.
+Reads `models` and `energy`; never imports `studies`. Training (which needs timm) lives in
+`nas.train` and is imported on demand.
 """
 
 from .data import DATASETS, DatasetSpec, DataSplits, load_dataset
@@ -9,7 +10,7 @@ from .fitness import AEBSettings, f_aeb
 from .objective import DIRECTIONS, METRIC_NAMES, OBJECTIVES, Budgets, SubnetObjective
 from .sampler import SpikformerNSGAIISampler
 from .space import GENES, SearchSpace, load_space, presets
-from .train import RECIPES, Recipe, get_recipe, load_checkpoint, supernet_from_checkpoint, train_supernet
+from .checkpoint import load_checkpoint, save_checkpoint, supernet_from_checkpoint
 
 __all__ = [
     "DATASETS",
@@ -17,24 +18,21 @@ __all__ = [
     "GENES",
     "METRIC_NAMES",
     "OBJECTIVES",
-    "RECIPES",
     "AEBSettings",
     "Budgets",
     "DataSplits",
     "DatasetSpec",
-    "Recipe",
     "SearchSpace",
     "SpikformerNSGAIISampler",
     "SubnetEvaluator",
     "SubnetObjective",
     "SubnetScore",
     "f_aeb",
-    "get_recipe",
     "load_checkpoint",
     "load_dataset",
     "load_space",
     "presets",
     "recalibrate_bn",
+    "save_checkpoint",
     "supernet_from_checkpoint",
-    "train_supernet",
 ]

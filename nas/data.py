@@ -34,8 +34,6 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from timm.data.auto_augment import rand_augment_transform
-from timm.data.random_erasing import RandomErasing
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
@@ -319,6 +317,10 @@ def _ensure_cifar_files(spec: DatasetSpec, layout: _CifarLayout) -> None:
 
 def _cifar_train_transform(mean: tuple[float, ...], std: tuple[float, ...]) -> transforms.Compose:
     """The Spikformer CIFAR recipe (SPEC §2); mixup belongs to the training loop."""
+    # timm takes seconds to import; only CIFAR training needs it.
+    from timm.data.auto_augment import rand_augment_transform
+    from timm.data.random_erasing import RandomErasing
+
     hparams = {
         "translate_const": int(32 * 0.45),
         "img_mean": tuple(min(255, round(255 * m)) for m in mean),

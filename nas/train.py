@@ -12,7 +12,6 @@ the same subnet at every step (same seed, same number of draws).
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,9 @@ from tqdm.auto import tqdm
 
 from models import SpikformerSupernet, SubnetConfig, SupernetConfig
 
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .data import DataSplits, DatasetSpec, load_dataset
 from .space import SearchSpace
-
-CHECKPOINT_FORMAT = 1
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -102,46 +99,6 @@ def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe '{name}'; choose from {sorted(RECIPES)}")
     return RECIPES[name]
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` atomically (a temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a supernet checkpoint safely (``weights_only=True``).
-
-    Raises:
-        FileNotFoundError: if `path` does not exist.
-        ValueError: if the file is not a readable autospk checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"supernet checkpoint {path} does not exist; train one with "
-                                "`autospk-study train-supernet`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a damaged file
-        raise ValueError(f"supernet checkpoint {path} is corrupt or not a checkpoint ({type(err).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an autospk supernet checkpoint (format {CHECKPOINT_FORMAT})")
-    return state
-
-
-def supernet_from_checkpoint(
-    state: dict[str, Any], device: torch.device | str = "cpu"
-) -> tuple[SpikformerSupernet, SearchSpace, DatasetSpec]:
-    """Rebuild the trained supernet, its search space and its data set from a checkpoint."""
-    space = SearchSpace.from_dict(state["space"])
-    spec = SupernetConfig.from_dict(state["supernet"])
-    net = SpikformerSupernet(spec)
-    net.load_state_dict(state["model"])
-    return net.to(device).eval(), space, DatasetSpec.from_dict(state["dataset"])
 
 
 def _rank() -> int:

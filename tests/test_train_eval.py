@@ -11,11 +11,10 @@ from nas import (
     DatasetSpec,
     SubnetEvaluator,
     SubnetObjective,
-    get_recipe,
     load_checkpoint,
     supernet_from_checkpoint,
-    train_supernet,
 )
+from nas.train import get_recipe, train_supernet
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 RECIPE = get_recipe("digits").replace(epochs=2, batch_size=64, warmup_epochs=1)
@@ -48,7 +47,7 @@ def test_checkpoint_is_weights_only_safe_and_complete(trained):
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, digits_data, trained, monkeypatch):
     space, net, _ = trained
     path = tmp_path / "resumed.pt"
-    real_save = train_module.save_checkpoint
+    real_save = train_module.save_checkpoint  # the name nas.train calls
 
     def save_then_crash(p, state):
         real_save(p, state)
