@@ -96,7 +96,7 @@ def main() -> None:
                   f"{len(evaluator._cache)} distinct subnets evaluated so far)", flush=True)
 
     ref = np.array([1.0, 1.05 * max(p[:, 1].max() for r in runs.values() for p, _ in r)])
-    budgets = [b for b in CHECKPOINTS if b <= args.trials]
+    budgets = [b for b in CHECKPOINTS if b <= args.trials] or [args.trials]
     print()
     print(f"digits supernet, space '{space.name}', {args.seeds} seeds, population {args.population_size}; "
           f"E_ref (largest subnet) = {e_ref:.6f} mJ")

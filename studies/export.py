@@ -1,0 +1,161 @@
+"""Export one subnet of a study as a standalone model, with its test-split metrics.
+
+``export_trial`` writes two files to a folder:
+
+- ``subnet.json``: the study and trial, the subnet's `SubnetConfig` (active genes), the
+  supernet settings, the metrics the search recorded (validation split) and the metrics
+  measured on the test split;
+- ``subnet.pt``: ``{"format": 1, "supernet": SupernetConfig dict, "config": SubnetConfig
+  dict, "model": state_dict}``, tensors and plain containers only, so it loads with
+  ``torch.load(weights_only=True)``; `load_exported` rebuilds the `models.Spikformer`.
+
+The weights are the supernet's, cut to the subnet, with BN statistics recalibrated on the
+training images for this subnet (as during the search) before extraction. The test split
+is touched here and nowhere in the search (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from energy import EnergyMonitor, EnergyReport
+from models import Spikformer, SubnetConfig, SupernetConfig, count_params, extract_subnet
+from nas import SearchSpace, save_checkpoint
+
+from . import analysis
+
+EXPORT_FORMAT = 1
+CONFIG_FILE = "subnet.json"
+WEIGHTS_FILE = "subnet.pt"
+
+
+@torch.no_grad()
+def _score(model: nn.Module, dataset: Dataset, *, batch_size: int, profile: str | None,
+           params: int) -> tuple[float, EnergyReport]:
+    """Accuracy and energy per image of `model` (in eval mode) on `dataset`."""
+    device = next(model.parameters()).device
+    correct = total = 0
+    with EnergyMonitor(model, profile=profile) as monitor:
+        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            pred = model(x.to(device)).argmax(dim=1).cpu()
+            correct += int((pred == y).sum())
+            total += len(y)
+    return correct / total, monitor.report(params=params)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export_trial(
+    study: optuna.Study,
+    settings: dict[str, Any],
+    out_dir: str | Path,
+    *,
+    trial: str | int = "best",
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Export a trial's subnet and measure it on the test split.
+
+    Args:
+        study: An autospk study.
+        settings: Its stored settings (`studies.study.load`).
+        out_dir: Folder for ``subnet.json`` and ``subnet.pt`` (created if missing).
+        trial: ``"best"`` (highest feasible F_AEB), ``"knee"`` (of the Pareto front) or a
+            trial number.
+        device: Where to run (default: cuda if available, else cpu).
+
+    Returns:
+        ``study``, ``trial``, ``arch_id``, ``config`` (active genes), ``params``, ``search``
+        (the metrics the search recorded on the validation split), ``val_accuracy`` (measured
+        again here; equals the search's), ``test_accuracy`` in [0, 1], ``test_energy_mj``,
+        ``test_sops``, ``test_firing_rate`` (measured on the extracted model),
+        ``energy_profile`` and ``files`` (the two paths).
+
+    Raises:
+        StudyError: for a study without complete trials, an unknown trial number or a
+            trial that is not complete.
+        ValueError: for a `trial` that is neither a name nor a number.
+    """
+    chosen = analysis.select_trial(study, trial)
+    space = SearchSpace.from_dict(settings["space"])
+    config = space.config_from_params(chosen.params).active()
+    evaluator, data = analysis.load_evaluator(settings, device=device)
+    # The evaluator leaves the supernet's BN statistics recalibrated for `config`: extract after it.
+    val = evaluator(config)
+    model = extract_subnet(evaluator.supernet, config).eval()
+    spec: SupernetConfig = evaluator.supernet.supernet_config
+    params = count_params(spec, config)
+    ev = settings["evaluation"]
+    test_accuracy, report = _score(model, data.test, batch_size=ev["batch_size"], profile=ev["profile"],
+                                   params=params)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    weights, description = out / WEIGHTS_FILE, out / CONFIG_FILE
+    save_checkpoint(weights, {
+        "format": EXPORT_FORMAT,
+        "supernet": spec.to_dict(),
+        "config": config.to_dict(),
+        "model": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
+    })
+    search = {key: chosen.user_attrs.get(key) for key in ("accuracy", "energy_mj", "f_aeb", "sops", "firing_rate")}
+    result: dict[str, Any] = {
+        "study": study.study_name,
+        "trial": chosen.number,
+        "arch_id": config.arch_id,
+        "config": config.to_dict(),
+        "params": params,
+        "search": search,
+        "val_accuracy": val.accuracy,
+        "test_accuracy": test_accuracy,
+        "test_energy_mj": report.energy_mj,
+        "test_sops": report.sops,
+        "test_firing_rate": report.firing_rate,
+        "energy_profile": ev["profile"],
+    }
+    _write_json(description, {**result, "format": EXPORT_FORMAT, "supernet": spec.to_dict(),
+                               "dataset": settings["dataset"], "weights": WEIGHTS_FILE})
+    result["files"] = {"config": str(description), "weights": str(weights)}
+    return result
+
+
+def load_exported(path: str | Path, *, device: str | torch.device = "cpu") -> Spikformer:
+    """Rebuild an exported subnet as a standalone `models.Spikformer` in eval mode.
+
+    Args:
+        path: ``subnet.pt`` or the folder `export_trial` wrote.
+        device: Where to put the model.
+
+    Raises:
+        FileNotFoundError: if there is no exported subnet at `path`.
+        ValueError: if the file is not an autospk subnet export.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no exported subnet at {path}; write one with `autospk-study export`")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        raise ValueError(f"{path} is corrupt or not a subnet export ({type(err).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT or "config" not in state:
+        raise ValueError(f"{path} is not an autospk subnet export (format {EXPORT_FORMAT}); "
+                         "a supernet checkpoint is loaded with nas.load_checkpoint")
+    model = Spikformer(SupernetConfig.from_dict(state["supernet"]), SubnetConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()

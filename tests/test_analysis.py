@@ -1,0 +1,305 @@
+"""Study analysis: tables, Pareto front, hypervolume, report, export, dashboard and notebook."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import wsgiref.util
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from nas import DatasetSpec, SearchSpace
+from nas.train import get_recipe, train_supernet
+from studies import analysis, plots
+from studies.errors import StudyError
+from studies.export import export_trial, load_exported
+from studies.study import SETTINGS_ATTR, create, load, run_worker
+from tests.conftest import TINY_SPACE
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "pareto.ipynb"
+N_TRIALS = 8
+
+
+# ----------------------------------------------------------------------------- hand-made frames
+
+
+def frame_of(points: list[tuple[float, float]], *, feasible: list[bool] | None = None,
+             f_aeb: list[float] | None = None) -> pd.DataFrame:
+    """A trials frame of (accuracy, energy_mj) points, numbered in order."""
+    return pd.DataFrame({
+        "number": range(len(points)),
+        "accuracy": [p[0] for p in points],
+        "energy_mj": [p[1] for p in points],
+        "f_aeb": f_aeb if f_aeb is not None else [a for a, _ in points],
+        "feasible": feasible if feasible is not None else [True] * len(points),
+    })
+
+
+def test_pareto_front_keeps_feasible_non_dominated_points_sorted_by_energy():
+    frame = frame_of(
+        [(0.5, 1.0), (0.8, 2.0), (0.7, 3.0), (0.9, 4.0), (0.95, 0.5), (0.8, 2.0), (0.9, 6.0)],
+        feasible=[True, True, True, True, False, True, True],
+    )
+    front = analysis.pareto_front(frame)
+    # 2 is beaten by 1, 4 is over budget, 5 repeats 1 (a duplicate), 6 is beaten by 3.
+    assert list(front["number"]) == [0, 1, 3]
+    assert list(front["energy_mj"]) == sorted(front["energy_mj"])
+    # Without budgets, 4 beats every other point.
+    assert list(analysis.pareto_front(frame.drop(columns="feasible"))["number"]) == [4]
+    assert analysis.pareto_front(frame.iloc[:0]).empty
+
+
+def test_knee_is_the_point_bulging_furthest_towards_the_ideal():
+    convex = frame_of([(0.5, 1.0), (0.8, 2.0), (0.85, 3.0), (0.9, 4.0)])
+    assert analysis.knee(convex)["number"] == 1
+    # On a concave front every inner point is a poor trade-off: the tie between the
+    # extremes goes to the more accurate one (an unsigned distance would pick point 2).
+    concave = frame_of([(0.5, 1.0), (0.55, 2.0), (0.6, 3.0), (0.9, 4.0)])
+    assert analysis.knee(concave)["number"] == 3
+    assert analysis.knee(frame_of([(0.7, 2.0)]))["number"] == 0
+    with pytest.raises(ValueError, match="front is empty"):
+        analysis.knee(convex.iloc[:0])
+
+
+def test_best_aeb_ignores_infeasible_trials():
+    frame = frame_of([(0.5, 1.0), (0.8, 2.0), (0.9, 3.0)], feasible=[True, True, False], f_aeb=[0.6, 0.7, 0.9])
+    assert analysis.best_aeb(frame)["number"] == 1
+    with pytest.raises(ValueError, match="no feasible complete trial"):
+        analysis.best_aeb(frame.assign(feasible=False))
+
+
+def test_hypervolume_history_known_areas():
+    frame = frame_of([(0.5, 2.0), (0.8, 4.0), (0.4, 5.0), (0.99, 1.0)], feasible=[True, True, True, False])
+    history = analysis.hypervolume_history(frame, ref_point=(1.0, 10.0))
+    # (1 - 0.5) x (10 - 2) = 4; adding (0.2, 4) adds (1 - 0.2) x (10 - 4) - 0.5 x 6 = 1.8;
+    # the dominated third point and the infeasible fourth add nothing.
+    assert history["hypervolume"].tolist() == pytest.approx([4.0, 5.8, 5.8, 5.8])
+    assert history["n_trials"].tolist() == [1, 2, 3, 4]
+    assert history.attrs["ref_point"] == (1.0, 10.0)
+    assert analysis.hypervolume_history(frame).attrs["ref_point"] == pytest.approx((1.0, 5.5))
+    with pytest.raises(ValueError, match="two numbers"):
+        analysis.hypervolume_history(frame, ref_point=(1.0,))
+
+
+def test_hypervolume_history_never_decreases():
+    rng = np.random.default_rng(0)
+    frame = frame_of([(a, e) for a, e in zip(rng.uniform(0, 1, 60), rng.uniform(0.1, 5, 60))],
+                     feasible=list(rng.uniform(size=60) > 0.2))
+    volumes = analysis.hypervolume_history(frame)["hypervolume"].to_numpy()
+    assert volumes[-1] > 0
+    assert (np.diff(volumes) >= 0).all()
+
+
+# ----------------------------------------------------------------------------- in-memory studies
+
+
+@pytest.fixture
+def space() -> SearchSpace:
+    return SearchSpace.from_dict(TINY_SPACE)
+
+
+def memory_study(space: SearchSpace) -> optuna.Study:
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="mem")
+    study.set_user_attr(SETTINGS_ATTR, {"space": space.to_dict()})
+    return study
+
+
+def test_trials_frame_marks_dormant_genes_and_infeasible_trials(space):
+    study = memory_study(space)
+    shallow = space.params_from_config(space.smallest())
+    deep = space.params_from_config(space.largest())
+    for params, energy, over in ((shallow, 1.0, -1.0), (deep, 3.0, 2.0)):
+        study.add_trial(optuna.trial.create_trial(
+            values=[0.5, energy], params=params, distributions=space.distributions(),
+            user_attrs={"accuracy": 0.5, "energy_mj": energy, "f_aeb": 0.5, "arch_id": "x"},
+            constraints={"energy_mj": over}))
+    study.tell(study.ask(), state=TrialState.FAIL)
+    frame = analysis.trials_frame(study)
+    assert list(frame.columns) == analysis.frame_columns(space)
+    assert frame["feasible"].tolist() == [True, False]
+    assert frame.loc[0, "depth"] == 1 and math.isnan(frame.loc[0, "num_heads_1"])
+    assert frame.loc[1, "num_heads_1"] == max(TINY_SPACE["genes"]["num_heads"])
+    assert frame["duplicate_of"].isna().all() and math.isnan(frame.loc[0, "sops"])
+    assert list(analysis.pareto_front(frame)["number"]) == [0]
+
+
+def test_empty_and_unknown_trials_are_clear_errors(space, tmp_path):
+    study = memory_study(space)
+    assert analysis.trials_frame(study).empty
+    assert list(analysis.trials_frame(study).columns) == analysis.frame_columns(space)
+    with pytest.raises(StudyError, match="no complete trials yet"):
+        export_trial(study, {}, tmp_path, trial="best")
+    study.tell(study.ask(), state=TrialState.FAIL)
+    study.ask()
+    with pytest.raises(StudyError, match=r"trial 0 of study 'mem' is FAIL, not COMPLETE"):
+        export_trial(study, {}, tmp_path, trial=0)
+    with pytest.raises(StudyError, match=r"trial 1 of study 'mem' is RUNNING"):
+        analysis.select_trial(study, 1)
+    with pytest.raises(StudyError, match=r"has no trial 7; its trials are numbered 0..1"):
+        export_trial(study, {}, tmp_path, trial=7)
+    with pytest.raises(ValueError, match="choose 'best', 'knee' or a trial number"):
+        export_trial(study, {}, tmp_path, trial="worst")
+    with pytest.raises(StudyError, match="no stored search space"):
+        analysis.trials_frame(optuna.create_study(study_name="plain"))
+    assert not list(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------- a real small study
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    # The models here are tiny: one thread is faster, and far faster when other jobs share the CPUs.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def real_study(tmp_path_factory, digits_data, one_thread):
+    folder = tmp_path_factory.mktemp("analysis")
+    checkpoint = folder / "supernet.pt"
+    recipe = get_recipe("digits").replace(epochs=1, batch_size=64, warmup_epochs=1)
+    train_supernet(SearchSpace.from_dict(TINY_SPACE), DatasetSpec("digits"), recipe, checkpoint,
+                   data=digits_data, progress=False)
+    storage = f"sqlite:///{folder}/s.db"
+    create(storage, "p", objective="pareto", checkpoint=checkpoint, population_size=4, num_parents=2)
+    run_worker(storage, "p", n_trials=N_TRIALS, device="cpu")
+    study, settings = load(storage, "p")
+    return storage, study, settings
+
+
+def test_trials_frame_of_a_real_study(real_study):
+    _, study, settings = real_study
+    space = SearchSpace.from_dict(settings["space"])
+    frame = analysis.trials_frame(study)
+    assert list(frame.columns) == analysis.frame_columns(space)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(frame) == len(complete) == N_TRIALS
+    for trial, (_, row) in zip(complete, frame.iterrows()):
+        config = space.config_from_params(trial.params)
+        assert row["number"] == trial.number and row["arch_id"] == config.arch_id
+        assert row["accuracy"] == trial.user_attrs["accuracy"] and 0 <= row["accuracy"] <= 1
+        assert row["energy_mj"] == trial.user_attrs["energy_mj"] > 0
+        for block in range(space.max_depth):
+            assert math.isnan(row[f"tau_{block}"]) == (block >= config.depth)
+        assert analysis.block_values(row, "tau") == list(config.tau[: config.depth])
+    assert frame["feasible"].all()
+    table = analysis.front_table(analysis.pareto_front(frame))
+    assert {"accuracy %", "energy mJ", "num_heads", "threshold"} <= set(table.columns)
+    assert (table["accuracy %"] > 1).all()
+
+
+def test_report_is_one_self_contained_file_with_four_figures(real_study, tmp_path):
+    _, study, settings = real_study
+    path = plots.write_report(study, settings, tmp_path / "out" / "report.html", device="cpu")
+    text = path.read_text()
+    for title in (plots.PARETO_TITLE, plots.HYPERVOLUME_TITLE, plots.BREAKDOWN_TITLE, plots.GENES_TITLE):
+        assert title in text, title
+    for label in (plots.ACCURACY_LABEL, plots.ENERGY_LABEL, plots.HYPERVOLUME_LABEL, "accuracy (%)", "energy (mJ)"):
+        assert label in text, label
+    assert "(%)" in plots.ACCURACY_LABEL and "(mJ)" in plots.ENERGY_LABEL
+    assert not re.search(r"<script[^>]*\ssrc=", text), "the report must not load scripts from elsewhere"
+    assert text.count("Plotly.newPlot(") == 4 and len(re.findall(r"\* plotly\.js v\d", text)) == 1
+    best = int(analysis.best_aeb(analysis.trials_frame(study))["number"])
+    assert f"of trial {best} (the F_AEB-best trial" in text and "Study</dt><dd>p</dd>" in text
+    assert [p.name for p in path.parent.iterdir()] == ["report.html"]
+    chosen = plots.write_report(study, settings, path, breakdown_trial=0, device="cpu").read_text()
+    assert "Energy per layer of trial 0 (the chosen trial" in chosen
+    with pytest.raises(StudyError, match="has no trial 99"):
+        plots.write_report(study, settings, tmp_path / "x.html", breakdown_trial=99)
+
+
+def test_export_writes_a_safe_checkpoint_that_matches_the_supernet(real_study, tmp_path):
+    _, study, settings = real_study
+    result = export_trial(study, settings, tmp_path / "subnet", trial="knee", device="cpu")
+    frame = analysis.trials_frame(study)
+    knee = analysis.knee(analysis.pareto_front(frame))
+    assert result["trial"] == knee["number"] and result["arch_id"] == knee["arch_id"]
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["test_energy_mj"] > 0
+    assert result["val_accuracy"] == pytest.approx(knee["accuracy"])
+    state = torch.load(tmp_path / "subnet" / "subnet.pt", weights_only=True)
+    assert set(state) == {"format", "supernet", "config", "model"} and state["format"] == 1
+    saved = json.loads((tmp_path / "subnet" / "subnet.json").read_text())
+    assert saved["trial"] == result["trial"] and saved["config"] == result["config"]
+    assert saved["test_accuracy"] == result["test_accuracy"] and saved["search"]["accuracy"] == knee["accuracy"]
+
+    model = load_exported(tmp_path / "subnet")
+    config = SearchSpace.from_dict(settings["space"]).config_from_params(study.trials[result["trial"]].params)
+    assert model.config == config.active() and not model.training
+    evaluator, data = analysis.load_evaluator(settings, device="cpu")
+    evaluator(config)  # recalibrates the supernet's BN for this subnet, as the export did
+    x = torch.stack([data.test[i][0] for i in range(32)])
+    with torch.no_grad():
+        diff = (model(x) - evaluator.supernet.eval()(x)).abs().max().item()
+    assert diff < 1e-5
+    with pytest.raises(ValueError, match="not an autospk subnet export"):
+        load_exported(settings["checkpoint"])
+    with pytest.raises(FileNotFoundError, match="no exported subnet"):
+        load_exported(tmp_path / "nothing")
+
+
+def _get(app, path: str) -> tuple[str, dict]:
+    environ: dict = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "wsgi.input": io.BytesIO()}
+    wsgiref.util.setup_testing_defaults(environ)
+    answer: dict = {}
+
+    def start_response(status: str, headers: list, exc_info=None) -> None:
+        answer["status"] = status
+
+    body = b"".join(app(environ, start_response))
+    return answer["status"], json.loads(body)
+
+
+def test_optuna_dashboard_serves_the_study(real_study):
+    from optuna_dashboard import wsgi
+
+    storage, study, _ = real_study
+    app = wsgi(storage)
+    status, listing = _get(app, "/api/studies")
+    assert status.startswith("200")
+    summary = next(s for s in listing["study_summaries"] if s["study_name"] == "p")
+    assert summary["directions"] == ["maximize", "minimize"]
+    status, detail = _get(app, f"/api/studies/{summary['study_id']}")
+    assert status.startswith("200")
+    assert detail["name"] == "p" and detail["objective_names"] == ["accuracy", "energy_mj"]
+    assert len(detail["trials"]) == len(study.trials)
+    complete = [t for t in detail["trials"] if t["state"] == "Complete"]
+    assert len(complete) == N_TRIALS
+    assert {"accuracy", "energy_mj", "f_aeb", "arch_id"} <= {a["key"] for a in complete[0]["user_attrs"]}
+    assert "F_AEB" in detail["note"]["body"]
+    assert detail["best_trials"], "the Pareto front is listed"
+
+
+def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    storage, _, _ = real_study
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it; see `one_thread`
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert 'STORAGE = "sqlite:///autospk.db"' in code[0].source and "STUDY = None" in code[0].source
+    code[0].source = f'STORAGE = "{storage}"\nSTUDY = "p"'
+    NotebookClient(notebook, kernel_name="python3", timeout=180,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [out for cell in code for out in cell.get("outputs", [])]
+    assert not [out for out in outputs if out.output_type == "error"]
+    figures = [out["data"]["application/vnd.plotly.v1+json"] for out in outputs
+               if "application/vnd.plotly.v1+json" in out.get("data", {})]
+    titles = [fig["layout"]["title"]["text"] for fig in figures]
+    assert titles[:2] == [plots.PARETO_TITLE, plots.HYPERVOLUME_TITLE]
+    assert titles[2].startswith(plots.BREAKDOWN_TITLE) and titles[3] == plots.GENES_TITLE
+    assert any("best F_AEB" in trace.get("name", "") for trace in figures[0]["data"])
+    assert any("energy mJ" in out.get("data", {}).get("text/html", "") for out in outputs)

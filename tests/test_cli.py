@@ -1,0 +1,233 @@
+"""The real command line, in subprocesses where it matters (workers, crashes, torchrun)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas import DatasetSpec
+from nas.train import get_recipe, train_supernet
+from studies.cli import main
+from studies.storage import open_storage
+from studies.study import WORKER_ATTR
+from tests.conftest import TINY_SPACE
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+MYSQL = "mysql+pymysql://root@127.0.0.1:3306/test"
+CLI = [sys.executable, "-m", "studies.cli"]
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def run(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _server_answers(url: str) -> bool:
+    try:
+        open_storage(url)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, digits_data):
+    from nas.space import SearchSpace
+
+    path = tmp_path_factory.mktemp("cli") / "supernet.pt"
+    recipe = get_recipe("digits").replace(epochs=1, batch_size=64, warmup_epochs=1)
+    train_supernet(SearchSpace.from_dict(TINY_SPACE), DatasetSpec("digits"), recipe, path, data=digits_data,
+                   progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_toml(tmp_path_factory):
+    path = tmp_path_factory.mktemp("space") / "tiny.toml"
+    genes = "\n".join(f"{k} = {v}" for k, v in TINY_SPACE["genes"].items())
+    path.write_text(f"patch_size = 2\n[genes]\n{genes}\n")
+    return path
+
+
+def _assert_study_done(storage: str, name: str, n: int) -> optuna.Study:
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) >= n
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    evaluated = [t.user_attrs["arch_id"] for t in complete if "duplicate_of" not in t.user_attrs]
+    assert len(evaluated) == len(set(evaluated)), "an architecture was evaluated twice"
+    return study
+
+
+def test_quickstart_reduced(tmp_path):
+    storage = f"sqlite:///{tmp_path}/q.db"
+    proc = run("quickstart", "--storage", storage, "--workdir", str(tmp_path / "runs"), "--epochs", "1",
+               "--trials", "6", "--population-size", "4", "--no-progress")
+    assert "optuna-dashboard sqlite:///" in proc.stdout
+    assert "digits-aeb: top 5 by F_AEB" in proc.stdout and "digits-pareto: Pareto front" in proc.stdout
+    for name in ("digits-aeb", "digits-pareto"):
+        _assert_study_done(storage, name, 6)
+    listed = run("list", "--storage", storage).stdout
+    assert "digits-aeb" in listed and "digits-pareto" in listed
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgresql", "mysql"])
+def test_two_workers_finish_without_losses_or_duplicates(tmp_path, checkpoint, backend, capsys):
+    storage = {"journal": f"journal://{tmp_path}/study.log", "postgresql": POSTGRES, "mysql": MYSQL}[backend]
+    if backend != "journal" and not _server_answers(storage):
+        pytest.skip(f"no {backend} server answers at {storage}")
+    name = f"two-{uuid.uuid4().hex[:8]}"
+    assert main(["create", "--storage", storage, "--study-name", name, "--objective", "pareto", "--checkpoint",
+                 str(checkpoint), "--population-size", "4", "--num-parents", "2"]) == 0
+    run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "12", "--workers", "2", "--no-progress")
+    study = _assert_study_done(storage, name, 12)
+    workers = {t.system_attrs[WORKER_ATTR]["pid"] for t in study.trials if WORKER_ATTR in t.system_attrs}
+    assert len(workers) == 2
+    capsys.readouterr()
+    assert main(["show", "--storage", storage, "--study-name", name, "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown and {"accuracy", "energy_mj", "depth", "embed_dim", "arch_id"} <= set(shown[0])
+
+
+def test_killed_worker_mid_trial_and_the_study_still_completes(tmp_path, checkpoint):
+    storage = f"journal://{tmp_path}/crash.log"
+    name = "crash"
+    # slow trials (many calibration batches, batch size 1) leave time to kill one mid-way
+    assert main(["create", "--storage", storage, "--study-name", name, "--objective", "aeb", "--checkpoint",
+                 str(checkpoint), "--population-size", "4", "--num-parents", "2", "--calib-batches", "8",
+                 "--eval-batch-size", "2"]) == 0
+    proc = subprocess.Popen([*CLI, "optimize", "--storage", storage, "--study-name", name, "--n-trials", "6",
+                             "--no-progress"], env=ENV, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = open_storage(storage)
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        study = optuna.load_study(study_name=name, storage=store)
+        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if WORKER_ATTR in t.system_attrs]
+        if running:
+            victim = running[0].number
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert victim is not None, "no trial was seen running"
+    run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "6", "--no-progress")
+    study = _assert_study_done(storage, name, 6)
+    assert study.trials[victim].state == TrialState.FAIL
+    retries = [t for t in study.trials if t.user_attrs.get("retry_of") == victim]
+    assert retries and retries[0].state == TrialState.COMPLETE
+
+
+def test_training_killed_mid_epoch_resumes_to_all_epochs(tmp_path, tiny_toml):
+    out = tmp_path / "sn.pt"
+    args = [*CLI, "train-supernet", "--space", str(tiny_toml), "--epochs", "3", "--batch-size", "32",
+            "--output", str(out), "--no-progress"]
+    proc = subprocess.Popen(args, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the second epoch
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    import torch
+
+    assert torch.load(out, weights_only=True)["epoch"] < 3
+    run(*args[3:], "--resume")
+    state = torch.load(out, weights_only=True)
+    assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
+
+
+def test_torchrun_data_parallel_training_on_cpu(tmp_path, tiny_toml):
+    out = tmp_path / "ddp.pt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+         "-m", "studies.cli", "train-supernet", "--space", str(tiny_toml), "--epochs", "1", "--batch-size", "32",
+         "--output", str(out), "--device", "cpu", "--no-progress"],
+        capture_output=True, text=True, timeout=300, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import torch
+
+    state = torch.load(out, weights_only=True)
+    assert state["epoch"] == 1
+    # 1221 training images, 2 ranks x 32 per step -> 19 steps, each rank the same subnet
+    assert state["history"][0]["loss"] > 0
+
+
+def _fails(capsys, *argv: str) -> str:
+    """Run the CLI in-process; it must exit 2 with a message on stderr."""
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("autospk-study: error: ")
+    return err
+
+
+def _usage_fails(capsys, *argv: str) -> str:
+    """Argument errors exit 2 from argparse with the usage and the reason."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, checkpoint, capsys):
+    storage = f"sqlite:///{tmp_path}/bad.db"
+    err = _fails(capsys, "show", "--storage", storage, "--study-name", "nope")
+    assert "no study 'nope'" in err and len(err.strip().splitlines()) == 1
+    assert main(["create", "--storage", storage, "--study-name", "s", "--objective", "aeb",
+                 "--checkpoint", str(checkpoint), "--population-size", "4", "--num-parents", "2"]) == 0
+    capsys.readouterr()
+    assert "already exists" in _fails(capsys, "create", "--storage", storage, "--study-name", "s", "--objective",
+                                      "aeb", "--checkpoint", str(checkpoint))
+    assert "exists with objective 'aeb', not 'pareto'" in _fails(
+        capsys, "create", "--storage", storage, "--study-name", "s", "--objective", "pareto",
+        "--checkpoint", str(checkpoint), "--skip-if-exists")
+    assert "cannot open storage postgresql://postgres@127.0.0.1:1/test" in _fails(
+        capsys, "list", "--storage", "postgresql://postgres@127.0.0.1:1/test")
+    assert "does not exist" in _fails(capsys, "create", "--storage", storage, "--study-name", "m", "--objective",
+                                      "aeb", "--checkpoint", str(tmp_path / "missing.pt"))
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage")
+    assert "is corrupt" in _fails(capsys, "create", "--storage", storage, "--study-name", "c", "--objective", "aeb",
+                                  "--checkpoint", str(corrupt))
+    assert "unknown data set 'mnist'" in _fails(capsys, "train-supernet", "--dataset", "mnist",
+                                                "--output", str(tmp_path / "never.pt"))
+    assert "trained for another space" in _fails(capsys, "train-supernet", "--space", "digits", "--output",
+                                                 str(checkpoint), "--resume", "--epochs", "1")
+    assert "num_parents=9 must be in 2..population_size (4)" in _fails(
+        capsys, "create", "--storage", storage, "--study-name", "r", "--objective", "aeb",
+        "--checkpoint", str(checkpoint), "--population-size", "4", "--num-parents", "9")
+    assert "must be a probability" in _usage_fails(capsys, "create", "--storage", storage, "--study-name",
+                                             "r", "--objective", "aeb", "--checkpoint", str(checkpoint),
+                                             "--crossover-fraction", "2")
+    assert "invalid choice: 'best'" in _usage_fails(capsys, "create", "--storage", storage,
+                                              "--study-name", "r", "--objective", "best", "--checkpoint", "x")
+    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+    assert names == ["s"]
+    assert not (tmp_path / "never.pt").exists()
+
+
+def test_console_script_exits_non_zero_on_error(tmp_path):
+    proc = subprocess.run(["autospk-study", "show", "--storage", f"sqlite:///{tmp_path}/x.db", "--study-name", "x"],
+                          capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("autospk-study: error: no study 'x'")
+
+
+def test_every_subcommand_has_help():
+    for command in ("train-supernet", "create", "optimize", "list", "show", "plot", "export", "quickstart"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
