@@ -5,12 +5,16 @@ supernet for several seeds. Evaluations are deterministic (fixed BN-recalibratio
 batches), so one cache of scores by arch id serves every run in this process.
 
 Hypervolume is computed with moocore on the points (1 - accuracy, energy_mj), both
-minimised, against the reference point (1.0, 1.05 x the largest energy any run saw),
-printed with the table. A duplicate is a trial whose architecture an earlier trial of the
-same study already had: a wasted evaluation budget.
+minimised, against the reference point (0.2, E_ref): subnets at least 80% accurate and no
+costlier than the largest subnet. It is reported as a fraction of the reference box. A
+duplicate is a trial whose architecture an earlier trial of the same study already had: a
+wasted evaluation budget.
+
+Scores are kept in a JSON cache (--cache) keyed by arch id, so a rerun only evaluates
+architectures it has not seen.
 
     python benchmarks/bench_search.py [--checkpoint autospk-runs/digits-supernet.pt]
-        [--seeds 5] [--trials 200] [--population-size 20]
+        [--seeds 5] [--trials 200] [--population-size 20] [--samplers ...]
 
 Trains the digits supernet first (about 2 minutes) when the checkpoint is missing.
 """
@@ -18,6 +22,7 @@ Trains the digits supernet first (about 2 minutes) when the checkpoint is missin
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 import warnings
@@ -29,11 +34,9 @@ import optuna
 
 from energy import dense_macs
 from nas import (
-    AEBSettings,
     DatasetSpec,
     SpikformerNSGAIISampler,
     SubnetEvaluator,
-    SubnetObjective,
     load_checkpoint,
     load_dataset,
     load_space,
@@ -57,8 +60,9 @@ def make_samplers(space, spec, population: int, seed: int) -> dict[str, optuna.s
 
 
 def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Hypervolume as a fraction of the box between the origin and `ref`."""
     inside = points[(points < ref).all(axis=1)]
-    return float(moocore.hypervolume(inside, ref=ref)) if len(inside) else 0.0
+    return float(moocore.hypervolume(inside, ref=ref)) / float(np.prod(ref)) if len(inside) else 0.0
 
 
 def main() -> None:
@@ -67,6 +71,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--population-size", type=int, default=20)
+    parser.add_argument("--cache", default="autospk-runs/bench_search_cache.json")
+    parser.add_argument("--samplers", nargs="*", default=None, help="subset of sampler names to run")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -80,28 +86,46 @@ def main() -> None:
     net, space, dataset = supernet_from_checkpoint(load_checkpoint(path))
     data = load_dataset(dataset)
     evaluator = SubnetEvaluator(net, data.train_eval, data.val)
-    e_ref = evaluator(space.largest()).energy.energy_mj
-    objective = SubnetObjective(space, evaluator, "pareto", AEBSettings(e_ref=e_ref))
+    cache_path = Path(args.cache)
+    cache: dict[str, list[float]] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+
+    def score(cfg) -> list[float]:
+        if cfg.arch_id not in cache:
+            s = evaluator(cfg)
+            cache[cfg.arch_id] = [s.accuracy, s.energy.energy_mj]
+        return cache[cfg.arch_id]
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        cfg = space.suggest(trial)
+        trial.set_user_attr("arch_id", cfg.arch_id)
+        accuracy, energy = score(cfg)
+        return accuracy, energy
+
+    e_ref = score(space.largest())[1]
 
     runs: dict[str, list[tuple[np.ndarray, list[str]]]] = {}
     start = time.perf_counter()
     for seed in range(args.seeds):
         for name, sampler in make_samplers(space, net.supernet_config, args.population_size, seed).items():
+            if args.samplers and not any(k in name for k in args.samplers):
+                continue
             study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
             study.optimize(objective, n_trials=args.trials)
             trials = study.trials
-            points = np.array([[1 - t.user_attrs["accuracy"], t.user_attrs["energy_mj"]] for t in trials])
+            points = np.array([[1 - t.values[0], t.values[1]] for t in trials])
             runs.setdefault(name, []).append((points, [t.user_attrs["arch_id"] for t in trials]))
             print(f"seed {seed} {name}: done ({time.perf_counter() - start:.0f} s, "
-                  f"{len(evaluator._cache)} distinct subnets evaluated so far)", flush=True)
+                  f"{len(cache)} distinct subnets scored so far)", flush=True)
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            cache_path.write_text(json.dumps(cache))
 
-    ref = np.array([1.0, 1.05 * max(p[:, 1].max() for r in runs.values() for p, _ in r)])
+    ref = np.array([0.2, e_ref])
     budgets = [b for b in CHECKPOINTS if b <= args.trials] or [args.trials]
     print()
     print(f"digits supernet, space '{space.name}', {args.seeds} seeds, population {args.population_size}; "
           f"E_ref (largest subnet) = {e_ref:.6f} mJ")
-    print(f"hypervolume of (1 - accuracy, energy mJ), both minimised; reference point = "
-          f"(1.0, {ref[1]:.6f} mJ)")
+    print(f"hypervolume of (1 - accuracy, energy mJ), both minimised, as a fraction of the box up to the "
+          f"reference point (0.2, E_ref = {ref[1]:.6f} mJ)")
     print()
     header = " | ".join(f"HV@{b} mean ± sd" for b in budgets)
     print(f"| sampler | {header} | duplicate trials (mean) |")
@@ -113,18 +137,20 @@ def main() -> None:
         for b in budgets:
             values = [hypervolume(p[:b], ref) for p, _ in results]
             means.setdefault(name, {})[b] = statistics.mean(values)
-            cells.append(f"{statistics.mean(values):.5f} ± {statistics.pstdev(values):.5f}")
+            cells.append(f"{statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f}")
         curves[name] = [statistics.mean(hypervolume(p[:n], ref) for p, _ in results)
                         for n in range(10, args.trials + 1, 10)]
         dups = statistics.mean(len(ids) - len(set(ids)) for _, ids in results)
         print(f"| {name} | {' | '.join(cells)} | {dups:.1f} |")
+    if "optuna RandomSampler" not in means:
+        return
     target = means["optuna RandomSampler"][budgets[-1]]
     print()
-    print(f"evaluations to reach Random's mean HV@{budgets[-1]} ({target:.5f}):")
+    print(f"evaluations to reach Random's mean HV@{budgets[-1]} ({target:.4f}):")
     for name, curve in curves.items():
         reached = next((10 * (i + 1) for i, v in enumerate(curve) if v >= target), None)
         print(f"  {name}: {reached if reached is not None else f'not within {args.trials}'}")
-    print(f"\n{len(evaluator._cache)} distinct subnets evaluated in {time.perf_counter() - start:.0f} s")
+    print(f"\n{len(cache)} distinct subnets scored (cache {cache_path}); {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

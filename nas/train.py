@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from models import SpikformerSupernet, SubnetConfig, SupernetConfig
+from models import SpikformerSupernet, SubnetConfig
 
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .data import DataSplits, DatasetSpec, load_dataset

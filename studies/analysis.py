@@ -20,23 +20,14 @@ import moocore
 import numpy as np
 import optuna
 import pandas as pd
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from models import BLOCK_GENES, GLOBAL_GENES
-from nas import (
-    DataSplits,
-    SearchSpace,
-    SubnetEvaluator,
-    SubnetScore,
-    load_checkpoint,
-    load_dataset,
-    supernet_from_checkpoint,
-)
+from nas import SearchSpace, SubnetScore
 
 from .errors import StudyError
 from .storage import open_storage
-from .study import SETTINGS_ATTR, load
+from .study import SETTINGS_ATTR, load, load_evaluator
 
 METRICS = ("accuracy", "energy_mj", "f_aeb", "params", "sops", "macs", "firing_rate")
 """Per-trial results (user attrs) that become columns of `trials_frame`."""
@@ -317,31 +308,6 @@ def _numbers(numbers: list[int], limit: int = 12) -> str:
         return "none yet"
     shown = ", ".join(map(str, numbers[:limit]))
     return shown + (f", ... ({len(numbers)} in all)" if len(numbers) > limit else "")
-
-
-def load_evaluator(settings: dict[str, Any], *, device: str | None = None) -> tuple[SubnetEvaluator, DataSplits]:
-    """The study's supernet and data, and an evaluator with the study's evaluation settings.
-
-    The evaluator recalibrates BN on the ``train_eval`` split and scores the ``val``
-    split, exactly as the search did.
-
-    Args:
-        settings: The study's stored settings.
-        device: Where to run (default: cuda if available, else cpu).
-
-    Raises:
-        StudyError: if the checkpoint does not match the study's search space.
-    """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    net, space, dataset = supernet_from_checkpoint(load_checkpoint(settings["checkpoint"]), dev)
-    if space.to_dict() != settings["space"]:
-        raise StudyError(f"checkpoint {settings['checkpoint']} does not match the study's search space")
-    data = load_dataset(dataset)
-    ev = settings["evaluation"]
-    evaluator = SubnetEvaluator(net, data.train_eval, data.val, calib_batches=ev["calib_batches"],
-                                calib_batch_size=ev["calib_batch_size"], batch_size=ev["batch_size"],
-                                profile=ev["profile"], device=dev)
-    return evaluator, data
 
 
 def measure_trial(settings: dict[str, Any], trial: FrozenTrial, *, device: str | None = None) -> SubnetScore:

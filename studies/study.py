@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from energy import dense_macs
 from nas import (
+    DataSplits,
     DIRECTIONS,
     METRIC_NAMES,
     OBJECTIVES,
@@ -74,10 +75,21 @@ def _note(settings: dict[str, Any]) -> str:
     )
 
 
-def _workbench(study: optuna.Study, settings: dict[str, Any], device: str | None) -> Workbench:
-    state = load_checkpoint(settings["checkpoint"])
+def load_evaluator(settings: dict[str, Any], *, device: str | None = None) -> tuple[SubnetEvaluator, DataSplits]:
+    """The study's supernet and data, and an evaluator with the study's evaluation settings.
+
+    The evaluator recalibrates BN on the ``train_eval`` split and scores the ``val``
+    split, exactly as the search did.
+
+    Args:
+        settings: The study's stored settings.
+        device: Where to run (default: cuda if available, else cpu).
+
+    Raises:
+        StudyError: if the checkpoint does not match the study's search space.
+    """
     dev = _device(device)
-    net, space, dataset = supernet_from_checkpoint(state, dev)
+    net, space, dataset = supernet_from_checkpoint(load_checkpoint(settings["checkpoint"]), dev)
     if space.to_dict() != settings["space"]:
         raise StudyError(f"checkpoint {settings['checkpoint']} does not match the study's search space")
     data = load_dataset(dataset)
@@ -85,6 +97,12 @@ def _workbench(study: optuna.Study, settings: dict[str, Any], device: str | None
     evaluator = SubnetEvaluator(net, data.train_eval, data.val, calib_batches=ev["calib_batches"],
                                 calib_batch_size=ev["calib_batch_size"], batch_size=ev["batch_size"],
                                 profile=ev["profile"], device=dev)
+    return evaluator, data
+
+
+def _workbench(study: optuna.Study, settings: dict[str, Any], device: str | None) -> Workbench:
+    evaluator, _ = load_evaluator(settings, device=device)
+    space = SearchSpace.from_dict(settings["space"])
     aeb = AEBSettings(**settings["aeb"])
     objective = SubnetObjective(space, evaluator, settings["objective"], aeb, Budgets(**settings["budgets"]))
     return Workbench(study, settings, space, evaluator, objective)
