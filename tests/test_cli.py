@@ -106,9 +106,9 @@ def test_killed_worker_mid_trial_and_the_study_still_completes(tmp_path, checkpo
     name = "crash"
     # slow trials (many calibration batches, batch size 1) leave time to kill one mid-way
     assert main(["create", "--storage", storage, "--study-name", name, "--objective", "aeb", "--checkpoint",
-                 str(checkpoint), "--population-size", "4", "--num-parents", "2", "--calib-batches", "8",
+                 str(checkpoint), "--population-size", "4", "--num-parents", "2", "--calib-batches", "4",
                  "--eval-batch-size", "2"]) == 0
-    proc = subprocess.Popen([*CLI, "optimize", "--storage", storage, "--study-name", name, "--n-trials", "6",
+    proc = subprocess.Popen([*CLI, "optimize", "--storage", storage, "--study-name", name, "--n-trials", "4",
                              "--no-progress"], env=ENV, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = open_storage(storage)
@@ -123,8 +123,8 @@ def test_killed_worker_mid_trial_and_the_study_still_completes(tmp_path, checkpo
             os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert victim is not None, "no trial was seen running"
-    run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "6", "--no-progress")
-    study = _assert_study_done(storage, name, 6)
+    run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "4", "--no-progress")
+    study = _assert_study_done(storage, name, 4)
     assert study.trials[victim].state == TrialState.FAIL
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") == victim]
     assert retries and retries[0].state == TrialState.COMPLETE
