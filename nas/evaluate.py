@@ -132,11 +132,12 @@ class SubnetEvaluator:
                 pred = net(x.to(self.device, non_blocking=True)).argmax(dim=1).cpu()
                 correct += int((pred == y).sum())
                 total += len(y)
+        params = count_params(net.supernet_config, config)
         score = SubnetScore(
             config=config.active(),
             accuracy=correct / total,
-            energy=monitor.report(params=count_params(net.supernet_config, config)),
-            params=count_params(net.supernet_config, config),
+            energy=monitor.report(params=params),
+            params=params,
             seconds=time.perf_counter() - start,
         )
         self._cache[config.arch_id] = score
