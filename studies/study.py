@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +40,6 @@ from .storage import open_storage
 SETTINGS_ATTR = "autospk"
 SETTINGS_VERSION = 1
 WORKER_ATTR = "autospk:worker"
-
-
-@dataclass
-class Workbench:
-    """What a worker builds from a study's settings: supernet, data, evaluator, objective."""
-
-    study: optuna.Study
-    settings: dict[str, Any]
-    space: SearchSpace
-    evaluator: SubnetEvaluator
-    objective: SubnetObjective
 
 
 def _device(device: str | None) -> torch.device:
@@ -100,12 +88,11 @@ def load_evaluator(settings: dict[str, Any], *, device: str | None = None) -> tu
     return evaluator, data
 
 
-def _workbench(study: optuna.Study, settings: dict[str, Any], device: str | None) -> Workbench:
+def _objective(settings: dict[str, Any], device: str | None) -> SubnetObjective:
+    """The objective a worker runs, built from the study's stored settings."""
     evaluator, _ = load_evaluator(settings, device=device)
-    space = SearchSpace.from_dict(settings["space"])
-    aeb = AEBSettings(**settings["aeb"])
-    objective = SubnetObjective(space, evaluator, settings["objective"], aeb, Budgets(**settings["budgets"]))
-    return Workbench(study, settings, space, evaluator, objective)
+    return SubnetObjective(SearchSpace.from_dict(settings["space"]), evaluator, settings["objective"],
+                           AEBSettings(**settings["aeb"]), Budgets(**settings["budgets"]))
 
 
 def make_sampler(space: SearchSpace, settings: dict[str, Any], supernet: dict[str, Any] | None = None,
@@ -203,8 +190,8 @@ def create(
         "heartbeat_interval": heartbeat_interval,
     }
     if e_ref is None:
-        bench = _workbench(None, settings, device)  # type: ignore[arg-type]
-        settings["aeb"]["e_ref"] = bench.evaluator(space.largest()).energy.energy_mj
+        evaluator, _ = load_evaluator(settings, device=device)
+        settings["aeb"]["e_ref"] = evaluator(space.largest()).energy.energy_mj
         AEBSettings(**settings["aeb"])
     study = optuna.create_study(storage=store, study_name=study_name, directions=DIRECTIONS[objective],
                                 sampler=make_sampler(space, sampler_settings, settings["supernet"]))
@@ -287,13 +274,13 @@ def run_worker(
 ) -> optuna.Study:
     """Run trials until the study holds `n_trials` complete trials or `timeout` passes."""
     study, settings = load(storage, study_name, seed_offset=seed_offset, heartbeat=True)
-    bench = _workbench(study, settings, device)
+    objective_fn = _objective(settings, device)
     me = {"host": socket.gethostname(), "pid": os.getpid()}
 
     def objective(trial: optuna.Trial):
         study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, me)
         fail_dead_trials(study)
-        return bench.objective(trial)
+        return objective_fn(trial)
 
     fail_dead_trials(study)
     callbacks = []
