@@ -141,6 +141,9 @@ def _add_create_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--global-mutation-prob", type=_probability, default=0.4, help="depth, embed_dim, T")
     g.add_argument("--block-mutation-prob", type=_probability, default=0.2, help="each per-block gene")
     g.add_argument("--neighbour-mutation", action="store_true", help="mutate ordered genes by one step")
+    g.add_argument("--candidates", type=_positive(int), default=4,
+                   help="children drawn per proposal; a surrogate fitted on the finished trials keeps the one "
+                        "predicted to add the most to the front (1 = plain NSGA-II; default 4)")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("evaluation")
     g.add_argument("--calib-batches", type=_positive(int), default=4, help="batches for BN recalibration")
@@ -166,8 +169,9 @@ def _create(args: argparse.Namespace, storage: str, name: str, objective: str, c
         population_size=args.population_size, num_parents=args.num_parents,
         crossover_fraction=args.crossover_fraction, global_mutation_prob=args.global_mutation_prob,
         block_mutation_prob=args.block_mutation_prob, neighbour_mutation=args.neighbour_mutation,
-        seed=args.seed, calib_batches=args.calib_batches, calib_batch_size=args.calib_batch_size,
-        batch_size=args.eval_batch_size, profile=args.energy_profile, heartbeat_interval=args.heartbeat_interval,
+        candidates=args.candidates, seed=args.seed, calib_batches=args.calib_batches,
+        calib_batch_size=args.calib_batch_size, batch_size=args.eval_batch_size, profile=args.energy_profile,
+        heartbeat_interval=args.heartbeat_interval,
         enqueue_largest=not args.no_enqueue_largest, skip_if_exists=skip_if_exists, device=args.device,
     )
 
@@ -331,8 +335,8 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
         alpha=-0.07, beta=-0.07, e_ref=None, max_params=None, max_energy_mj=None,
         population_size=args.population_size, num_parents=max(2, args.population_size // 5),
         crossover_fraction=0.5, global_mutation_prob=0.4, block_mutation_prob=0.2, neighbour_mutation=False,
-        seed=args.seed, calib_batches=4, calib_batch_size=64, eval_batch_size=256, energy_profile="fp32",
-        heartbeat_interval=10, no_enqueue_largest=False, device=args.device)
+        candidates=4, seed=args.seed, calib_batches=4, calib_batch_size=64, eval_batch_size=256,
+        energy_profile="fp32", heartbeat_interval=10, no_enqueue_largest=False, device=args.device)
     for step, objective in ((2, "aeb"), (3, "pareto")):
         name = f"{args.prefix}-{objective}"
         print(f"[{step}/3] searching study '{name}' ({args.trials} trials)")

@@ -126,6 +126,7 @@ def create(
     global_mutation_prob: float = 0.4,
     block_mutation_prob: float = 0.2,
     neighbour_mutation: bool = False,
+    candidates: int = 4,
     seed: int = 0,
     calib_batches: int = 4,
     calib_batch_size: int = 64,
@@ -164,7 +165,8 @@ def create(
     sampler_settings = {
         "population_size": population_size, "num_parents": num_parents,
         "crossover_fraction": crossover_fraction, "global_mutation_prob": global_mutation_prob,
-        "block_mutation_prob": block_mutation_prob, "neighbour_mutation": neighbour_mutation, "seed": seed,
+        "block_mutation_prob": block_mutation_prob, "neighbour_mutation": neighbour_mutation,
+        "candidates": candidates, "seed": seed,
     }
     try:
         make_sampler(space, sampler_settings)

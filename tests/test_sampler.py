@@ -3,6 +3,8 @@ from __future__ import annotations
 import random
 import time
 
+import moocore
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import create_trial
@@ -19,6 +21,7 @@ from nas.sampler import (
     select_top,
     uniform_crossover,
 )
+from nas.sampler._surrogate import GenomeEncoder, Surrogate, promise
 from nas.sampler._variation import GLOBAL_MUTATION_PROB
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -116,7 +119,9 @@ def test_first_generation_stratified_by_cost_spans_the_cost_range(tiny_space):
 
 
 def test_settings_round_trip(tiny_space):
-    sampler = SpikformerNSGAIISampler(tiny_space, population_size=12, num_parents=5, neighbour_mutation=True, seed=3)
+    sampler = SpikformerNSGAIISampler(tiny_space, population_size=12, num_parents=5, neighbour_mutation=True,
+                                      candidates=3, seed=3)
+    assert sampler.settings()["candidates"] == 3
     assert SpikformerNSGAIISampler(tiny_space, **sampler.settings()).settings() == sampler.settings()
     with pytest.raises(ValueError, match=r"num_parents=20 must be in 2..population_size \(12\)"):
         SpikformerNSGAIISampler(tiny_space, population_size=12, num_parents=20)
@@ -176,3 +181,93 @@ def test_feasible_trials_are_selected_before_infeasible_ones():
     assert [t.number for t in select_top(trials, dirs, 3)] == [2, 1, 3]
     two = [_trial([0.99, 0.1], [5.0], number=0), _trial([0.5, 9.0], [-1.0], number=1)]
     assert select_top(two, [MAX, MIN], 1)[0].number == 1
+
+
+def _cost(space):
+    spec = _spec(space)
+    return lambda cfg: dense_macs(spec, cfg).energy_mj()
+
+
+def test_surrogate_learns_energy_from_cost_and_genes(tiny_space):
+    """Energy = dense cost x a firing rate set by the genes: linear in log space."""
+    encoder = GenomeEncoder(tiny_space, _cost(tiny_space))
+    rate = {8: 0.3, 16: 0.12}
+    rng = random.Random(0)
+    configs = [tiny_space.sample(rng) for _ in range(80)]
+    x = np.array([encoder(tiny_space.params_from_config(c)) for c in configs])
+    energy = np.array([encoder.cost(c) * rate[c.embed_dim] for c in configs])
+    accuracy = np.array([0.5 + 0.1 * c.time_steps + 0.05 * c.depth for c in configs])
+    y = np.stack([accuracy, energy], axis=1)
+    surrogate = Surrogate(x[:40], y[:40])
+    predicted = surrogate.predict(x[40:])
+    assert surrogate.log.tolist() == [True, True]
+    assert np.abs(predicted[:, 1] / energy[40:] - 1).max() < 0.05
+    assert np.abs(predicted[:, 0] - accuracy[40:]).max() < 0.02
+    # A constant-rate model (cost alone) would be off by the rate ratio for one of the widths.
+    assert np.corrcoef(np.log(predicted[:, 1]), np.log(energy[40:]))[0, 1] > 0.999
+
+
+def test_promise_prefers_points_that_extend_the_front():
+    observed = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0], [1.0, 1.0]])  # minimised
+    candidates = np.array([
+        [0.2, 0.2],  # dominates the middle point: the largest gain
+        [0.4, 0.6],  # fills a gap of the front a little
+        [0.6, 0.6],  # just dominated by (0.5, 0.5)
+        [0.9, 0.9],  # far behind
+    ])
+    scores = promise(candidates, observed)
+    assert scores[0] > scores[1] > 0 > scores[2] > scores[3]
+    assert scores[2] == pytest.approx(-0.1) and scores[3] == pytest.approx(-0.4)
+    single = promise(np.array([[0.1], [0.3]]), np.array([[0.2], [0.5]]))
+    assert single.tolist() == pytest.approx([1 / 3, -1 / 3])
+
+
+def _neuron_objective(space):
+    """Firing rate set by the threshold, accuracy hurt by some neuron and head genes."""
+    spec = _spec(space)
+
+    def objective(trial):
+        cfg = space.suggest(trial)
+        trial.set_user_attr("arch_id", cfg.arch_id)
+        blocks = range(cfg.depth)
+        rate = sum(0.3 if cfg.threshold[b] == 0.8 else 0.15 for b in blocks) / cfg.depth
+        size = cfg.embed_dim * cfg.depth * cfg.time_steps * sum(cfg.mlp_ratio[: cfg.depth])
+        penalty = sum(0.08 * (cfg.tau[b] == 1.5) + 0.04 * (cfg.num_heads[b] == 1) for b in blocks) / cfg.depth
+        return 1 - 1 / (1 + size / 50) - penalty, dense_macs(spec, cfg).energy_mj(firing_rate=rate)
+
+    return objective
+
+
+def test_screening_finds_a_better_front_on_the_same_budget(tiny_space):
+    objective = _neuron_objective(tiny_space)
+    largest = dense_macs(_spec(tiny_space), tiny_space.largest()).energy_mj(firing_rate=0.3)
+    ref = np.array([1.0, 1.1 * largest])
+
+    def hypervolume(study):
+        points = np.array([[1 - t.values[0], t.values[1]] for t in study.trials])
+        return moocore.hypervolume(points[(points < ref).all(axis=1)], ref=ref) / ref.prod()
+
+    gains = []
+    for seed in range(4):
+        hv = {}
+        for k in (1, 6):
+            study = _study(tiny_space, seed=seed, cost=_cost(tiny_space), candidates=k)
+            study.optimize(objective, n_trials=40)
+            ids = [t.user_attrs["arch_id"] for t in study.trials]
+            assert len(ids) == len(set(ids))
+            hv[k] = hypervolume(study)
+        gains.append(hv[6] - hv[1])
+    assert min(gains) > 0 and sum(gains) / len(gains) > 0.01
+
+
+def test_screening_is_deterministic_and_duplicate_free_with_workers(tiny_space):
+    runs = []
+    for _ in range(2):
+        study = _study(tiny_space, seed=5, cost=_cost(tiny_space), candidates=4)
+        study.optimize(fake_objective(tiny_space), n_trials=30)
+        runs.append([t.params for t in study.trials])
+    assert runs[0] == runs[1]
+    study = _study(tiny_space, seed=5, cost=_cost(tiny_space), candidates=4)
+    study.optimize(fake_objective(tiny_space, delay=0.01), n_trials=40, n_jobs=3)
+    ids = [t.user_attrs["arch_id"] for t in study.trials]
+    assert len(ids) == len(set(ids)) == 40

@@ -9,13 +9,14 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseGASampler
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from models import SubnetConfig
 
 from ..space import SearchSpace
 from ._dedup import ARCH_KEY, known_arch_ids
 from ._selection import select_top
+from ._surrogate import GenomeEncoder, screen
 from ._variation import BLOCK_MUTATION_PROB, GLOBAL_MUTATION_PROB, mutate, uniform_crossover
 
 _STRATA_POOL = 8
@@ -37,6 +38,13 @@ class SpikformerNSGAIISampler(BaseGASampler):
     from the i-th cost quantile of a random pool, so it spans cheap to costly subnets.
     Enqueued trials (``study.enqueue_trial``) take precedence.
 
+    Screening (given `cost` and ``candidates > 1``): after the first generation, each
+    proposal draws `candidates` distinct new children and keeps the one a surrogate
+    predicts to add the most hypervolume to the current front (the best F_AEB for one
+    objective). The surrogate is a ridge regression per objective on the one-hot genome
+    and the log of `cost`, refitted on the completed trials at every proposal; an
+    evaluation is worth far more than the fit. ``candidates=1`` is plain NSGA-II.
+
     No architecture is proposed twice: before proposing, the sampler reads every arch id
     in storage (other workers' proposals included) and draws again on a clash. The arch
     id is written to the trial at once.
@@ -51,7 +59,12 @@ class SpikformerNSGAIISampler(BaseGASampler):
         neighbour_mutation: Mutate ordered genes by one step instead of redrawing.
         swap_prob: Per-gene probability of taking the second parent's gene in crossover.
         seed: Seed; with one worker the sampler is then deterministic.
-        cost: Optional cost of a subnet (e.g. analytic energy) to stratify generation 0.
+        cost: Optional cost of a subnet (e.g. analytic energy): stratifies generation 0 and
+            feeds the screening surrogate.
+        candidates: Children drawn per proposal once a generation has parents. With more
+            than one (and `cost`), an additive surrogate fitted on the completed trials
+            predicts their objectives and the child that would add the most hypervolume
+            to the front (best F_AEB for one objective) is proposed; see `_surrogate`.
         max_retries: Draws before giving up on finding a new architecture from parents.
     """
 
@@ -68,6 +81,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
         swap_prob: float = 0.5,
         seed: int | None = None,
         cost: Callable[[SubnetConfig], float] | None = None,
+        candidates: int = 4,
         max_retries: int = 200,
     ) -> None:
         if population_size < 2:
@@ -78,6 +92,8 @@ class SpikformerNSGAIISampler(BaseGASampler):
                         ("block_mutation_prob", block_mutation_prob), ("swap_prob", swap_prob)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name}={p} must be a probability in [0, 1]")
+        if candidates < 1:
+            raise ValueError(f"candidates={candidates} must be >= 1")
         super().__init__(population_size=population_size)
         self.space = space
         self.num_parents = num_parents
@@ -88,7 +104,9 @@ class SpikformerNSGAIISampler(BaseGASampler):
         self.swap_prob = swap_prob
         self.seed = seed if seed is not None else random.randrange(2**31)
         self.cost = cost
+        self.candidates = candidates
         self.max_retries = max_retries
+        self._encoder = GenomeEncoder(space, cost) if cost is not None else None
         self._strata: list[list[dict[str, Any]]] | None = None
 
     def settings(self) -> dict[str, Any]:
@@ -101,6 +119,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
             "block_mutation_prob": self.block_mutation_prob,
             "neighbour_mutation": self.neighbour_mutation,
             "swap_prob": self.swap_prob,
+            "candidates": self.candidates,
             "seed": self.seed,
         }
 
@@ -125,6 +144,8 @@ class SpikformerNSGAIISampler(BaseGASampler):
         parents = self.get_parent_population(study, generation)
         seen = known_arch_ids(study, self.space, exclude_trial_id=trial._trial_id)
         params = self._propose(trial.number, parents, seen, rng)
+        if parents and self.candidates > 1 and self._encoder is not None:
+            params = self._screened(study, params, parents, seen, rng)
         study._storage.set_trial_system_attr(
             trial._trial_id, ARCH_KEY, self.space.config_from_params(params).arch_id
         )
@@ -150,6 +171,23 @@ class SpikformerNSGAIISampler(BaseGASampler):
             if self.space.config_from_params(params).arch_id not in seen:
                 return params
         return params
+
+    def _screened(self, study: optuna.Study, first: dict[str, Any], parents: Sequence[FrozenTrial],
+                  seen: set[str], rng: random.Random) -> dict[str, Any]:
+        """Draw up to `candidates` distinct new children and keep the most promising."""
+        assert self._encoder is not None
+        pool = [first]
+        ids = seen | {self.space.config_from_params(first).arch_id}
+        for _ in range(self.max_retries):
+            if len(pool) == self.candidates:
+                break
+            child = self._child(parents, rng)
+            arch = self.space.config_from_params(child).arch_id
+            if arch not in ids:
+                ids.add(arch)
+                pool.append(child)
+        done = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+        return pool[screen(pool, done, study.directions, self._encoder)]
 
     def _child(self, parents: Sequence[FrozenTrial], rng: random.Random) -> dict[str, Any]:
         names = self.space.param_names()

@@ -1,0 +1,143 @@
+"""Offspring screening: an additive surrogate of the objectives, fitted on the study so far.
+
+Evaluating a subnet costs a BN recalibration and a pass over the validation set; the
+analytic cost of a subnet (its dense-MAC energy) costs nothing. The sampler can therefore
+draw several children, predict their objective values and evaluate only the child that
+promises the most (surrogate-assisted pre-selection).
+
+The surrogate is one ridge regression per objective on the genome one-hot encoded (the
+per-block genes averaged over active blocks, so dormant genes do not count) plus the log of
+the analytic cost. Strictly positive objectives (accuracy, energy, F_AEB) are regressed in
+log space, where energy is close to linear: log E = log(dense cost) + log(firing rate), and
+the firing rate depends on the neuron genes. A candidate's promise is the hypervolume it
+would add to the current front of feasible trials (objectives scaled to the observed
+range); a candidate predicted to be dominated scores minus its additive-epsilon distance to
+the front, so the least dominated one wins when none is predicted to improve it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import moocore
+import numpy as np
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+
+from models import GLOBAL_GENES, SubnetConfig
+
+from ..space import SearchSpace
+from ._selection import violation
+
+MIN_TRIALS = 8
+"""Completed trials needed before the surrogate is fitted."""
+
+RIDGE = 1.0
+"""Ridge penalty on standardised features."""
+
+
+class GenomeEncoder:
+    """Fixed-length numeric features of a genome: one-hot genes and the log of its cost."""
+
+    def __init__(self, space: SearchSpace, cost: Callable[[SubnetConfig], float]) -> None:
+        self.space = space
+        self.cost = cost
+        self._cost_cache: dict[str, float] = {}
+        self.block_genes = [g for g in space.genes if g not in GLOBAL_GENES]
+
+    def log_cost(self, config: SubnetConfig) -> float:
+        key = config.arch_id
+        if key not in self._cost_cache:
+            self._cost_cache[key] = float(np.log(max(self.cost(config), 1e-30)))
+        return self._cost_cache[key]
+
+    def __call__(self, params: Mapping[str, Any]) -> np.ndarray:
+        config = self.space.config_from_params(params)
+        features: list[float] = []
+        for gene in GLOBAL_GENES:
+            features += [float(params[gene] == c) for c in self.space.genes[gene]]
+        for gene in self.block_genes:
+            active = [params[f"{gene}_{b}"] for b in range(config.depth)]
+            features += [sum(v == c for v in active) / len(active) for c in self.space.genes[gene]]
+        features.append(self.log_cost(config))
+        return np.asarray(features)
+
+
+class Surrogate:
+    """Ridge regression of each objective on genome features, in log space where positive."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.log = (y > 0).all(axis=0)
+        target = np.where(self.log, np.log(np.where(y > 0, y, 1.0)), y)
+        self.mean = x.mean(axis=0)
+        self.scale = x.std(axis=0)
+        self.scale[self.scale == 0] = 1.0
+        z = (x - self.mean) / self.scale
+        z = np.hstack([z, np.ones((len(z), 1))])
+        penalty = RIDGE * np.eye(z.shape[1])
+        penalty[-1, -1] = 0.0  # no penalty on the intercept
+        self.coef = np.linalg.solve(z.T @ z + penalty, z.T @ target)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        z = np.hstack([(x - self.mean) / self.scale, np.ones((len(x), 1))])
+        out = z @ self.coef
+        return np.where(self.log, np.exp(out), out)
+
+
+def _minimised(values: np.ndarray, directions: Sequence[StudyDirection]) -> np.ndarray:
+    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
+    return values * signs
+
+
+def _front(points: np.ndarray) -> np.ndarray:
+    keep = moocore.is_nondominated(points)
+    return points[keep]
+
+
+def promise(predicted: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Score predicted points (minimised objectives) against observed ones: higher is better.
+
+    Objectives are scaled to the observed range; a point scores the hypervolume it adds to
+    the observed front (reference point 10% beyond the worst observed values), or minus its
+    additive-epsilon distance to that front when it adds none.
+    """
+    low, high = observed.min(axis=0), observed.max(axis=0)
+    span = np.where(high > low, high - low, 1.0)
+    obs = (observed - low) / span
+    pred = (predicted - low) / span
+    if obs.shape[1] == 1:
+        return obs.min() - pred[:, 0]
+    front = _front(obs)
+    ref = np.full(obs.shape[1], 1.1)
+    base = moocore.hypervolume(front, ref=ref)
+    scores = np.empty(len(pred))
+    for i, p in enumerate(pred):
+        gain = moocore.hypervolume(np.vstack([front, p]), ref=ref) - base if (p < ref).all() else 0.0
+        if gain > 1e-12:
+            scores[i] = gain
+        else:
+            # How far p must move (in every objective) before no front point dominates it.
+            scores[i] = -max(0.0, float(np.max(np.min(p - front, axis=1))))
+    return scores
+
+
+def screen(
+    candidates: Sequence[Mapping[str, Any]],
+    trials: Sequence[FrozenTrial],
+    directions: Sequence[StudyDirection],
+    encoder: GenomeEncoder,
+) -> int:
+    """Index of the most promising candidate genome, or 0 with too few completed trials."""
+    names = encoder.space.param_names()
+    usable = [t for t in trials if t.values is not None and set(names) <= set(t.params)]
+    if len(candidates) < 2 or len(usable) < MIN_TRIALS:
+        return 0
+    x = np.array([encoder(t.params) for t in usable])
+    y = np.array([t.values for t in usable], dtype=float)
+    surrogate = Surrogate(x, y)
+    predicted = surrogate.predict(np.array([encoder(c) for c in candidates]))
+    feasible = np.array([violation(t) == 0 for t in usable])
+    observed = y[feasible] if feasible.any() else y
+    scores = promise(_minimised(predicted, directions), _minimised(observed, directions))
+    return int(np.argmax(scores))
