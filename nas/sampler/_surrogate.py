@@ -44,7 +44,9 @@ class GenomeEncoder:
         self.space = space
         self.cost = cost
         self._cost_cache: dict[str, float] = {}
+        self._features: dict[tuple[Any, ...], np.ndarray] = {}
         self.block_genes = [g for g in space.genes if g not in GLOBAL_GENES]
+        self.names = space.param_names()
 
     def log_cost(self, config: SubnetConfig) -> float:
         key = config.arch_id
@@ -53,6 +55,12 @@ class GenomeEncoder:
         return self._cost_cache[key]
 
     def __call__(self, params: Mapping[str, Any]) -> np.ndarray:
+        key = tuple(params[n] for n in self.names)
+        if key not in self._features:
+            self._features[key] = self._encode(params)
+        return self._features[key]
+
+    def _encode(self, params: Mapping[str, Any]) -> np.ndarray:
         config = self.space.config_from_params(params)
         features: list[float] = []
         for gene in GLOBAL_GENES:
