@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,8 +47,9 @@ class SpikformerNSGAIISampler(BaseGASampler):
     evaluation is worth far more than the fit. ``candidates=1`` is plain NSGA-II.
 
     No architecture is proposed twice: before proposing, the sampler reads every arch id
-    in storage (other workers' proposals included) and draws again on a clash. The arch
-    id is written to the trial at once.
+    in storage (other workers' proposals included) and draws again on a clash. It then
+    claims the architecture under a lock (threads of one process): it reads storage again,
+    skips children claimed meanwhile, and writes the arch id to the trial at once.
 
     Args:
         space: The search space.
@@ -108,6 +110,16 @@ class SpikformerNSGAIISampler(BaseGASampler):
         self.max_retries = max_retries
         self._encoder = GenomeEncoder(space, cost) if cost is not None else None
         self._strata: list[list[dict[str, Any]]] | None = None
+        self._claim_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_claim_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._claim_lock = threading.Lock()
 
     def settings(self) -> dict[str, Any]:
         """JSON-able settings, to store with a study and re-create the sampler on load."""
@@ -143,12 +155,21 @@ class SpikformerNSGAIISampler(BaseGASampler):
         generation = self.get_trial_generation(study, trial)
         parents = self.get_parent_population(study, generation)
         seen = known_arch_ids(study, self.space, exclude_trial_id=trial._trial_id)
-        params = self._propose(trial.number, parents, seen, rng)
+        ranked = [self._propose(trial.number, parents, seen, rng)]
         if parents and self.candidates > 1 and self._encoder is not None:
-            params = self._screened(study, params, parents, seen, rng)
-        study._storage.set_trial_system_attr(
-            trial._trial_id, ARCH_KEY, self.space.config_from_params(params).arch_id
-        )
+            ranked = self._screened(study, ranked[0], parents, seen, rng)
+        with self._claim_lock:
+            # Claim the architecture: re-read storage, since other workers may have claimed
+            # some while we screened, and write the arch id before anyone else proposes.
+            seen = known_arch_ids(study, self.space, exclude_trial_id=trial._trial_id)
+            ids = [self.space.config_from_params(p).arch_id for p in ranked]
+            free = [i for i, arch in enumerate(ids) if arch not in seen]
+            if free:
+                params, arch = ranked[free[0]], ids[free[0]]
+            else:
+                params = self._propose(trial.number, parents, seen, rng)
+                arch = self.space.config_from_params(params).arch_id
+            study._storage.set_trial_system_attr(trial._trial_id, ARCH_KEY, arch)
         return params
 
     def sample_independent(
@@ -173,8 +194,8 @@ class SpikformerNSGAIISampler(BaseGASampler):
         return params
 
     def _screened(self, study: optuna.Study, first: dict[str, Any], parents: Sequence[FrozenTrial],
-                  seen: set[str], rng: random.Random) -> dict[str, Any]:
-        """Draw up to `candidates` distinct new children and keep the most promising."""
+                  seen: set[str], rng: random.Random) -> list[dict[str, Any]]:
+        """Draw up to `candidates` distinct new children, most promising first."""
         assert self._encoder is not None
         pool = [first]
         ids = seen | {self.space.config_from_params(first).arch_id}
@@ -187,7 +208,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
                 ids.add(arch)
                 pool.append(child)
         done = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.COMPLETE,))
-        return pool[screen(pool, done, study.directions, self._encoder)]
+        return [pool[i] for i in screen(pool, done, study.directions, self._encoder)]
 
     def _child(self, parents: Sequence[FrozenTrial], rng: random.Random) -> dict[str, Any]:
         names = self.space.param_names()

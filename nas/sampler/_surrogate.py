@@ -135,12 +135,12 @@ def screen(
     trials: Sequence[FrozenTrial],
     directions: Sequence[StudyDirection],
     encoder: GenomeEncoder,
-) -> int:
-    """Index of the most promising candidate genome, or 0 with too few completed trials."""
+) -> list[int]:
+    """Candidate indices, most promising first (draw order with too few completed trials)."""
     names = encoder.space.param_names()
     usable = [t for t in trials if t.values is not None and set(names) <= set(t.params)]
     if len(candidates) < 2 or len(usable) < MIN_TRIALS:
-        return 0
+        return list(range(len(candidates)))
     x = np.array([encoder(t.params) for t in usable])
     y = np.array([t.values for t in usable], dtype=float)
     surrogate = Surrogate(x, y)
@@ -148,4 +148,4 @@ def screen(
     feasible = np.array([violation(t) == 0 for t in usable])
     observed = y[feasible] if feasible.any() else y
     scores = promise(_minimised(predicted, directions), _minimised(observed, directions))
-    return int(np.argmax(scores))
+    return [int(i) for i in np.argsort(-scores, kind="stable")]
