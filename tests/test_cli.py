@@ -212,6 +212,8 @@ def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, checkpoint, 
     assert "must be a probability" in _usage_fails(capsys, "create", "--storage", storage, "--study-name",
                                              "r", "--objective", "aeb", "--checkpoint", str(checkpoint),
                                              "--crossover-fraction", "2")
+    assert "--candidates" in _usage_fails(capsys, "create", "--storage", storage, "--study-name", "r", "--objective",
+                                          "aeb", "--checkpoint", str(checkpoint), "--candidates", "0")
     assert "invalid choice: 'best'" in _usage_fails(capsys, "create", "--storage", storage,
                                               "--study-name", "r", "--objective", "best", "--checkpoint", "x")
     names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
