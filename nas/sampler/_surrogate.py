@@ -25,7 +25,7 @@ import numpy as np
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from models import GLOBAL_GENES, SubnetConfig
+from models import BLOCK_GENES, GLOBAL_GENES, SubnetConfig
 
 from ..space import SearchSpace
 from ._selection import violation
@@ -43,16 +43,8 @@ class GenomeEncoder:
     def __init__(self, space: SearchSpace, cost: Callable[[SubnetConfig], float]) -> None:
         self.space = space
         self.cost = cost
-        self._cost_cache: dict[str, float] = {}
         self._features: dict[tuple[Any, ...], np.ndarray] = {}
-        self.block_genes = [g for g in space.genes if g not in GLOBAL_GENES]
         self.names = space.param_names()
-
-    def log_cost(self, config: SubnetConfig) -> float:
-        key = config.arch_id
-        if key not in self._cost_cache:
-            self._cost_cache[key] = float(np.log(max(self.cost(config), 1e-30)))
-        return self._cost_cache[key]
 
     def __call__(self, params: Mapping[str, Any]) -> np.ndarray:
         key = tuple(params[n] for n in self.names)
@@ -65,10 +57,10 @@ class GenomeEncoder:
         features: list[float] = []
         for gene in GLOBAL_GENES:
             features += [float(params[gene] == c) for c in self.space.genes[gene]]
-        for gene in self.block_genes:
+        for gene in BLOCK_GENES:
             active = [params[f"{gene}_{b}"] for b in range(config.depth)]
             features += [sum(v == c for v in active) / len(active) for c in self.space.genes[gene]]
-        features.append(self.log_cost(config))
+        features.append(float(np.log(max(self.cost(config), 1e-30))))
         return np.asarray(features)
 
 
@@ -98,11 +90,6 @@ def _minimised(values: np.ndarray, directions: Sequence[StudyDirection]) -> np.n
     return values * signs
 
 
-def _front(points: np.ndarray) -> np.ndarray:
-    keep = moocore.is_nondominated(points)
-    return points[keep]
-
-
 def promise(predicted: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """Score predicted points (minimised objectives) against observed ones: higher is better.
 
@@ -116,7 +103,7 @@ def promise(predicted: np.ndarray, observed: np.ndarray) -> np.ndarray:
     pred = (predicted - low) / span
     if obs.shape[1] == 1:
         return obs.min() - pred[:, 0]
-    front = _front(obs)
+    front = obs[moocore.is_nondominated(obs)]
     ref = np.full(obs.shape[1], 1.1)
     base = moocore.hypervolume(front, ref=ref)
     scores = np.empty(len(pred))
