@@ -47,6 +47,11 @@ def fake_objective(space, delay: float = 0.0):
     return objective
 
 
+def _cost(space):
+    spec = _spec(space)
+    return lambda cfg: dense_macs(spec, cfg).energy_mj()
+
+
 def _study(space, seed=0, **kw):
     sampler = SpikformerNSGAIISampler(space, population_size=10, num_parents=4, seed=seed, **kw)
     return optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
@@ -105,11 +110,7 @@ def test_enqueued_known_good_architectures_run_first(tiny_space):
 
 
 def test_first_generation_stratified_by_cost_spans_the_cost_range(tiny_space):
-    spec = _spec(tiny_space)
-
-    def cost(cfg):
-        return dense_macs(spec, cfg).energy_mj()
-
+    cost = _cost(tiny_space)
     costs = sorted(cost(tiny_space.sample(random.Random(i))) for i in range(400))
     study = _study(tiny_space, cost=cost)
     study.optimize(fake_objective(tiny_space), n_trials=10)
@@ -181,11 +182,6 @@ def test_feasible_trials_are_selected_before_infeasible_ones():
     assert [t.number for t in select_top(trials, dirs, 3)] == [2, 1, 3]
     two = [_trial([0.99, 0.1], [5.0], number=0), _trial([0.5, 9.0], [-1.0], number=1)]
     assert select_top(two, [MAX, MIN], 1)[0].number == 1
-
-
-def _cost(space):
-    spec = _spec(space)
-    return lambda cfg: dense_macs(spec, cfg).energy_mj()
 
 
 def test_surrogate_learns_energy_from_cost_and_genes(tiny_space):
