@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from nas import DatasetSpec, SubnetEvaluator, load_checkpoint, load_dataset, load_space, supernet_from_checkpoint
-from nas.train import get_recipe, train_supernet
+from nas.recipes import get_recipe
+from nas.train import train_supernet
 
 
 def main() -> None:

@@ -88,7 +88,8 @@ def main() -> None:
 
     path = Path(args.checkpoint)
     if not path.exists():
-        from nas.train import get_recipe, train_supernet
+        from nas.recipes import get_recipe
+        from nas.train import train_supernet
 
         print(f"training the digits supernet -> {path}")
         train_supernet(load_space("digits"), DatasetSpec("digits"), get_recipe("digits"), path, progress=False)

@@ -1,20 +1,14 @@
 """What a forward pass of a spiking network costs: firing rates, operations, pJ -> mJ.
 
 Reads `models` (for the attention product and analytic counts); never imports `nas`.
+Names load on first use.
 """
 
-from .analytic import DenseMACs, dense_macs
-from .monitor import EnergyMonitor, measure_energy
-from .profiles import PRESETS, EnergyProfile, get_profile
-from .report import EnergyReport
+import lazy_loader
 
-__all__ = [
-    "PRESETS",
-    "DenseMACs",
-    "EnergyMonitor",
-    "EnergyProfile",
-    "EnergyReport",
-    "dense_macs",
-    "get_profile",
-    "measure_energy",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "analytic": ["DenseMACs", "dense_macs"],
+    "monitor": ["EnergyMonitor", "measure_energy"],
+    "profiles": ["PRESETS", "EnergyProfile", "get_profile"],
+    "report": ["EnergyReport"],
+})

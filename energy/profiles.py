@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from spikingjelly.activation_based.op_counter import SimpleEnergyCostConfig
 
+from models import ConfigError
+
 EnergyProfile = SimpleEnergyCostConfig
 """Per-operation energies: ``e_mac_pj`` (multiply-accumulate) and ``e_ac_pj`` (accumulate)."""
 
@@ -27,7 +29,7 @@ def get_profile(profile: str | EnergyProfile | None = None) -> EnergyProfile:
             an `EnergyProfile`, or None.
 
     Raises:
-        ValueError: for an unknown name.
+        ConfigError: for an unknown name.
     """
     if profile is None:
         return SimpleEnergyCostConfig.fp32()
@@ -39,7 +41,7 @@ def get_profile(profile: str | EnergyProfile | None = None) -> EnergyProfile:
     try:
         e_mac, e_ac = (float(p) for p in parts)
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown energy profile {profile!r}; choose from {sorted(PRESETS)} or give "
             "'E_MAC,E_AC' in pJ, e.g. '4.6,0.9'"
         ) from None

@@ -1,40 +1,17 @@
 """The Spikformer supernet: elastic layers, spiking neurons, subnet configs and extraction.
 
-This package stands alone: it imports nothing from `energy`, `nas` or `studies`.
+This package stands alone: it imports nothing from `energy`, `nas` or `studies`. Names load
+on first use, so code that needs only the configs (the command line's ``--help``) does not
+import torch.
 """
 
-from .config import (
-    BLOCK_GENES,
-    GLOBAL_GENES,
-    THRESHOLD_SCOPES,
-    SubnetConfig,
-    SupernetConfig,
-    count_params,
-)
-from .extract import extract_subnet
-from .spikformer import (
-    AttentionProduct,
-    Spikformer,
-    SpikformerBlock,
-    SpikformerSupernet,
-    SpikingMLP,
-    SpikingPatchSplitting,
-    SpikingSelfAttention,
-)
+import lazy_loader
 
-__all__ = [
-    "BLOCK_GENES",
-    "GLOBAL_GENES",
-    "THRESHOLD_SCOPES",
-    "AttentionProduct",
-    "Spikformer",
-    "SpikformerBlock",
-    "SpikformerSupernet",
-    "SpikingMLP",
-    "SpikingPatchSplitting",
-    "SpikingSelfAttention",
-    "SubnetConfig",
-    "SupernetConfig",
-    "count_params",
-    "extract_subnet",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "config": ["BLOCK_GENES", "GLOBAL_GENES", "THRESHOLD_SCOPES", "SubnetConfig", "SupernetConfig",
+               "count_params"],
+    "errors": ["ConfigError"],
+    "extract": ["extract_subnet"],
+    "spikformer": ["AttentionProduct", "Spikformer", "SpikformerBlock", "SpikformerSupernet", "SpikingMLP",
+                   "SpikingPatchSplitting", "SpikingSelfAttention"],
+})

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ConfigError
+
 THRESHOLD_SCOPES = ("mlp", "block")
 """Which neurons of a block the searched threshold drives.
 
@@ -66,30 +68,30 @@ class SupernetConfig:
                      "max_embed_dim", "max_num_heads", "time_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"SupernetConfig.{name}={value!r} must be a positive integer")
+                raise ConfigError(f"SupernetConfig.{name}={value!r} must be a positive integer")
         if self.patch_size & (self.patch_size - 1) or self.patch_size > 16:
-            raise ValueError(
+            raise ConfigError(
                 f"SupernetConfig.patch_size={self.patch_size} must be one of [1, 2, 4, 8, 16] "
                 "(one max-pool per halving, at most four)"
             )
         if self.img_size % self.patch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"SupernetConfig.img_size={self.img_size} is not divisible by "
                 f"patch_size={self.patch_size}"
             )
         if self.max_embed_dim % 8:
-            raise ValueError(
+            raise ConfigError(
                 f"SupernetConfig.max_embed_dim={self.max_embed_dim} must be a multiple of 8 "
                 "(the stem convs use 1/8, 1/4 and 1/2 of it)"
             )
         if self.max_mlp_ratio <= 0:
-            raise ValueError(f"SupernetConfig.max_mlp_ratio={self.max_mlp_ratio} must be > 0")
-        if not self.tau > 1.0:
-            raise ValueError(f"SupernetConfig.tau={self.tau} must be > 1 (spikingjelly's LIF)")
-        if not self.threshold > 0.0:
-            raise ValueError(f"SupernetConfig.threshold={self.threshold} must be > 0")
+            raise ConfigError(f"SupernetConfig.max_mlp_ratio={self.max_mlp_ratio} must be > 0")
+        if not 1.0 < self.tau < math.inf:
+            raise ConfigError(f"SupernetConfig.tau={self.tau} must be a finite number > 1 (spikingjelly's LIF)")
+        if not 0.0 < self.threshold < math.inf:
+            raise ConfigError(f"SupernetConfig.threshold={self.threshold} must be a finite number > 0")
         if self.threshold_scope not in THRESHOLD_SCOPES:
-            raise ValueError(
+            raise ConfigError(
                 f"SupernetConfig.threshold_scope={self.threshold_scope!r}; "
                 f"choose from {list(THRESHOLD_SCOPES)}"
             )
@@ -132,7 +134,7 @@ class SupernetConfig:
 
 def _as_tuple(name: str, values: Sequence[Any], kind: type) -> tuple[Any, ...]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise TypeError(f"SubnetConfig.{name} must be a list with one value per block, got {values!r}")
+        raise ConfigError(f"SubnetConfig.{name} must be a list with one value per block, got {values!r}")
     return tuple(kind(v) for v in values)
 
 
@@ -223,28 +225,28 @@ class SubnetConfig:
         """Check that this subnet fits `supernet`.
 
         Raises:
-            ValueError: naming the field, the block and what is allowed.
+            ConfigError: naming the field, the block and what is allowed.
         """
         if not 1 <= self.depth <= supernet.max_depth:
-            raise ValueError(
+            raise ConfigError(
                 f"depth={self.depth} is outside the supernet; choose from 1..{supernet.max_depth}"
             )
         if not 1 <= self.embed_dim <= supernet.max_embed_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"embed_dim={self.embed_dim} is above the supernet maximum "
                 f"{supernet.max_embed_dim}; choose from 1..{supernet.max_embed_dim}"
             )
         if self.time_steps < 1:
-            raise ValueError(f"time_steps={self.time_steps} must be >= 1")
+            raise ConfigError(f"time_steps={self.time_steps} must be >= 1")
         for name in BLOCK_GENES:
             values = getattr(self, name)
             if len(values) < self.depth:
-                raise ValueError(
+                raise ConfigError(
                     f"{name} has {len(values)} entries but depth={self.depth} needs one per "
                     f"block (at least {self.depth})"
                 )
             if len(values) > supernet.max_depth:
-                raise ValueError(
+                raise ConfigError(
                     f"{name} has {len(values)} entries; the supernet has only "
                     f"{supernet.max_depth} blocks"
                 )
@@ -252,23 +254,23 @@ class SubnetConfig:
             heads = self.num_heads[block]
             if not 1 <= heads <= supernet.max_num_heads or self.embed_dim % heads:
                 allowed = [h for h in range(1, supernet.max_num_heads + 1) if self.embed_dim % h == 0]
-                raise ValueError(
+                raise ConfigError(
                     f"num_heads={heads} does not fit embed_dim={self.embed_dim} (block {block}); "
                     f"choose from {allowed}"
                 )
             ratio = self.mlp_ratio[block]
             if not 0 < ratio <= supernet.max_mlp_ratio or self.mlp_hidden(block) < 1:
-                raise ValueError(
+                raise ConfigError(
                     f"mlp_ratio={ratio} (block {block}) is outside the supernet; choose a value "
                     f"in (0, {supernet.max_mlp_ratio}]"
                 )
-            if not self.tau[block] > 1.0:
-                raise ValueError(
+            if not 1.0 < self.tau[block] < math.inf:
+                raise ConfigError(
                     f"tau={self.tau[block]} (block {block}) must be > 1: a LIF neuron with "
                     "tau <= 1 does not leak, it overshoots"
                 )
-            if not self.threshold[block] > 0.0:
-                raise ValueError(f"threshold={self.threshold[block]} (block {block}) must be > 0")
+            if not 0.0 < self.threshold[block] < math.inf:
+                raise ConfigError(f"threshold={self.threshold[block]} (block {block}) must be a finite number > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: list(v) if isinstance(v, tuple) else v for name, v in dataclasses.asdict(self).items()}
@@ -281,10 +283,10 @@ class SubnetConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - fields)
         if unknown:
-            raise ValueError(f"unknown SubnetConfig fields {unknown}; allowed: {sorted(fields)}")
+            raise ConfigError(f"unknown SubnetConfig fields {unknown}; allowed: {sorted(fields)}")
         missing = sorted(f for f in fields - set(data) if f != "time_steps")
         if missing:
-            raise ValueError(f"SubnetConfig is missing fields {missing}")
+            raise ConfigError(f"SubnetConfig is missing fields {missing}")
         return cls(**data)
 
     @classmethod

@@ -1,38 +1,20 @@
 """Search: space, data, supernet training, subnet evaluation, fitness, sampler, objective.
 
-Reads `models` and `energy`; never imports `studies`. Training (which needs timm) lives in
-`nas.train` and is imported on demand.
+Reads `models` and `energy`; never imports `studies`. Names load on first use: the settings
+(`nas.recipes`, `nas.dataspec`, `nas.fitness`, `nas.space`) import neither torch nor timm, so
+the command line can show its defaults at once.
 """
 
-from .data import DATASETS, DatasetSpec, DataSplits, load_dataset
-from .evaluate import SubnetEvaluator, SubnetScore, recalibrate_bn
-from .fitness import AEBSettings, f_aeb
-from .objective import DIRECTIONS, METRIC_NAMES, OBJECTIVES, Budgets, SubnetObjective
-from .sampler import SpikformerNSGAIISampler
-from .space import GENES, SearchSpace, load_space, presets
-from .checkpoint import load_checkpoint, save_checkpoint, supernet_from_checkpoint
+import lazy_loader
 
-__all__ = [
-    "DATASETS",
-    "DIRECTIONS",
-    "GENES",
-    "METRIC_NAMES",
-    "OBJECTIVES",
-    "AEBSettings",
-    "Budgets",
-    "DataSplits",
-    "DatasetSpec",
-    "SearchSpace",
-    "SpikformerNSGAIISampler",
-    "SubnetEvaluator",
-    "SubnetObjective",
-    "SubnetScore",
-    "f_aeb",
-    "load_checkpoint",
-    "load_dataset",
-    "load_space",
-    "presets",
-    "recalibrate_bn",
-    "save_checkpoint",
-    "supernet_from_checkpoint",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submodules=["train"], submod_attrs={
+    "checkpoint": ["load_checkpoint", "save_checkpoint", "supernet_from_checkpoint"],
+    "data": ["DataSplits", "load_dataset"],
+    "dataspec": ["DATASETS", "DatasetSpec"],
+    "evaluate": ["SubnetEvaluator", "SubnetScore", "recalibrate_bn"],
+    "fitness": ["AEBSettings", "f_aeb"],
+    "objective": ["DIRECTIONS", "METRIC_NAMES", "OBJECTIVES", "Budgets", "SubnetObjective"],
+    "recipes": ["RECIPES", "Recipe", "get_recipe"],
+    "sampler": ["SpikformerNSGAIISampler"],
+    "space": ["GENES", "SearchSpace", "load_space", "presets"],
+})

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models import ConfigError
+
 DEFAULT_ALPHA = -0.07
 DEFAULT_BETA = -0.07
 
@@ -32,9 +34,9 @@ class AEBSettings:
 
     def __post_init__(self) -> None:
         if not self.e_ref > 0:
-            raise ValueError(f"F_AEB reference energy e_ref={self.e_ref} must be > 0 (mJ)")
+            raise ConfigError(f"F_AEB reference energy e_ref={self.e_ref} must be > 0 (mJ)")
         if self.alpha > 0 or self.beta > 0:
-            raise ValueError(
+            raise ConfigError(
                 f"F_AEB exponents alpha={self.alpha}, beta={self.beta} must be <= 0 "
                 "(more energy must never raise the fitness)"
             )
@@ -49,6 +51,6 @@ def f_aeb(accuracy: float, energy_mj: float, settings: AEBSettings) -> float:
         settings: Reference energy and exponents.
     """
     if energy_mj <= 0:
-        raise ValueError(f"energy_mj={energy_mj} must be > 0")
+        raise ConfigError(f"energy_mj={energy_mj} must be > 0")
     w = settings.alpha if energy_mj <= settings.e_ref else settings.beta
     return accuracy * (energy_mj / settings.e_ref) ** w

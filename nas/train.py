@@ -11,9 +11,7 @@ the same subnet at every step (same seed, same number of draws).
 
 from __future__ import annotations
 
-import dataclasses
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,75 +29,10 @@ from tqdm.auto import tqdm
 from models import SpikformerSupernet, SubnetConfig
 
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from .data import DataSplits, DatasetSpec, load_dataset
+from .data import DataSplits, load_dataset
+from .dataspec import DatasetSpec
+from .recipes import Recipe
 from .space import SearchSpace
-
-@dataclass(frozen=True)
-class Recipe:
-    """Hyper-parameters of supernet training.
-
-    Args:
-        name: Recipe name.
-        epochs: Training epochs.
-        batch_size: Images per step (per process under torchrun).
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay (not applied to biases and norms).
-        warmup_epochs: Linear warmup length.
-        warmup_lr: Learning rate at the start of warmup.
-        min_lr: Floor of the cosine schedule.
-        label_smoothing: Label smoothing (also inside Mixup's soft targets).
-        mixup_alpha: Mixup alpha; 0 switches Mixup off.
-        mixup_off_epoch: Epoch from which Mixup is off (None: never).
-        cutmix_alpha: CutMix alpha; 0 switches CutMix off.
-        sandwich: Train largest + smallest + a random subnet at every step.
-        num_workers: Data-loading worker processes.
-    """
-
-    name: str
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_epochs: int
-    warmup_lr: float
-    min_lr: float
-    label_smoothing: float = 0.1
-    mixup_alpha: float = 0.0
-    mixup_off_epoch: int | None = None
-    cutmix_alpha: float = 0.0
-    sandwich: bool = False
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ValueError(f"recipe '{self.name}': epochs={self.epochs} must be >= 1 and "
-                             f"batch_size={self.batch_size} >= 2")
-        if self.lr <= 0:
-            raise ValueError(f"recipe '{self.name}': lr={self.lr} must be > 0")
-
-    def replace(self, **changes: Any) -> Recipe:
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-RECIPES: dict[str, Recipe] = {
-    # A couple of minutes on 2 CPU cores for the `digits` space.
-    "digits": Recipe(name="digits", epochs=30, batch_size=32, lr=4e-3, weight_decay=0.01,
-                     warmup_epochs=2, warmup_lr=1e-4, min_lr=5e-5, label_smoothing=0.1),
-    # Spikformer's CIFAR recipe.
-    "cifar": Recipe(name="cifar", epochs=300, batch_size=128, lr=5e-4, weight_decay=0.06,
-                    warmup_epochs=20, warmup_lr=1e-5, min_lr=1e-5, label_smoothing=0.1,
-                    mixup_alpha=0.5, mixup_off_epoch=200, cutmix_alpha=0.0, num_workers=4),
-}
-
-
-def get_recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe '{name}'; choose from {sorted(RECIPES)}")
-    return RECIPES[name]
-
 
 def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0

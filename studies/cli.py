@@ -71,7 +71,7 @@ def _probability(text: str) -> float:
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     from nas import DATASETS, presets
-    from nas.train import RECIPES
+    from nas.recipes import RECIPES
 
     p.add_argument("--dataset", default="digits", help=f"data set: {', '.join(DATASETS)} (default: digits)")
     p.add_argument("--data-root", default=None, help="folder of cifar10/cifar100/folder data")
@@ -95,7 +95,8 @@ def _train(args: argparse.Namespace, output: Path, resume: bool, progress: bool 
     import torch
 
     from nas import DatasetSpec, load_space
-    from nas.train import get_recipe, train_supernet
+    from nas.recipes import get_recipe
+    from nas.train import train_supernet
 
     dataset = DatasetSpec(name=args.dataset, root=args.data_root, download=args.download, img_size=args.img_size)
     space = load_space(args.space or ("digits" if args.dataset == "digits" else "paper"))

@@ -60,6 +60,7 @@ def tiny_space():
 
 @pytest.fixture(scope="session")
 def digits_data():
-    from nas.data import DatasetSpec, load_dataset
+    from nas.data import load_dataset
+    from nas.dataspec import DatasetSpec
 
     return load_dataset(DatasetSpec("digits"))

@@ -18,7 +18,8 @@ import torch
 from optuna.trial import TrialState
 
 from nas import DatasetSpec, SearchSpace
-from nas.train import get_recipe, train_supernet
+from nas.recipes import get_recipe
+from nas.train import train_supernet
 from studies import analysis, plots
 from studies.errors import StudyError
 from studies.export import export_trial, load_exported

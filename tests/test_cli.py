@@ -15,7 +15,8 @@ import pytest
 from optuna.trial import TrialState
 
 from nas import DatasetSpec
-from nas.train import get_recipe, train_supernet
+from nas.recipes import get_recipe
+from nas.train import train_supernet
 from studies.cli import main
 from studies.storage import open_storage
 from studies.study import WORKER_ATTR

@@ -11,7 +11,8 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from torchvision import datasets
 
-from nas.data import DATASETS, DataSplits, DatasetSpec, load_dataset
+from nas.data import DataSplits, load_dataset
+from nas.dataspec import DATASETS, DatasetSpec
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)

@@ -5,7 +5,7 @@ import random
 import optuna
 import pytest
 
-from models import SubnetConfig
+from models import ConfigError, SubnetConfig
 from nas.fitness import AEBSettings, f_aeb
 from nas.space import GENES, SearchSpace, load_space, presets
 from tests.conftest import TINY_SPACE
@@ -59,14 +59,20 @@ def test_params_from_config_rejects_values_outside_the_space(tiny_space):
     ({"colour": 1}, r"unknown entries \['colour'\]"),
     ({"genes": {**TINY_SPACE["genes"], "width": [1]}}, r"unknown genes \['width'\]"),
     ({"genes": {k: v for k, v in TINY_SPACE["genes"].items() if k != "tau"}}, r"missing genes \['tau'\]"),
-    ({"genes": {**TINY_SPACE["genes"], "tau": [1.0, 2.0]}}, r"genes.tau=\[1.0, 2.0\] must all be > 1"),
+    ({"genes": {**TINY_SPACE["genes"], "tau": [1.0, 2.0]}}, r"space 'tiny': tau=1.0 \(block 0\) must be > 1"),
+    ({"genes": {**TINY_SPACE["genes"], "threshold": [float("inf"), 1.0]}},
+     r"space 'tiny': threshold=inf \(block 0\) must be a finite number > 0"),
+    ({"genes": {**TINY_SPACE["genes"], "depth": [0, 1]}}, r"space 'tiny': depth=0 is outside the supernet"),
+    ({"genes": {**TINY_SPACE["genes"], "embed_dim": [8, 12]}}, r"max_embed_dim=12 must be a multiple of 8"),
+    ({"patch_size": [2]}, r"patch_size=\[2\] must be one whole number"),
+    ({"patch_size": 3}, r"patch_size=3 must be one of \[1, 2, 4, 8, 16\]"),
     ({"genes": {**TINY_SPACE["genes"], "num_heads": [3]}}, r"num_heads \[3\] do not divide embed_dim=8"),
     ({"genes": {**TINY_SPACE["genes"], "depth": []}}, r"genes.depth must be a non-empty list"),
     ({"genes": {**TINY_SPACE["genes"], "depth": [1.5]}}, r"genes.depth=\[1.5\] must hold whole numbers"),
     ({"threshold_scope": "all"}, r"threshold_scope='all'; choose from \['mlp', 'block'\]"),
 ])
 def test_invalid_spaces_name_the_bad_entry(change, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         SearchSpace.from_dict({**TINY_SPACE, **change})
 
 

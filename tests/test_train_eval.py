@@ -14,7 +14,8 @@ from nas import (
     load_checkpoint,
     supernet_from_checkpoint,
 )
-from nas.train import get_recipe, train_supernet
+from nas.recipes import get_recipe
+from nas.train import train_supernet
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 RECIPE = get_recipe("digits").replace(epochs=2, batch_size=64, warmup_epochs=1)
