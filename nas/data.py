@@ -37,6 +37,8 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
+from models import ConfigError
+
 from .dataspec import DatasetSpec
 
 _GRAYSCALE_MODES = ("1", "L", "LA")
@@ -76,7 +78,7 @@ def load_dataset(spec: DatasetSpec) -> DataSplits:
 
     Raises:
         FileNotFoundError: CIFAR files are missing and ``spec.download`` is off.
-        ValueError: The folder tree is missing or malformed, or a split cannot be stratified.
+        ConfigError: The folder tree is missing or malformed, or a split cannot be stratified.
     """
     return _LOADERS[spec.name](spec)
 
@@ -146,7 +148,7 @@ def _stratified_split(indices: np.ndarray, labels: np.ndarray, fraction: float, 
                                       random_state=seed)
     except ValueError as err:
         n_classes = len(np.unique(labels[indices]))
-        raise ValueError(
+        raise ConfigError(
             f"cannot hold out a stratified {part} split of {fraction} from {len(indices)} images "
             f"of {n_classes} classes (each class needs images on both sides): {err}") from err
     return np.sort(kept), np.sort(held)
@@ -308,9 +310,9 @@ def _load_image(path: str, mode: str) -> Image.Image:
 
 def _check_class_tree(path: str) -> None:
     if not os.path.isdir(path):
-        raise ValueError(f"image folder {path} does not exist or is not a folder")
+        raise ConfigError(f"image folder {path} does not exist or is not a folder")
     if not any(entry.is_dir() for entry in os.scandir(path)):
-        raise ValueError(f"image folder {path} has no class sub-folders; expected one "
+        raise ConfigError(f"image folder {path} has no class sub-folders; expected one "
                          f"sub-folder of images per class (e.g. {path}/cat/001.png)")
 
 
@@ -350,7 +352,7 @@ def _load_folder(spec: DatasetSpec) -> DataSplits:
         test_base = _image_folder(test_dir)
         test_base.loader = loader
         if test_base.classes != train_base.classes:
-            raise ValueError(
+            raise ConfigError(
                 f"class folders differ between {train_dir} and {test_dir}: "
                 f"only in train {sorted(set(train_base.classes) - set(test_base.classes))}, "
                 f"only in test {sorted(set(test_base.classes) - set(train_base.classes))}; "

@@ -10,36 +10,38 @@ accuracy. alpha, beta and E_ref are settings of a study and are stored with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from models import ConfigError
-
-DEFAULT_ALPHA = -0.07
-DEFAULT_BETA = -0.07
-
 
 @dataclass(frozen=True)
 class AEBSettings:
     """Settings of F_AEB.
 
     Args:
-        e_ref: Reference energy in mJ (default in studies: the largest subnet's).
+        e_ref: Reference energy in mJ. None until known: `studies.create` then measures the
+            energy of the space's largest subnet and stores that.
         alpha: Exponent when the energy is at most `e_ref`.
         beta: Exponent when the energy is above `e_ref`.
     """
 
-    e_ref: float
-    alpha: float = DEFAULT_ALPHA
-    beta: float = DEFAULT_BETA
+    e_ref: float | None = None
+    alpha: float = -0.07
+    beta: float = -0.07
 
     def __post_init__(self) -> None:
-        if not self.e_ref > 0:
-            raise ConfigError(f"F_AEB reference energy e_ref={self.e_ref} must be > 0 (mJ)")
+        if self.e_ref is not None and not 0 < self.e_ref < math.inf:
+            raise ConfigError(f"F_AEB reference energy e_ref={self.e_ref} must be a finite number > 0 (mJ)")
         if self.alpha > 0 or self.beta > 0:
             raise ConfigError(
                 f"F_AEB exponents alpha={self.alpha}, beta={self.beta} must be <= 0 "
                 "(more energy must never raise the fitness)"
             )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def f_aeb(accuracy: float, energy_mj: float, settings: AEBSettings) -> float:
@@ -50,7 +52,9 @@ def f_aeb(accuracy: float, energy_mj: float, settings: AEBSettings) -> float:
         energy_mj: Energy per image in mJ (> 0).
         settings: Reference energy and exponents.
     """
+    if settings.e_ref is None:
+        raise ConfigError("F_AEB needs a reference energy: e_ref is not set")
     if energy_mj <= 0:
-        raise ConfigError(f"energy_mj={energy_mj} must be > 0")
+        raise ValueError(f"energy_mj={energy_mj} must be > 0")
     w = settings.alpha if energy_mj <= settings.e_ref else settings.beta
     return accuracy * (energy_mj / settings.e_ref) ** w

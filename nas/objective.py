@@ -7,36 +7,24 @@ minimises energy (two objectives). Both record the same user attrs on every tria
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 
-from .evaluate import SubnetEvaluator
+from models import ConfigError
+
 from .fitness import AEBSettings, f_aeb
+from .settings import Budgets
 from .sampler import ARCH_ATTR, trial_arch_id
 from .space import SearchSpace
+
+if TYPE_CHECKING:
+    from .evaluate import SubnetEvaluator
 
 OBJECTIVES = ("aeb", "pareto")
 METRIC_NAMES = {"aeb": ["f_aeb"], "pareto": ["accuracy", "energy_mj"]}
 DIRECTIONS = {"aeb": ["maximize"], "pareto": ["maximize", "minimize"]}
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """Optional hard limits, recorded as Optuna constraints (<= 0 is feasible)."""
-
-    max_params: int | None = None
-    max_energy_mj: float | None = None
-
-    def constraints(self, params: int, energy_mj: float) -> dict[str, float]:
-        out = {}
-        if self.max_params is not None:
-            out["params"] = float(params - self.max_params)
-        if self.max_energy_mj is not None:
-            out["energy_mj"] = energy_mj - self.max_energy_mj
-        return out
 
 
 class SubnetObjective:
@@ -66,7 +54,7 @@ class SubnetObjective:
         twin_timeout: float = 600.0,
     ) -> None:
         if objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective '{objective}'; choose from {list(OBJECTIVES)}")
+            raise ConfigError(f"unknown objective '{objective}'; choose from {list(OBJECTIVES)}")
         self.space = space
         self.evaluator = evaluator
         self.objective = objective

@@ -74,3 +74,8 @@ def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe '{name}'; choose from {sorted(RECIPES)}")
     return RECIPES[name]
+
+
+def default_recipe(dataset: str) -> str:
+    """The recipe a data set trains with unless told otherwise: ``digits`` for digits, else ``cifar``."""
+    return "digits" if dataset == "digits" else "cifar"

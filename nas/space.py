@@ -16,12 +16,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import optuna
-from optuna.distributions import CategoricalDistribution
+from typing import TYPE_CHECKING, Any
 
 from models import BLOCK_GENES, GLOBAL_GENES, ConfigError, SubnetConfig, SupernetConfig
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import CategoricalDistribution
 
 GENES = GLOBAL_GENES + BLOCK_GENES
 """Every gene name, global genes first."""
@@ -71,6 +72,8 @@ class SearchSpace:
 
     def distributions(self) -> dict[str, CategoricalDistribution]:
         """The genome as Optuna distributions."""
+        from optuna.distributions import CategoricalDistribution
+
         return {name: CategoricalDistribution(self.choices(name)) for name in self.param_names()}
 
     def choices(self, param: str) -> tuple[float | int, ...]:
@@ -247,6 +250,11 @@ def _validate(space: SearchSpace) -> None:
             extreme.validate(supernet_cfg)
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
+
+
+def default_space(dataset: str) -> str:
+    """The preset a data set searches unless told otherwise: ``digits`` for digits, else ``paper``."""
+    return "digits" if dataset == "digits" else "paper"
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:

@@ -1,10 +1,18 @@
-"""Optuna studies on the supernet: storage, create/load with stored settings, CLI, analysis.
+"""Optuna studies on the supernet: settings, storage, create/load, workers, CLI, analysis.
 
-Import `studies.study` (create, load, run_worker) for the Python API; this package's root
-stays light so that ``autospk-study --help`` starts fast.
+The Python API: `studies.study` (create, load, open_study, select_trial), `studies.workers`
+(run_worker, optimize), `studies.analysis` (pure frame functions), `studies.plots`,
+`studies.export`. Names load on first use, so ``autospk-study --help`` starts fast.
 """
 
-from .errors import StudyError
-from .storage import DEFAULT_STORAGE, StorageError, normalize_url, open_storage
+import lazy_loader
 
-__all__ = ["DEFAULT_STORAGE", "StorageError", "StudyError", "normalize_url", "open_storage"]
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submodules=["analysis", "export", "plots", "study", "workers"],
+    submod_attrs={
+        "errors": ["StudyError"],
+        "settings": ["StudySettings"],
+        "storage": ["DEFAULT_STORAGE", "StorageError", "normalize_url", "open_storage"],
+    },
+)

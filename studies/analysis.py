@@ -2,9 +2,8 @@
 
 The table functions are pure (a `pandas.DataFrame` in, a frame or a row out) so that the
 CLI, the HTML report and the notebook agree, and tests can check them on hand-made frames.
-`trials_frame` builds the frame from a study; its gene columns come from the study's
-search space. `select_trial` and `measure_trial` go back from a row to the supernet, for
-the energy breakdown of one subnet.
+`trials_frame` builds the frame from a study's complete trials; its gene columns come from
+the study's search space. Loading studies and supernets lives in `studies.study`.
 
 Accuracy is kept as a fraction in [0, 1] in every frame; only figures and display tables
 show it in percent.
@@ -18,44 +17,22 @@ from typing import Any
 
 import moocore
 import numpy as np
-import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from models import BLOCK_GENES, GLOBAL_GENES
-from nas import SearchSpace, SubnetScore
-
-from .errors import StudyError
-from .storage import open_storage
-from .study import SETTINGS_ATTR, load, load_evaluator
+from nas.space import SearchSpace
 
 METRICS = ("accuracy", "energy_mj", "f_aeb", "params", "sops", "macs", "firing_rate")
 """Per-trial results (user attrs) that become columns of `trials_frame`."""
-
-TRIAL_CHOICES = ("best", "knee")
-"""Names `select_trial` accepts besides a trial number."""
-
-
-def study_space(study: optuna.Study) -> SearchSpace:
-    """The search space stored with an autospk study.
-
-    Raises:
-        StudyError: if the study was not created by ``autospk-study create``.
-    """
-    settings = study.user_attrs.get(SETTINGS_ATTR)
-    if not isinstance(settings, dict) or "space" not in settings:
-        raise StudyError(f"study '{study.study_name}' has no stored search space; "
-                         "it was not created by autospk-study create")
-    return SearchSpace.from_dict(settings["space"])
-
 
 def frame_columns(space: SearchSpace) -> list[str]:
     """Columns of `trials_frame` for a study on `space`, in order."""
     return ["number", *METRICS, *space.param_names(), "arch_id", "feasible", "duplicate_of"]
 
 
-def trials_frame(study: optuna.Study, space: SearchSpace | None = None) -> pd.DataFrame:
-    """One row per COMPLETE trial, ordered by trial number.
+def trials_frame(trials: Sequence[FrozenTrial], space: SearchSpace) -> pd.DataFrame:
+    """One row per complete trial, ordered by trial number.
 
     Columns (see `frame_columns`): ``number``; the metrics of `METRICS` (``accuracy`` as a
     fraction in [0, 1], ``energy_mj`` in mJ per image); every gene of the genome
@@ -65,16 +42,15 @@ def trials_frame(study: optuna.Study, space: SearchSpace | None = None) -> pd.Da
     (the trial whose results a duplicate copied, else missing).
 
     Args:
-        study: An autospk study.
-        space: Its search space (default: the one stored with the study).
+        trials: COMPLETE trials of a study.
+        space: Its search space.
 
     Returns:
-        The frame; empty, with the same columns, when no trial is complete.
+        The frame; empty, with the same columns, when there are no trials.
     """
-    space = space or study_space(study)
     columns = frame_columns(space)
     rows = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for trial in trials:
         attrs = trial.user_attrs
         row: dict[str, Any] = {"number": trial.number}
         row.update({name: attrs.get(name, math.nan) for name in METRICS})
@@ -241,81 +217,9 @@ def front_table(front: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def open_study(storage: str, name: str | None = None) -> tuple[optuna.Study, dict[str, Any]]:
-    """Load an autospk study and its settings.
-
-    Args:
-        storage: Storage URL.
-        name: Study name. None: the storage's only study, or else its only pareto study
-            (``autospk-study quickstart`` puts an aeb and a pareto study in one storage).
-
-    Raises:
-        StudyError: if the storage holds no study, the named study does not exist, or no
-            name was given and the choice is ambiguous.
-    """
-    if name is None:
-        summaries = optuna.get_all_study_summaries(open_storage(storage), include_best_trial=False)
-        pareto = [s for s in summaries if s.user_attrs.get("objective") == "pareto"]
-        if len(summaries) == 1 or len(pareto) == 1:
-            name = (summaries if len(summaries) == 1 else pareto)[0].study_name
-        elif not summaries:
-            raise StudyError(f"no studies in {storage}; create one with `autospk-study create`")
-        else:
-            raise StudyError(f"{storage} holds several studies; name one of "
-                             f"{sorted(s.study_name for s in summaries)}")
-    return load(storage, name)
-
-
-def select_trial(study: optuna.Study, which: str | int = "best", *, frame: pd.DataFrame | None = None) -> FrozenTrial:
-    """The trial `which` names: ``"best"`` (highest feasible F_AEB), ``"knee"`` (of the
-    Pareto front, see `knee`) or a trial number, which must be COMPLETE.
-
-    Args:
-        study: An autospk study.
-        which: ``"best"``, ``"knee"`` or a trial number.
-        frame: `trials_frame(study)`, if already built.
-
-    Raises:
-        StudyError: for a study without complete trials, an unknown trial number or a
-            trial that is not complete.
-        ValueError: for anything else than the allowed choices.
-    """
-    if isinstance(which, bool) or not isinstance(which, (int, np.integer, str)) or (
-            isinstance(which, str) and which not in TRIAL_CHOICES):
-        raise ValueError(f"trial={which!r}; choose 'best', 'knee' or a trial number")
-    trials = study.get_trials(deepcopy=False)
-    if isinstance(which, str):
-        frame = trials_frame(study) if frame is None else frame
-        if frame.empty:
-            raise StudyError(f"study '{study.study_name}' has no complete trials yet; "
-                             "run `autospk-study optimize` first")
-        row = best_aeb(frame) if which == "best" else knee(pareto_front(frame))
-        which = int(row["number"])
-    by_number = {t.number: t for t in trials}
-    if which not in by_number:
-        span = f"0..{len(trials) - 1}" if trials else "none yet"
-        raise StudyError(f"study '{study.study_name}' has no trial {which}; its trials are numbered {span}")
-    trial = by_number[int(which)]
-    if trial.state != TrialState.COMPLETE:
-        complete = [t.number for t in trials if t.state == TrialState.COMPLETE]
-        raise StudyError(f"trial {which} of study '{study.study_name}' is {trial.state.name}, not COMPLETE; "
-                         f"choose best, knee or a complete trial ({_numbers(complete)})")
-    return trial
-
-
-def _numbers(numbers: list[int], limit: int = 12) -> str:
-    if not numbers:
-        return "none yet"
-    shown = ", ".join(map(str, numbers[:limit]))
-    return shown + (f", ... ({len(numbers)} in all)" if len(numbers) > limit else "")
-
-
-def measure_trial(settings: dict[str, Any], trial: FrozenTrial, *, device: str | None = None) -> SubnetScore:
-    """Evaluate a trial's subnet again on the validation split, with its per-layer energy.
-
-    Returns:
-        The score; ``score.energy.layers`` is the per-layer breakdown.
-    """
-    evaluator, _ = load_evaluator(settings, device=device)
-    config = SearchSpace.from_dict(settings["space"]).config_from_params(trial.params)
-    return evaluator(config)
+def shown_trials(frame: pd.DataFrame, objective: str, top: int) -> pd.DataFrame:
+    """What ``autospk-study show`` lists: the Pareto front (``pareto``), or the `top` feasible
+    trials by F_AEB (``aeb``)."""
+    if objective == "pareto":
+        return pareto_front(frame)
+    return _feasible(frame).sort_values("f_aeb", ascending=False).head(top)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import optuna
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
 
 DEFAULT_STORAGE = "sqlite:///autospk.db"
 STORAGE_ENV = "AUTOSPK_STORAGE"
@@ -53,6 +54,9 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     Raises:
         StorageError: naming the URL and the reason.
     """
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages.journal import JournalFileBackend
+
     url = normalize_url(url)
     if url.startswith("journal://"):
         path = Path(url[len("journal://"):])

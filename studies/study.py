@@ -1,112 +1,99 @@
-"""Create and load autospk studies: everything a worker needs is stored with the study.
+"""Create and load autospk studies, and go back from a study to its supernet.
 
-A study's user attr ``autospk`` holds its settings (objective, checkpoint, space, data set,
-F_AEB, budgets, sampler, evaluation); samplers are not stored by Optuna, so `load` re-creates
-ours from those settings. Each study also gets metric names and an optuna-dashboard note.
+A study's user attr ``autospk`` holds its `StudySettings`; Optuna does not store samplers,
+so `load` re-creates ours from them. Each study also gets metric names and an
+optuna-dashboard note.
 """
 
 from __future__ import annotations
 
-import os
-import socket
+import dataclasses
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import optuna
-import torch
-from optuna.trial import TrialState
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
 
-from energy import dense_macs
-from nas import (
-    DataSplits,
-    DIRECTIONS,
-    METRIC_NAMES,
-    OBJECTIVES,
-    AEBSettings,
-    Budgets,
-    SearchSpace,
-    SpikformerNSGAIISampler,
-    SubnetEvaluator,
-    SubnetObjective,
-    load_checkpoint,
-    load_dataset,
-    supernet_from_checkpoint,
-)
-from nas.fitness import DEFAULT_ALPHA, DEFAULT_BETA
+from models import ConfigError
+from nas.fitness import AEBSettings
+from nas.objective import DIRECTIONS, METRIC_NAMES
+from nas.settings import Budgets, EvaluationSettings, SamplerSettings
 
+from . import analysis
 from .errors import StudyError
+from .settings import HEARTBEAT_INTERVAL, SETTINGS_ATTR, StudySettings
 from .storage import open_storage
 
-SETTINGS_ATTR = "autospk"
-SETTINGS_VERSION = 1
-WORKER_ATTR = "autospk:worker"
+TRIAL_CHOICES = ("best", "knee")
+"""Names `select_trial` accepts besides a trial number."""
 
 
-def _device(device: str | None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _note(settings: dict[str, Any]) -> str:
-    space, aeb, ds = settings["space"], settings["aeb"], settings["dataset"]
-    genes = "\n".join(f"| {g} | {', '.join(map(str, v))} |" for g, v in space["genes"].items())
-    budgets = ", ".join(f"{k}={v}" for k, v in settings["budgets"].items() if v is not None) or "none"
+def _note(settings: StudySettings) -> str:
+    space, aeb = settings.space, settings.aeb
+    genes = "\n".join(f"| {g} | {', '.join(map(str, v))} |" for g, v in space.genes.items())
+    budgets = ", ".join(f"{k}={v}" for k, v in settings.budgets.to_dict().items() if v is not None) or "none"
     return (
-        f"# autospk study: {settings['objective']}\n\n"
-        f"Objective: **{settings['objective']}** ({', '.join(METRIC_NAMES[settings['objective']])}). "
-        f"Data set: **{ds['name']}** (scored on the validation split). "
-        f"Supernet: `{settings['checkpoint']}`.\n\n"
-        f"F_AEB = Acc x (E / E_ref)^w with E_ref = {aeb['e_ref']:.6g} mJ, alpha = {aeb['alpha']}, "
-        f"beta = {aeb['beta']}. Budgets: {budgets}.\n\n"
-        f"Search space **{space['name']}**: {space['description']}\n\n| gene | choices |\n|---|---|\n{genes}\n"
+        f"# autospk study: {settings.objective}\n\n"
+        f"Objective: **{settings.objective}** ({', '.join(METRIC_NAMES[settings.objective])}). "
+        f"Data set: **{settings.dataset.name}** (scored on the validation split). "
+        f"Supernet: `{settings.checkpoint}`.\n\n"
+        f"F_AEB = Acc x (E / E_ref)^w with E_ref = {aeb.e_ref:.6g} mJ, alpha = {aeb.alpha}, "
+        f"beta = {aeb.beta}. Budgets: {budgets}.\n\n"
+        f"Search space **{space.name}**: {space.description}\n\n| gene | choices |\n|---|---|\n{genes}\n"
     )
 
 
-def load_evaluator(settings: dict[str, Any], *, device: str | None = None) -> tuple[SubnetEvaluator, DataSplits]:
-    """The study's supernet and data, and an evaluator with the study's evaluation settings.
+def make_evaluator(checkpoint, evaluation: EvaluationSettings, *, device: str | None = None):
+    """The checkpoint's supernet and data, and an evaluator with these evaluation settings.
 
-    The evaluator recalibrates BN on the ``train_eval`` split and scores the ``val``
-    split, exactly as the search did.
+    The evaluator recalibrates BN on the ``train_eval`` split and scores the ``val`` split.
 
     Args:
-        settings: The study's stored settings.
+        checkpoint: A loaded `nas.checkpoint.SupernetCheckpoint`.
+        evaluation: How subnets are scored.
         device: Where to run (default: cuda if available, else cpu).
 
-    Raises:
-        StudyError: if the checkpoint does not match the study's search space.
+    Returns:
+        ``(evaluator, data)``: a `nas.SubnetEvaluator` and the data set's `nas.DataSplits`.
     """
-    dev = _device(device)
-    net, space, dataset = supernet_from_checkpoint(load_checkpoint(settings["checkpoint"]), dev)
-    if space.to_dict() != settings["space"]:
-        raise StudyError(f"checkpoint {settings['checkpoint']} does not match the study's search space")
-    data = load_dataset(dataset)
-    ev = settings["evaluation"]
-    evaluator = SubnetEvaluator(net, data.train_eval, data.val, calib_batches=ev["calib_batches"],
-                                calib_batch_size=ev["calib_batch_size"], batch_size=ev["batch_size"],
-                                profile=ev["profile"], device=dev)
+    from nas.data import load_dataset
+    from nas.device import default_device
+    from nas.evaluate import SubnetEvaluator
+
+    dev = default_device(device)
+    data = load_dataset(checkpoint.dataset)
+    evaluator = SubnetEvaluator(checkpoint.build_supernet(dev), data.train_eval, data.val, settings=evaluation,
+                                device=dev)
     return evaluator, data
 
 
-def _objective(settings: dict[str, Any], device: str | None) -> SubnetObjective:
-    """The objective a worker runs, built from the study's stored settings."""
-    evaluator, _ = load_evaluator(settings, device=device)
-    return SubnetObjective(SearchSpace.from_dict(settings["space"]), evaluator, settings["objective"],
-                           AEBSettings(**settings["aeb"]), Budgets(**settings["budgets"]))
+def load_evaluator(settings: StudySettings, *, device: str | None = None):
+    """The study's supernet, data and evaluator, exactly as its search scores subnets.
+
+    Raises:
+        StudyError: if the checkpoint no longer matches the study's search space.
+    """
+    from nas.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(settings.checkpoint)
+    if checkpoint.space != settings.space:
+        raise StudyError(f"checkpoint {settings.checkpoint} does not match the study's search space")
+    return make_evaluator(checkpoint, settings.evaluation, device=device)
 
 
-def make_sampler(space: SearchSpace, settings: dict[str, Any], supernet: dict[str, Any] | None = None,
-                 *, seed_offset: int = 0) -> SpikformerNSGAIISampler:
-    """Our sampler from stored settings; generation 0 is stratified by analytic energy."""
-    from models import SupernetConfig
+def make_sampler(settings: StudySettings, *, seed_offset: int = 0):
+    """Our sampler from a study's settings; generation 0 is stratified by analytic energy."""
+    from energy import analytic_energy
+    from nas.sampler import SpikformerNSGAIISampler
 
-    kwargs = dict(settings)
-    kwargs["seed"] = kwargs["seed"] + seed_offset
-    cost = None
-    if supernet is not None:
-        spec = SupernetConfig.from_dict(supernet)
-        cost = lambda cfg: dense_macs(spec, cfg).energy_mj()  # noqa: E731
-    return SpikformerNSGAIISampler(space, cost=cost, **kwargs)
+    sampler_settings = dataclasses.replace(settings.sampler, seed=settings.sampler.seed + seed_offset)
+    return SpikformerNSGAIISampler(settings.space, settings=sampler_settings,
+                                   cost=analytic_energy(settings.supernet_cfg))
+
+
+def _study_names(store: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False))
 
 
 def create(
@@ -115,182 +102,190 @@ def create(
     *,
     objective: str,
     checkpoint: str | Path,
-    alpha: float = DEFAULT_ALPHA,
-    beta: float = DEFAULT_BETA,
-    e_ref: float | None = None,
-    max_params: int | None = None,
-    max_energy_mj: float | None = None,
-    population_size: int = 50,
-    num_parents: int = 10,
-    crossover_fraction: float = 0.5,
-    global_mutation_prob: float = 0.4,
-    block_mutation_prob: float = 0.2,
-    neighbour_mutation: bool = False,
-    candidates: int = 4,
-    seed: int = 0,
-    calib_batches: int = 4,
-    calib_batch_size: int = 64,
-    batch_size: int = 256,
-    profile: str = "fp32",
-    heartbeat_interval: int = 10,
+    aeb: AEBSettings = AEBSettings(),
+    budgets: Budgets = Budgets(),
+    sampler: SamplerSettings = SamplerSettings(),
+    evaluation: EvaluationSettings = EvaluationSettings(),
+    heartbeat_interval: int = HEARTBEAT_INTERVAL,
     enqueue_largest: bool = True,
     skip_if_exists: bool = False,
     device: str | None = None,
 ) -> optuna.Study:
-    """Create a study that `optimize` can run from its storage and name alone.
+    """Create a study that workers can run from its storage and name alone.
 
-    E_ref defaults to the measured energy of the space's largest subnet, which is also
-    enqueued as the first trial (a known-good architecture).
+    Without ``aeb.e_ref``, the reference energy is the measured energy of the space's largest
+    subnet, which is also enqueued as the first trial (a known-good architecture).
+
+    Args:
+        storage: Storage URL.
+        study_name: Name of the new study.
+        objective: ``aeb`` or ``pareto``.
+        checkpoint: Supernet checkpoint from ``train-supernet``.
+        aeb: F_AEB settings.
+        budgets: Optional limits (Optuna constraints).
+        sampler: Settings of our NSGA-II sampler.
+        evaluation: How subnets are scored.
+        heartbeat_interval: Seconds between heartbeats of a running trial (database storages).
+        enqueue_largest: Evaluate the largest subnet first.
+        skip_if_exists: Return the existing study of that name instead of failing.
+        device: Where to measure the reference energy.
 
     Raises:
-        StudyError: for an existing study (unless `skip_if_exists`), an unknown objective
-            or out-of-range settings.
+        StudyError: for an existing study (unless `skip_if_exists`) or a mismatch with it.
+        ConfigError: for out-of-range settings.
     """
-    if objective not in OBJECTIVES:
-        raise StudyError(f"unknown objective '{objective}'; choose from {list(OBJECTIVES)}")
+    from nas.checkpoint import load_checkpoint
+
     store = open_storage(storage)
-    if study_name in {s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)}:
+    if study_name in _study_names(store):
         if not skip_if_exists:
             raise StudyError(f"study '{study_name}' already exists in {storage}; choose another --study-name "
                              "or pass --skip-if-exists")
         study, settings = load(storage, study_name)
-        if settings["objective"] != objective:
-            raise StudyError(f"study '{study_name}' exists with objective '{settings['objective']}', not '{objective}'")
-        if Path(settings["checkpoint"]) != Path(checkpoint).resolve():
-            raise StudyError(f"study '{study_name}' exists for checkpoint {settings['checkpoint']}, "
+        if settings.objective != objective:
+            raise StudyError(f"study '{study_name}' exists with objective '{settings.objective}', not '{objective}'")
+        if Path(settings.checkpoint) != Path(checkpoint).resolve():
+            raise StudyError(f"study '{study_name}' exists for checkpoint {settings.checkpoint}, "
                              f"not {Path(checkpoint).resolve()}")
         return study
     state = load_checkpoint(checkpoint)
-    space = SearchSpace.from_dict(state["space"])
-    sampler_settings = {
-        "population_size": population_size, "num_parents": num_parents,
-        "crossover_fraction": crossover_fraction, "global_mutation_prob": global_mutation_prob,
-        "block_mutation_prob": block_mutation_prob, "neighbour_mutation": neighbour_mutation,
-        "candidates": candidates, "seed": seed,
-    }
-    try:
-        make_sampler(space, sampler_settings)
-        Budgets(max_params, max_energy_mj)
-        if e_ref is not None:
-            AEBSettings(e_ref=e_ref, alpha=alpha, beta=beta)
-    except ValueError as err:
-        raise StudyError(str(err)) from None
-    if calib_batches < 1 or calib_batch_size < 1 or batch_size < 1:
-        raise StudyError("calib_batches, calib_batch_size and batch_size must be >= 1")
-    settings: dict[str, Any] = {
-        "version": SETTINGS_VERSION,
-        "objective": objective,
-        "checkpoint": str(Path(checkpoint).resolve()),
-        "space": state["space"],
-        "dataset": state["dataset"],
-        "supernet": state["supernet"],
-        "aeb": {"e_ref": e_ref if e_ref is not None else 1.0, "alpha": alpha, "beta": beta},
-        "budgets": {"max_params": max_params, "max_energy_mj": max_energy_mj},
-        "sampler": sampler_settings,
-        "evaluation": {"calib_batches": calib_batches, "calib_batch_size": calib_batch_size,
-                       "batch_size": batch_size, "profile": profile},
-        "heartbeat_interval": heartbeat_interval,
-    }
-    if e_ref is None:
-        evaluator, _ = load_evaluator(settings, device=device)
-        settings["aeb"]["e_ref"] = evaluator(space.largest()).energy.energy_mj
-        AEBSettings(**settings["aeb"])
+    if aeb.e_ref is None:
+        evaluator, _ = make_evaluator(state, evaluation, device=device)
+        aeb = dataclasses.replace(aeb, e_ref=evaluator(state.space.largest()).energy.energy_mj)
+    settings = StudySettings(
+        objective=objective, checkpoint=str(Path(checkpoint).resolve()), space=state.space, dataset=state.dataset,
+        supernet_cfg=state.supernet_cfg, aeb=aeb, budgets=budgets, sampler=sampler, evaluation=evaluation,
+        heartbeat_interval=heartbeat_interval,
+    )
     study = optuna.create_study(storage=store, study_name=study_name, directions=DIRECTIONS[objective],
-                                sampler=make_sampler(space, sampler_settings, settings["supernet"]))
+                                sampler=make_sampler(settings))
     study.set_metric_names(METRIC_NAMES[objective])
-    study.set_user_attr(SETTINGS_ATTR, settings)
-    for key in ("objective", "dataset", "space"):
-        study.set_user_attr(key, settings[key]["name"] if isinstance(settings[key], dict) else settings[key])
-    study.set_user_attr("e_ref_mj", settings["aeb"]["e_ref"])
-    _save_note(study, settings)
-    if enqueue_largest:
-        study.enqueue_trial(space.params_from_config(space.largest()), user_attrs={"enqueued": "largest"})
-    return study
-
-
-def _save_note(study: optuna.Study, settings: dict[str, Any]) -> None:
+    study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+    # Plain attrs that optuna-dashboard and `list` show without parsing the settings.
+    study.set_user_attr("objective", objective)
+    study.set_user_attr("dataset", settings.dataset.name)
+    study.set_user_attr("space", settings.space.name)
+    study.set_user_attr("e_ref_mj", aeb.e_ref)
     from optuna_dashboard import save_note
 
     save_note(study, _note(settings))
+    if enqueue_largest:
+        study.enqueue_trial(settings.space.params_from_config(settings.space.largest()),
+                            user_attrs={"enqueued": "largest"})
+    return study
 
 
 def load(storage: str, study_name: str, *, seed_offset: int = 0,
-         heartbeat: bool = False) -> tuple[optuna.Study, dict[str, Any]]:
+         heartbeat: bool = False) -> tuple[optuna.Study, StudySettings]:
     """Load an autospk study with our sampler re-created from its stored settings.
+
+    Args:
+        storage: Storage URL.
+        study_name: The study.
+        seed_offset: Added to the sampler's seed (one offset per worker).
+        heartbeat: Open the storage with the study's heartbeat (for workers).
 
     Raises:
         StudyError: if the study does not exist or was not created by autospk.
     """
     store = open_storage(storage)
-    names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+    names = _study_names(store)
     if study_name not in names:
-        raise StudyError(f"no study '{study_name}' in {storage}; studies there: {sorted(names) or 'none'}")
-    probe = optuna.load_study(study_name=study_name, storage=store)
-    settings = probe.user_attrs.get(SETTINGS_ATTR)
-    if not isinstance(settings, dict) or settings.get("version") != SETTINGS_VERSION:
+        raise StudyError(f"no study '{study_name}' in {storage}; studies there: {names or 'none'}")
+    stored = optuna.load_study(study_name=study_name, storage=store).user_attrs.get(SETTINGS_ATTR)
+    if not isinstance(stored, dict):
         raise StudyError(f"study '{study_name}' was not created by autospk-study create")
-    if heartbeat and settings.get("heartbeat_interval"):
-        store = open_storage(storage, heartbeat_interval=settings["heartbeat_interval"])
-    space = SearchSpace.from_dict(settings["space"])
-    sampler = make_sampler(space, settings["sampler"], settings["supernet"], seed_offset=seed_offset)
-    return optuna.load_study(study_name=study_name, storage=store, sampler=sampler), settings
-
-
-def fail_dead_trials(study: optuna.Study) -> list[int]:
-    """Fail and re-enqueue RUNNING trials whose worker process on this host has died.
-
-    Complements database heartbeats, and is the crash recovery of journal storages.
-    Returns the numbers of the trials failed.
-    """
-    failed = []
-    host = socket.gethostname()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.system_attrs.get(WORKER_ATTR)
-        if not worker or worker.get("host") != host or _alive(worker.get("pid", -1)):
-            continue
-        if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-            failed.append(t.number)
-    return failed
-
-
-def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        settings = StudySettings.from_dict(stored)
+    except ConfigError as err:
+        raise StudyError(f"study '{study_name}': {err}") from None
+    if heartbeat:
+        store = open_storage(storage, heartbeat_interval=settings.heartbeat_interval)
+    return optuna.load_study(study_name=study_name, storage=store,
+                             sampler=make_sampler(settings, seed_offset=seed_offset)), settings
 
 
-def run_worker(
-    storage: str,
-    study_name: str,
-    *,
-    n_trials: int | None = None,
-    timeout: float | None = None,
-    seed_offset: int = 0,
-    device: str | None = None,
-    show_progress_bar: bool = False,
-) -> optuna.Study:
-    """Run trials until the study holds `n_trials` complete trials or `timeout` passes."""
-    study, settings = load(storage, study_name, seed_offset=seed_offset, heartbeat=True)
-    objective_fn = _objective(settings, device)
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
+def open_study(storage: str, name: str | None = None) -> tuple[optuna.Study, StudySettings]:
+    """Load an autospk study and its settings, choosing the study when there is no doubt.
 
-    def objective(trial: optuna.Trial):
-        study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, me)
-        fail_dead_trials(study)
-        return objective_fn(trial)
+    Args:
+        storage: Storage URL.
+        name: Study name. None: the storage's only study, or else its only pareto study
+            (``autospk-study quickstart`` puts an aeb and a pareto study in one storage).
 
-    fail_dead_trials(study)
-    callbacks = []
-    if n_trials is not None:
-        callbacks.append(optuna.study.MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE,)))
-        remaining = n_trials - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        if remaining <= 0:
-            return study
-    study.optimize(objective, n_trials=None if n_trials is None else remaining, timeout=timeout,
-                   callbacks=callbacks, show_progress_bar=show_progress_bar, gc_after_trial=False)
-    return study
+    Raises:
+        StudyError: if the storage holds no study, the named study does not exist, or no
+            name was given and the choice is ambiguous.
+    """
+    if name is None:
+        summaries = optuna.get_all_study_summaries(open_storage(storage), include_best_trial=False)
+        pareto = [s for s in summaries if s.user_attrs.get("objective") == "pareto"]
+        if len(summaries) == 1 or len(pareto) == 1:
+            name = (summaries if len(summaries) == 1 else pareto)[0].study_name
+        elif not summaries:
+            raise StudyError(f"no studies in {storage}; create one with `autospk-study create`")
+        else:
+            raise StudyError(f"{storage} holds several studies; name one of "
+                             f"{sorted(s.study_name for s in summaries)}")
+    return load(storage, name)
+
+
+def trials_frame(study: optuna.Study, settings: StudySettings) -> pd.DataFrame:
+    """`analysis.trials_frame` of the study's complete trials."""
+    return analysis.trials_frame(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), settings.space)
+
+
+def select_trial(study: optuna.Study, settings: StudySettings, which: str | int = "best", *,
+                 frame: pd.DataFrame | None = None) -> FrozenTrial:
+    """The trial `which` names: ``"best"`` (highest feasible F_AEB), ``"knee"`` (of the
+    Pareto front, see `analysis.knee`) or a trial number, which must be COMPLETE.
+
+    Args:
+        study: An autospk study.
+        settings: Its settings.
+        which: ``"best"``, ``"knee"`` or a trial number.
+        frame: `trials_frame(study, settings)`, if already built.
+
+    Raises:
+        StudyError: for a study without complete trials, an unknown trial number or a
+            trial that is not complete.
+        ValueError: for anything else than the allowed choices.
+    """
+    if isinstance(which, bool) or not isinstance(which, (int, np.integer, str)) or (
+            isinstance(which, str) and which not in TRIAL_CHOICES):
+        raise ConfigError(f"trial={which!r}; choose 'best', 'knee' or a trial number")
+    trials = study.get_trials(deepcopy=False)
+    if isinstance(which, str):
+        frame = trials_frame(study, settings) if frame is None else frame
+        if frame.empty:
+            raise StudyError(f"study '{study.study_name}' has no complete trials yet; "
+                             "run `autospk-study optimize` first")
+        row = analysis.best_aeb(frame) if which == "best" else analysis.knee(analysis.pareto_front(frame))
+        which = int(row["number"])
+    by_number = {t.number: t for t in trials}
+    if which not in by_number:
+        span = f"0..{len(trials) - 1}" if trials else "none yet"
+        raise StudyError(f"study '{study.study_name}' has no trial {which}; its trials are numbered {span}")
+    trial = by_number[int(which)]
+    if trial.state != TrialState.COMPLETE:
+        complete = [t.number for t in trials if t.state == TrialState.COMPLETE]
+        raise StudyError(f"trial {which} of study '{study.study_name}' is {trial.state.name}, not COMPLETE; "
+                         f"choose best, knee or a complete trial ({_numbers(complete)})")
+    return trial
+
+
+def _numbers(numbers: list[int], limit: int = 12) -> str:
+    if not numbers:
+        return "none yet"
+    shown = ", ".join(map(str, numbers[:limit]))
+    return shown + (f", ... ({len(numbers)} in all)" if len(numbers) > limit else "")
+
+
+def measure_trial(settings: StudySettings, trial: FrozenTrial, *, device: str | None = None):
+    """Evaluate a trial's subnet again on the validation split, with its per-layer energy.
+
+    Returns:
+        The `nas.SubnetScore`; ``score.energy.layers`` is the per-layer breakdown.
+    """
+    evaluator, _ = load_evaluator(settings, device=device)
+    return evaluator(settings.space.config_from_params(trial.params))

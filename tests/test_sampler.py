@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import create_trial
 
 from energy import dense_macs
+from models import ConfigError
 from nas.sampler import (
     ARCH_KEY,
     SpikformerNSGAIISampler,
@@ -22,7 +23,7 @@ from nas.sampler import (
     uniform_crossover,
 )
 from nas.sampler._surrogate import GenomeEncoder, Surrogate, promise
-from nas.sampler._variation import GLOBAL_MUTATION_PROB
+from nas.settings import SamplerSettings
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 MAX, MIN = optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE
@@ -52,8 +53,9 @@ def _cost(space):
     return lambda cfg: dense_macs(spec, cfg).energy_mj()
 
 
-def _study(space, seed=0, **kw):
-    sampler = SpikformerNSGAIISampler(space, population_size=10, num_parents=4, seed=seed, **kw)
+def _study(space, seed=0, cost=None, **kw):
+    settings = SamplerSettings(population_size=10, num_parents=4, seed=seed, **kw)
+    sampler = SpikformerNSGAIISampler(space, settings=settings, cost=cost)
     return optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
 
 
@@ -88,7 +90,7 @@ def test_no_duplicates_with_parallel_workers(tiny_space):
 
 def test_evolution_beats_its_first_generation(tiny_space):
     study = optuna.create_study(
-        direction="maximize", sampler=SpikformerNSGAIISampler(tiny_space, population_size=10, num_parents=3, seed=0)
+        direction="maximize", sampler=SpikformerNSGAIISampler(tiny_space, settings=SamplerSettings(population_size=10, num_parents=3))
     )
     objective = fake_objective(tiny_space)
     study.optimize(lambda t: objective(t)[0] - 20 * objective(t)[1], n_trials=80)
@@ -119,13 +121,15 @@ def test_first_generation_stratified_by_cost_spans_the_cost_range(tiny_space):
     assert first[-1] >= costs[-len(costs) // 10]
 
 
-def test_settings_round_trip(tiny_space):
-    sampler = SpikformerNSGAIISampler(tiny_space, population_size=12, num_parents=5, neighbour_mutation=True,
-                                      candidates=3, seed=3)
-    assert sampler.settings()["candidates"] == 3
-    assert SpikformerNSGAIISampler(tiny_space, **sampler.settings()).settings() == sampler.settings()
-    with pytest.raises(ValueError, match=r"num_parents=20 must be in 2..population_size \(12\)"):
-        SpikformerNSGAIISampler(tiny_space, population_size=12, num_parents=20)
+def test_settings_round_trip_and_derived_parents():
+    settings = SamplerSettings(population_size=12, num_parents=5, neighbour_mutation=True, candidates=3, seed=3)
+    assert SamplerSettings(**settings.to_dict()) == settings
+    assert SamplerSettings().num_parents == 10 and SamplerSettings(population_size=4).num_parents == 2
+    assert SamplerSettings(population_size=30).num_parents == 6
+    with pytest.raises(ConfigError, match=r"num_parents=20 must be in 2..population_size \(12\)"):
+        SamplerSettings(population_size=12, num_parents=20)
+    with pytest.raises(ConfigError, match=r"crossover_fraction=1.5 must be a probability in \[0, 1\]"):
+        SamplerSettings(crossover_fraction=1.5)
 
 
 def test_mutation_probabilities_and_neighbour_steps(tiny_space):
@@ -143,14 +147,16 @@ def test_mutation_probabilities_and_neighbour_steps(tiny_space):
     for k, v in stepped.items():
         choices = paper.choices(k)
         assert abs(choices.index(v) - choices.index(base[k])) == 1
-    changes = sum(mutate(base, paper, paper_rng)["depth"] != base["depth"] for _ in range(2000))
-    assert abs(changes / 2000 - GLOBAL_MUTATION_PROB) < 0.05
+    prob = SamplerSettings().global_mutation_prob
+    changes = sum(mutate(base, paper, paper_rng, global_prob=prob, block_prob=0.0)["depth"] != base["depth"]
+                  for _ in range(2000))
+    assert abs(changes / 2000 - prob) < 0.05
 
 
 def test_uniform_crossover_takes_each_gene_from_a_parent():
     a = {f"g{i}": 0 for i in range(50)}
     b = {f"g{i}": 1 for i in range(50)}
-    child = uniform_crossover(a, b, random.Random(0))
+    child = uniform_crossover(a, b, random.Random(0), swap_prob=0.5)
     assert 10 < sum(child.values()) < 40
     assert uniform_crossover(a, b, random.Random(0), swap_prob=0.0) == a
 

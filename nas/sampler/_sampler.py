@@ -14,11 +14,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models import SubnetConfig
 
+from ..settings import SamplerSettings
 from ..space import SearchSpace
 from ._dedup import ARCH_KEY, known_arch_ids
 from ._selection import select_top
 from ._surrogate import GenomeEncoder, screen
-from ._variation import BLOCK_MUTATION_PROB, GLOBAL_MUTATION_PROB, mutate, uniform_crossover
+from ._variation import mutate, uniform_crossover
 
 _STRATA_POOL = 8
 """Random candidates per slot of the first generation when it is stratified by cost."""
@@ -53,20 +54,10 @@ class SpikformerNSGAIISampler(BaseGASampler):
 
     Args:
         space: The search space.
-        population_size: Trials per generation.
-        num_parents: Parents kept per generation (top-k).
-        crossover_fraction: Share of children made by crossover (the rest by mutation).
-        global_mutation_prob: Mutation probability of depth, embed_dim and T.
-        block_mutation_prob: Mutation probability of each per-block gene.
-        neighbour_mutation: Mutate ordered genes by one step instead of redrawing.
-        swap_prob: Per-gene probability of taking the second parent's gene in crossover.
-        seed: Seed; with one worker the sampler is then deterministic.
-        cost: Optional cost of a subnet (e.g. analytic energy): stratifies generation 0 and
-            feeds the screening surrogate.
-        candidates: Children drawn per proposal once a generation has parents. With more
-            than one (and `cost`), an additive surrogate fitted on the completed trials
-            predicts their objectives and the child that would add the most hypervolume
-            to the front (best F_AEB for one objective) is proposed; see `_surrogate`.
+        settings: Population, parents, variation, screening and seed (see `SamplerSettings`).
+        cost: Optional cost of a subnet (e.g. `energy.analytic_energy`): stratifies
+            generation 0 and feeds the screening surrogate (see `_surrogate`); without it,
+            generation 0 is uniform and there is no screening.
         max_retries: Draws before giving up on finding a new architecture from parents.
     """
 
@@ -74,39 +65,14 @@ class SpikformerNSGAIISampler(BaseGASampler):
         self,
         space: SearchSpace,
         *,
-        population_size: int = 50,
-        num_parents: int = 10,
-        crossover_fraction: float = 0.5,
-        global_mutation_prob: float = GLOBAL_MUTATION_PROB,
-        block_mutation_prob: float = BLOCK_MUTATION_PROB,
-        neighbour_mutation: bool = False,
-        swap_prob: float = 0.5,
-        seed: int | None = None,
+        settings: SamplerSettings = SamplerSettings(),
         cost: Callable[[SubnetConfig], float] | None = None,
-        candidates: int = 4,
         max_retries: int = 200,
     ) -> None:
-        if population_size < 2:
-            raise ValueError(f"population_size={population_size} must be >= 2")
-        if not 2 <= num_parents <= population_size:
-            raise ValueError(f"num_parents={num_parents} must be in 2..population_size ({population_size})")
-        for name, p in (("crossover_fraction", crossover_fraction), ("global_mutation_prob", global_mutation_prob),
-                        ("block_mutation_prob", block_mutation_prob), ("swap_prob", swap_prob)):
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name}={p} must be a probability in [0, 1]")
-        if candidates < 1:
-            raise ValueError(f"candidates={candidates} must be >= 1")
-        super().__init__(population_size=population_size)
+        super().__init__(population_size=settings.population_size)
         self.space = space
-        self.num_parents = num_parents
-        self.crossover_fraction = crossover_fraction
-        self.global_mutation_prob = global_mutation_prob
-        self.block_mutation_prob = block_mutation_prob
-        self.neighbour_mutation = neighbour_mutation
-        self.swap_prob = swap_prob
-        self.seed = seed if seed is not None else random.randrange(2**31)
+        self.settings = settings
         self.cost = cost
-        self.candidates = candidates
         self.max_retries = max_retries
         self._encoder = GenomeEncoder(space, cost) if cost is not None else None
         self._strata: list[list[dict[str, Any]]] | None = None
@@ -121,20 +87,6 @@ class SpikformerNSGAIISampler(BaseGASampler):
         self.__dict__.update(state)
         self._claim_lock = threading.Lock()
 
-    def settings(self) -> dict[str, Any]:
-        """JSON-able settings, to store with a study and re-create the sampler on load."""
-        return {
-            "population_size": self.population_size,
-            "num_parents": self.num_parents,
-            "crossover_fraction": self.crossover_fraction,
-            "global_mutation_prob": self.global_mutation_prob,
-            "block_mutation_prob": self.block_mutation_prob,
-            "neighbour_mutation": self.neighbour_mutation,
-            "swap_prob": self.swap_prob,
-            "candidates": self.candidates,
-            "seed": self.seed,
-        }
-
     def reseed_rng(self) -> None:
         """Optuna reseeds samplers per worker thread; draws are seeded per trial already."""
 
@@ -143,7 +95,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
 
     def select_parent(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
         candidates = self.get_population(study, generation - 1) + self.get_parent_population(study, generation - 1)
-        return select_top(candidates, study.directions, self.num_parents)
+        return select_top(candidates, study.directions, self.settings.num_parents)
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -151,12 +103,12 @@ class SpikformerNSGAIISampler(BaseGASampler):
         fixed = trial.system_attrs.get("fixed_params")
         if fixed is not None and set(self.space.param_names()) <= set(fixed):
             return {}
-        rng = random.Random(f"{self.seed}:{trial.number}")
+        rng = random.Random(f"{self.settings.seed}:{trial.number}")
         generation = self.get_trial_generation(study, trial)
         parents = self.get_parent_population(study, generation)
         seen = known_arch_ids(study, self.space, exclude_trial_id=trial._trial_id)
         ranked = [self._propose(trial.number, parents, seen, rng)]
-        if parents and self.candidates > 1 and self._encoder is not None:
+        if parents and self.settings.candidates > 1 and self._encoder is not None:
             ranked = self._screened(study, ranked[0], parents, seen, rng)
         with self._claim_lock:
             # Claim the architecture: re-read storage, since other workers may have claimed
@@ -175,7 +127,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        rng = random.Random(f"{self.seed}:{trial.number}:{param_name}")
+        rng = random.Random(f"{self.settings.seed}:{trial.number}:{param_name}")
         return rng.choice(param_distribution.choices)
 
     def _propose(
@@ -200,7 +152,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
         pool = [first]
         ids = seen | {self.space.config_from_params(first).arch_id}
         for _ in range(self.max_retries):
-            if len(pool) == self.candidates:
+            if len(pool) == self.settings.candidates:
                 break
             child = self._child(parents, rng)
             arch = self.space.config_from_params(child).arch_id
@@ -212,14 +164,14 @@ class SpikformerNSGAIISampler(BaseGASampler):
 
     def _child(self, parents: Sequence[FrozenTrial], rng: random.Random) -> dict[str, Any]:
         names = self.space.param_names()
-        if len(parents) >= 2 and rng.random() < self.crossover_fraction:
+        if len(parents) >= 2 and rng.random() < self.settings.crossover_fraction:
             a, b = rng.sample(list(parents), 2)
             child = uniform_crossover({n: a.params[n] for n in names}, {n: b.params[n] for n in names}, rng,
-                                      swap_prob=self.swap_prob)
+                                      swap_prob=self.settings.swap_prob)
         else:
             child = dict(rng.choice(list(parents)).params)
-        return mutate({n: child[n] for n in names}, self.space, rng, global_prob=self.global_mutation_prob,
-                      block_prob=self.block_mutation_prob, neighbour=self.neighbour_mutation)
+        return mutate({n: child[n] for n in names}, self.space, rng, global_prob=self.settings.global_mutation_prob,
+                      block_prob=self.settings.block_mutation_prob, neighbour=self.settings.neighbour_mutation)
 
     def _first_generation(self, number: int, attempt: int, rng: random.Random) -> dict[str, Any]:
         if self.cost is None:
@@ -230,7 +182,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
         return dict(rng.choice(stratum))
 
     def _make_strata(self) -> list[list[dict[str, Any]]]:
-        pool_rng = random.Random(f"{self.seed}:strata")
+        pool_rng = random.Random(f"{self.settings.seed}:strata")
         slots = self.population_size
         pool = [self.space.sample(pool_rng) for _ in range(slots * _STRATA_POOL)]
         pool.sort(key=self.cost)

@@ -8,15 +8,9 @@ from typing import Any
 
 from ..space import GLOBAL_GENES, SearchSpace
 
-GLOBAL_MUTATION_PROB = 0.4
-"""Probability of mutating depth, embed_dim and T (AutoFormer / Auto-Spikformer)."""
-
-BLOCK_MUTATION_PROB = 0.2
-"""Probability of mutating each per-block gene."""
-
 
 def uniform_crossover(
-    a: Mapping[str, Any], b: Mapping[str, Any], rng: random.Random, *, swap_prob: float = 0.5
+    a: Mapping[str, Any], b: Mapping[str, Any], rng: random.Random, *, swap_prob: float
 ) -> dict[str, Any]:
     """A child taking each gene from `a` or, with probability `swap_prob`, from `b`."""
     return {name: b[name] if rng.random() < swap_prob else a[name] for name in a}
@@ -27,8 +21,8 @@ def mutate(
     space: SearchSpace,
     rng: random.Random,
     *,
-    global_prob: float = GLOBAL_MUTATION_PROB,
-    block_prob: float = BLOCK_MUTATION_PROB,
+    global_prob: float,
+    block_prob: float,
     neighbour: bool = False,
 ) -> dict[str, Any]:
     """Mutate each gene with its probability.

@@ -1,0 +1,139 @@
+"""Typed settings of a search: the sampler, the evaluation of a subnet, and budgets.
+
+Each default is written here once; the sampler, `studies.create`, the command line (which
+builds its options and ``--help`` from these fields) and the quickstart all read it from
+here. The module imports neither torch nor Optuna, so the command line starts fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+from models import ConfigError
+
+_Settings = TypeVar("_Settings")
+
+
+def settings_from_dict(cls: type[_Settings], data: dict[str, Any], where: str) -> _Settings:
+    """Build a settings dataclass from a dict, naming unknown keys.
+
+    Raises:
+        ConfigError: for keys that `cls` does not have.
+    """
+    allowed = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown settings {unknown}; allowed: {allowed}")
+    return cls(**data)
+
+
+def _probability(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}={value} must be a probability in [0, 1]")
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Settings of `SpikformerNSGAIISampler` (Auto-Spikformer's evolution).
+
+    Args:
+        population_size: Trials per generation.
+        num_parents: Parents kept per generation (top-k); None derives it from the
+            population, ``max(2, population_size // 5)``: 10 of 50 as in AutoFormer.
+        crossover_fraction: Share of children made by crossover (the rest by mutation).
+        global_mutation_prob: Mutation probability of depth, embed_dim and T.
+        block_mutation_prob: Mutation probability of each per-block gene.
+        neighbour_mutation: Mutate ordered genes by one step instead of redrawing them.
+        swap_prob: Per-gene probability of taking the second parent's gene in crossover.
+        candidates: Children drawn per proposal once a generation has parents; a
+            surrogate keeps the most promising (1 = plain NSGA-II).
+        seed: Seed of every draw; with one worker the sampler is then deterministic.
+    """
+
+    population_size: int = 50
+    num_parents: int | None = None
+    crossover_fraction: float = 0.5
+    global_mutation_prob: float = 0.4
+    block_mutation_prob: float = 0.2
+    neighbour_mutation: bool = False
+    swap_prob: float = 0.5
+    candidates: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.population_size < 2:
+            raise ConfigError(f"population_size={self.population_size} must be >= 2")
+        if self.num_parents is None:
+            object.__setattr__(self, "num_parents", max(2, self.population_size // 5))
+        if not 2 <= self.num_parents <= self.population_size:
+            raise ConfigError(
+                f"num_parents={self.num_parents} must be in 2..population_size ({self.population_size})"
+            )
+        for name in ("crossover_fraction", "global_mutation_prob", "block_mutation_prob", "swap_prob"):
+            _probability(name, getattr(self, name))
+        if self.candidates < 1:
+            raise ConfigError(f"candidates={self.candidates} must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How a subnet is scored with inherited weights.
+
+    Args:
+        calib_batches: Training batches that recalibrate BN statistics before scoring.
+        calib_batch_size: Images per recalibration batch.
+        batch_size: Images per evaluation batch (does not change the result).
+        profile: Energy per operation: ``fp32``, ``fp16``, ``int8`` or ``"E_MAC,E_AC"`` in pJ.
+    """
+
+    calib_batches: int = 4
+    calib_batch_size: int = 64
+    batch_size: int = 256
+    profile: str = "fp32"
+
+    def __post_init__(self) -> None:
+        for name in ("calib_batches", "calib_batch_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        from energy.profiles import get_profile  # spikingjelly's presets; imported only when checked
+
+        get_profile(self.profile)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Optional hard limits, recorded as Optuna constraints (<= 0 is feasible).
+
+    Args:
+        max_params: Most parameters a subnet may have.
+        max_energy_mj: Most energy per image (mJ) a subnet may use.
+    """
+
+    max_params: int | None = None
+    max_energy_mj: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_params", "max_energy_mj"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < math.inf:
+                raise ConfigError(f"budget {name}={value} must be a finite number > 0, or None for no limit")
+
+    def constraints(self, params: int, energy_mj: float) -> dict[str, float]:
+        """Optuna constraint values of a subnet: > 0 means over budget."""
+        out = {}
+        if self.max_params is not None:
+            out["params"] = float(params - self.max_params)
+        if self.max_energy_mj is not None:
+            out["energy_mj"] = energy_mj - self.max_energy_mj
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,115 @@
+"""Everything a worker needs to run a study, in one frozen object stored with the study.
+
+`StudySettings` gathers the typed settings of `nas` (sampler, evaluation, F_AEB, budgets),
+the data set, the search space and the supernet checkpoint. It is stored as a plain dict in
+the study's user attr ``autospk`` (`to_dict`), with a version number; `from_dict` reads
+every version written so far.
+
+Versions:
+    1: the first layout; the supernet's config was stored under ``supernet`` and the
+       sampler's settings lacked ``swap_prob``.
+    2: the supernet's config under ``supernet_cfg``; every sampler setting stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from models import ConfigError, SupernetConfig
+from nas.dataspec import DatasetSpec
+from nas.fitness import AEBSettings
+from nas.objective import OBJECTIVES
+from nas.settings import Budgets, EvaluationSettings, SamplerSettings, settings_from_dict
+from nas.space import SearchSpace
+
+SETTINGS_ATTR = "autospk"
+"""The study user attr that holds `StudySettings.to_dict()`."""
+
+SETTINGS_VERSION = 2
+
+HEARTBEAT_INTERVAL = 10
+"""Seconds between a running trial's heartbeats on database storages."""
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """The settings of one study.
+
+    Args:
+        objective: One of `OBJECTIVES`.
+        checkpoint: Absolute path of the supernet checkpoint.
+        space: The search space the supernet was trained for.
+        dataset: The data set (subnets are scored on its validation split).
+        supernet_cfg: The supernet's config (data shape and maxima).
+        aeb: F_AEB settings, with the reference energy known.
+        budgets: Optional limits on parameters and energy (Optuna constraints).
+        sampler: Settings of our NSGA-II sampler.
+        evaluation: How a subnet is scored.
+        heartbeat_interval: Seconds between heartbeats of a running trial (database storages).
+    """
+
+    objective: str
+    checkpoint: str
+    space: SearchSpace
+    dataset: DatasetSpec
+    supernet_cfg: SupernetConfig
+    aeb: AEBSettings
+    budgets: Budgets = field(default_factory=Budgets)
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    heartbeat_interval: int = HEARTBEAT_INTERVAL
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}; choose from {list(OBJECTIVES)}")
+        if self.aeb.e_ref is None:
+            raise ConfigError("a study's F_AEB settings need the reference energy e_ref")
+        if self.heartbeat_interval < 1:
+            raise ConfigError(f"heartbeat_interval={self.heartbeat_interval} must be >= 1 (seconds)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values, with the settings version."""
+        return {
+            "version": SETTINGS_VERSION,
+            "objective": self.objective,
+            "checkpoint": self.checkpoint,
+            "space": self.space.to_dict(),
+            "dataset": self.dataset.to_dict(),
+            "supernet_cfg": self.supernet_cfg.to_dict(),
+            "aeb": self.aeb.to_dict(),
+            "budgets": self.budgets.to_dict(),
+            "sampler": self.sampler.to_dict(),
+            "evaluation": self.evaluation.to_dict(),
+            "heartbeat_interval": self.heartbeat_interval,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudySettings:
+        """Read settings stored by any version of `to_dict`.
+
+        Raises:
+            ConfigError: for an unknown version or malformed settings.
+        """
+        data = dict(data)
+        version = data.pop("version", None)
+        if version == 1:
+            data["supernet_cfg"] = data.pop("supernet")
+        elif version != SETTINGS_VERSION:
+            raise ConfigError(f"study settings version {version!r} is unknown; this autospk reads versions "
+                              f"1..{SETTINGS_VERSION} (a newer autospk may have written them)")
+        try:
+            return cls(
+                objective=data["objective"],
+                checkpoint=data["checkpoint"],
+                space=SearchSpace.from_dict(data["space"]),
+                dataset=DatasetSpec.from_dict(data["dataset"]),
+                supernet_cfg=settings_from_dict(SupernetConfig, data["supernet_cfg"], "supernet_cfg"),
+                aeb=settings_from_dict(AEBSettings, data["aeb"], "aeb"),
+                budgets=settings_from_dict(Budgets, data["budgets"], "budgets"),
+                sampler=settings_from_dict(SamplerSettings, data["sampler"], "sampler"),
+                evaluation=settings_from_dict(EvaluationSettings, data["evaluation"], "evaluation"),
+                heartbeat_interval=data["heartbeat_interval"],
+            )
+        except KeyError as err:
+            raise ConfigError(f"study settings lack {err.args[0]!r}") from None
