@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import random
 import time
 
@@ -14,10 +15,8 @@ from nas.sampler import (
     ARCH_KEY,
     SpikformerNSGAIISampler,
     crowding_distance,
-    dominates,
     known_arch_ids,
     mutate,
-    nondominated_fronts,
     select_top,
     uniform_crossover,
 )
@@ -161,18 +160,32 @@ def _trial(values, constraints=None, number=0):
     return t
 
 
-def test_domination_fronts_and_crowding():
+def test_selection_fills_by_rank_then_crowding():
     dirs = [MAX, MIN]
-    assert dominates([0.9, 1.0], [0.8, 1.0], dirs)
-    assert not dominates([0.9, 2.0], [0.8, 1.0], dirs)
     trials = [_trial([0.9, 3.0], number=0), _trial([0.8, 1.0], number=1), _trial([0.7, 2.0], number=2),
               _trial([0.95, 5.0], number=3), _trial([0.6, 4.0], number=4)]
-    fronts = nondominated_fronts(trials, dirs)
-    assert [sorted(t.number for t in f) for f in fronts] == [[0, 1, 3], [2], [4]]
-    distance = crowding_distance(fronts[0])
-    assert sorted(distance)[-2:] == [float("inf")] * 2
-    top = select_top(trials, dirs, 4)
-    assert sorted(t.number for t in top) == [0, 1, 2, 3]
+    # Fronts {0, 1, 3}, {2}, {4}; 1 and 3 bound the first front.
+    assert [t.number for t in select_top(trials, dirs, 4)] == [0, 1, 3, 2]
+    assert [t.number for t in select_top(trials[::-1], dirs, 3)] == [0, 1, 3]
+    assert [t.number for t in select_top(trials, dirs, 2)] == [1, 3]
+    assert len(select_top(trials, dirs, 10)) == 5
+
+
+def test_selection_breaks_ties_by_trial_number():
+    dirs = [MIN, MIN]
+    # Front {0, 1}, then {2, 3} (2 dominated by 1 only, 3 by 0 only): both boundaries of it.
+    trials = [_trial([0.0, 10.0], number=0), _trial([10.0, 0.0], number=1), _trial([11.0, 1.0], number=2),
+              _trial([1.0, 11.0], number=3)]
+    assert [t.number for t in select_top(trials[::-1], dirs, 3)] == [0, 1, 2]
+
+
+def test_crowding_distance():
+    front = np.array([[0.0, 4.0], [1.0, 3.0], [3.0, 1.0], [4.0, 0.0]])
+    assert crowding_distance(front).tolist() == [math.inf, 1.5, 1.5, math.inf]
+    assert crowding_distance(front[:2]).tolist() == [math.inf, math.inf]
+    # An objective without spread adds nothing; its first and last points still bound it.
+    flat = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    assert crowding_distance(flat).tolist() == [math.inf, 1.0, math.inf]
 
 
 def test_feasible_trials_are_selected_before_infeasible_ones():
@@ -182,6 +195,12 @@ def test_feasible_trials_are_selected_before_infeasible_ones():
     assert [t.number for t in select_top(trials, dirs, 3)] == [2, 1, 3]
     two = [_trial([0.99, 0.1], [5.0], number=0), _trial([0.5, 9.0], [-1.0], number=1)]
     assert select_top(two, [MAX, MIN], 1)[0].number == 1
+    # Infeasible trials rank by violation alone: equal violations share a front, cut by crowding.
+    mixed = [_trial([0.5, 0.5], [0.0], number=0), _trial([0.1, 0.1], [1.0], number=1),
+             _trial([0.5, 0.5], [1.0], number=2), _trial([0.9, 0.9], [1.0], number=3),
+             _trial([0.9, 0.9], [0.5], number=4)]
+    assert [t.number for t in select_top(mixed, [MIN, MIN], 3)] == [0, 4, 1]
+    assert [t.number for t in select_top(mixed, [MIN, MIN], 4)] == [0, 4, 1, 3]
 
 
 def test_surrogate_learns_energy_from_cost_and_genes(tiny_space):
