@@ -220,6 +220,7 @@ def test_surrogate_learns_energy_from_cost_and_genes(tiny_space):
     assert np.abs(predicted[:, 0] - accuracy[40:]).max() < 0.02
     # A constant-rate model (cost alone) would be off by the rate ratio for one of the widths.
     assert np.corrcoef(np.log(predicted[:, 1]), np.log(energy[40:]))[0, 1] > 0.999
+    assert Surrogate(x[:40], y[:40, :1]).predict(x[40:]).shape == (40, 1)
 
 
 def test_promise_prefers_points_that_extend_the_front():
