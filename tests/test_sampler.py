@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 
 import moocore
@@ -11,11 +12,10 @@ import pytest
 from optuna.trial import create_trial
 
 from energy import dense_macs
+from nas.dedup import ARCH_ATTR, ARCH_KEY, DUPLICATE_ATTR, completed_twin, known_arch_ids
 from nas.sampler import (
-    ARCH_KEY,
     SpikformerNSGAIISampler,
     crowding_distance,
-    known_arch_ids,
     mutate,
     select_top,
     uniform_crossover,
@@ -106,6 +106,24 @@ def test_enqueued_known_good_architectures_run_first(tiny_space):
     assert study.trials[0].params == largest
     ids = [t.user_attrs["arch_id"] for t in study.trials]
     assert len(set(ids)) == len(ids)
+
+
+def test_completed_twin_is_the_first_evaluated_trial_of_the_architecture():
+    study = optuna.create_study()
+    for number, attrs in enumerate([{}, {ARCH_ATTR: "a"}, {ARCH_ATTR: "a", DUPLICATE_ATTR: 1}, {ARCH_ATTR: "b"}]):
+        study.add_trial(create_trial(value=float(number), user_attrs=attrs))
+    assert completed_twin(study, 9, "a", timeout=0).number == 1
+    assert completed_twin(study, 1, "a", timeout=0) is None
+    assert completed_twin(study, 9, "c", timeout=0) is None
+    running = study.ask()
+    running.set_user_attr(ARCH_ATTR, "c")
+    assert known_arch_ids(study, exclude_number=running.number) == {"a", "b"}
+    # A running twin with a higher number is not waited for; one with a lower number is.
+    assert completed_twin(study, running.number - 1, "c", timeout=60) is None
+    finish = threading.Timer(0.1, study.tell, args=(running, 5.0))
+    finish.start()
+    assert completed_twin(study, running.number + 1, "c", timeout=60, poll=0.01).number == running.number
+    finish.join()
 
 
 def test_first_generation_stratified_by_cost_spans_the_cost_range(tiny_space):

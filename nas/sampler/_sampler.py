@@ -14,8 +14,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models import SubnetConfig
 
+from ..dedup import ARCH_KEY, known_arch_ids
 from ..space import SearchSpace
-from ._dedup import ARCH_KEY, known_arch_ids
 from ._selection import select_top
 from ._surrogate import GenomeEncoder, screen
 from ._variation import BLOCK_MUTATION_PROB, GLOBAL_MUTATION_PROB, mutate, uniform_crossover
@@ -154,14 +154,14 @@ class SpikformerNSGAIISampler(BaseGASampler):
         rng = random.Random(f"{self.seed}:{trial.number}")
         generation = self.get_trial_generation(study, trial)
         parents = self.get_parent_population(study, generation)
-        seen = known_arch_ids(study, self.space, exclude_trial_id=trial._trial_id)
+        seen = known_arch_ids(study, self.space, exclude_number=trial.number)
         ranked = [self._propose(trial.number, parents, seen, rng)]
         if parents and self.candidates > 1 and self._encoder is not None:
             ranked = self._screened(study, ranked[0], parents, seen, rng)
         with self._claim_lock:
             # Claim the architecture: re-read storage, since other workers may have claimed
             # some while we screened, and write the arch id before anyone else proposes.
-            seen = known_arch_ids(study, self.space, exclude_trial_id=trial._trial_id)
+            seen = known_arch_ids(study, self.space, exclude_number=trial.number)
             ids = [self.space.config_from_params(p).arch_id for p in ranked]
             free = [i for i, arch in enumerate(ids) if arch not in seen]
             if free:
@@ -207,7 +207,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
             if arch not in ids:
                 ids.add(arch)
                 pool.append(child)
-        done = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         return [pool[i] for i in screen(pool, done, study.directions, self._encoder)]
 
     def _child(self, parents: Sequence[FrozenTrial], rng: random.Random) -> dict[str, Any]:
