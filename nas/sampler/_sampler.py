@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models import SubnetConfig
 
+from .._optuna_private import set_trial_system_attr
 from ..dedup import ARCH_KEY, known_arch_ids
 from ..space import SearchSpace
 from ._selection import select_top
@@ -169,7 +170,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
             else:
                 params = self._propose(trial.number, parents, seen, rng)
                 arch = self.space.config_from_params(params).arch_id
-            study._storage.set_trial_system_attr(trial._trial_id, ARCH_KEY, arch)
+            set_trial_system_attr(study, trial, ARCH_KEY, arch)
         return params
 
     def sample_independent(
