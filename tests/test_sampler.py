@@ -126,6 +126,20 @@ def test_completed_twin_is_the_first_evaluated_trial_of_the_architecture():
     finish.join()
 
 
+def test_an_exhausted_space_repeats_an_architecture_with_a_warning():
+    from nas.space import SearchSpace
+
+    genes = {"depth": [1], "embed_dim": [8], "mlp_ratio": [1.0], "num_heads": [1], "threshold": [1.0],
+             "tau": [2.0], "time_steps": [1, 2]}
+    space = SearchSpace.from_dict({"name": "two", "patch_size": 2, "genes": genes})
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=SpikformerNSGAIISampler(
+        space, population_size=2, num_parents=2, max_retries=5, seed=0))
+    study.optimize(fake_objective(space), n_trials=2)
+    with pytest.warns(UserWarning, match=r"trial 2 repeats an architecture .* \(2 known of 2 in the space\)"):
+        study.optimize(fake_objective(space), n_trials=1)
+    assert len({t.user_attrs["arch_id"] for t in study.trials}) == 2
+
+
 def test_first_generation_stratified_by_cost_spans_the_cost_range(tiny_space):
     cost = _cost(tiny_space)
     costs = sorted(cost(tiny_space.sample(random.Random(i))) for i in range(400))

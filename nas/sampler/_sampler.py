@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -170,6 +171,12 @@ class SpikformerNSGAIISampler(BaseGASampler):
             else:
                 params = self._propose(trial.number, parents, seen, rng)
                 arch = self.space.config_from_params(params).arch_id
+                if arch in seen:
+                    warnings.warn(
+                        f"trial {trial.number} repeats an architecture already evaluated or claimed: no new one "
+                        f"was found ({len(seen)} known of {self.space.size()} in the space). The search space is "
+                        "nearly exhausted; run fewer trials or search a larger space."
+                    )
             set_trial_system_attr(study, trial, ARCH_KEY, arch)
         return params
 
