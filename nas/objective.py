@@ -6,17 +6,15 @@ minimises energy (two objectives). Both record the same user attrs on every tria
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import TrialState
 
 from models import ConfigError
 
+from .dedup import DUPLICATE_ATTR, completed_twin
 from .fitness import AEBSettings, f_aeb
 from .settings import Budgets
-from .sampler import ARCH_ATTR, trial_arch_id
 from .space import SearchSpace
 
 if TYPE_CHECKING:
@@ -69,10 +67,10 @@ class SubnetObjective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         config = self.space.suggest(trial)
-        twin = self._twin(trial, config.arch_id)
+        twin = completed_twin(trial.study, trial.number, config.arch_id, timeout=self.twin_timeout)
         if twin is not None:
-            attrs = {k: v for k, v in twin.user_attrs.items() if k != "duplicate_of"}
-            attrs["duplicate_of"] = twin.number
+            attrs = {k: v for k, v in twin.user_attrs.items() if k != DUPLICATE_ATTR}
+            attrs[DUPLICATE_ATTR] = twin.number
         else:
             score = self.evaluator(config)
             attrs = score.attrs()
@@ -82,20 +80,3 @@ class SubnetObjective:
         for key, value in self.budgets.constraints(attrs["params"], attrs["energy_mj"]).items():
             trial.set_constraint(key, value)
         return self.values(attrs)
-
-    def _twin(self, trial: optuna.Trial, arch: str) -> optuna.trial.FrozenTrial | None:
-        """A complete trial of the same architecture, waiting for a running one."""
-        deadline = time.monotonic() + self.twin_timeout
-        while True:
-            twins = [
-                t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-                if t.number != trial.number and trial_arch_id(t) == arch
-                and (t.state == TrialState.COMPLETE or t.number < trial.number)
-            ]
-            done = [t for t in twins if t.state == TrialState.COMPLETE and ARCH_ATTR in t.user_attrs
-                    and "duplicate_of" not in t.user_attrs]
-            if done:
-                return min(done, key=lambda t: t.number)
-            if not twins or time.monotonic() > deadline:
-                return None
-            time.sleep(0.5)

@@ -20,6 +20,8 @@ from models import BLOCK_GENES, GLOBAL_GENES
 
 from . import analysis
 from .errors import StudyError
+from .settings import StudySettings
+from .study import measure_trial, select_trial, trials_frame
 
 PARETO_TITLE = "Pareto front: accuracy vs energy"
 HYPERVOLUME_TITLE = "Hypervolume of the feasible front"
@@ -244,31 +246,30 @@ def _trial_line(row: pd.Series) -> str:
             f"F_AEB {row['f_aeb']:.4f}")
 
 
-def _summary(study: optuna.Study, settings: dict[str, Any], frame: pd.DataFrame, front: pd.DataFrame) -> str:
-    aeb, space = settings["aeb"], settings["space"]
+def _summary(study: optuna.Study, settings: StudySettings, frame: pd.DataFrame, front: pd.DataFrame) -> str:
+    aeb, space = settings.aeb, settings.space
     total = len(study.get_trials(deepcopy=False))
     infeasible = int((~frame["feasible"]).sum())
     items = [
         ("Study", study.study_name),
-        ("Objective", f"{settings['objective']} ({_OBJECTIVES.get(settings['objective'], '')})"),
-        ("Data set", f"{settings['dataset']['name']} (trials scored on the validation split)"),
-        ("Search space", f"{space['name']}" + (f": {space['description']}" if space.get("description") else "")),
-        ("F_AEB", f"Acc × (E / E_ref)^w, E_ref = {aeb['e_ref']:.4g} mJ, alpha = {aeb['alpha']}, "
-                  f"beta = {aeb['beta']}"),
+        ("Objective", f"{settings.objective} ({_OBJECTIVES.get(settings.objective, '')})"),
+        ("Data set", f"{settings.dataset.name} (trials scored on the validation split)"),
+        ("Search space", space.name + (f": {space.description}" if space.description else "")),
+        ("F_AEB", f"Acc × (E / E_ref)^w, E_ref = {aeb.e_ref:.4g} mJ, alpha = {aeb.alpha}, beta = {aeb.beta}"),
         ("Trials", f"{len(frame)} complete of {total}; {len(front)} on the Pareto front"
                    + (f"; {infeasible} over budget" if infeasible else "")),
     ]
     if not front.empty:
         items.append(("Best F_AEB", _trial_line(analysis.best_aeb(frame))))
         items.append(("Knee of the front", _trial_line(analysis.knee(front))))
-    items += [("Energy profile", str(settings["evaluation"]["profile"])), ("Supernet", settings["checkpoint"])]
+    items += [("Energy profile", settings.evaluation.profile), ("Supernet", settings.checkpoint)]
     rows = "".join(f"<dt>{html.escape(key)}</dt><dd>{html.escape(value)}</dd>" for key, value in items)
     return f'<dl class="summary">{rows}</dl>'
 
 
 def write_report(
     study: optuna.Study,
-    settings: dict[str, Any],
+    settings: StudySettings,
     path: str | Path,
     *,
     breakdown_trial: int | None = None,
@@ -295,12 +296,12 @@ def write_report(
         StudyError: for a study without complete trials, or an unknown or incomplete trial.
     """
     path = Path(path)
-    frame = analysis.trials_frame(study)
+    frame = trials_frame(study, settings)
     if frame.empty:
         raise StudyError(f"study '{study.study_name}' has no complete trials yet; run `autospk-study optimize` first")
     front = analysis.pareto_front(frame)
-    chosen = analysis.select_trial(study, "best" if breakdown_trial is None else breakdown_trial, frame=frame)
-    score = analysis.measure_trial(settings, chosen, device=device)
+    chosen = select_trial(study, settings, "best" if breakdown_trial is None else breakdown_trial, frame=frame)
+    score = measure_trial(settings, chosen, device=device)
     why = "the F_AEB-best trial" if breakdown_trial is None else "the chosen trial"
     breakdown_title = (f"{BREAKDOWN_TITLE} of trial {chosen.number} ({why}; validation "
                        f"accuracy {100 * score.accuracy:.2f} %)")

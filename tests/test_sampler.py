@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import math
 import random
+import threading
 import time
 
 import moocore
@@ -11,14 +13,11 @@ from optuna.trial import create_trial
 
 from energy import dense_macs
 from models import ConfigError
+from nas.dedup import ARCH_ATTR, ARCH_KEY, DUPLICATE_ATTR, completed_twin, known_arch_ids
 from nas.sampler import (
-    ARCH_KEY,
     SpikformerNSGAIISampler,
     crowding_distance,
-    dominates,
-    known_arch_ids,
     mutate,
-    nondominated_fronts,
     select_top,
     uniform_crossover,
 )
@@ -111,6 +110,38 @@ def test_enqueued_known_good_architectures_run_first(tiny_space):
     assert len(set(ids)) == len(ids)
 
 
+def test_completed_twin_is_the_first_evaluated_trial_of_the_architecture():
+    study = optuna.create_study()
+    for number, attrs in enumerate([{}, {ARCH_ATTR: "a"}, {ARCH_ATTR: "a", DUPLICATE_ATTR: 1}, {ARCH_ATTR: "b"}]):
+        study.add_trial(create_trial(value=float(number), user_attrs=attrs))
+    assert completed_twin(study, 9, "a", timeout=0).number == 1
+    assert completed_twin(study, 1, "a", timeout=0) is None
+    assert completed_twin(study, 9, "c", timeout=0) is None
+    running = study.ask()
+    running.set_user_attr(ARCH_ATTR, "c")
+    assert known_arch_ids(study, exclude_number=running.number) == {"a", "b"}
+    # A running twin with a higher number is not waited for; one with a lower number is.
+    assert completed_twin(study, running.number - 1, "c", timeout=60) is None
+    finish = threading.Timer(0.1, study.tell, args=(running, 5.0))
+    finish.start()
+    assert completed_twin(study, running.number + 1, "c", timeout=60, poll=0.01).number == running.number
+    finish.join()
+
+
+def test_an_exhausted_space_repeats_an_architecture_with_a_warning():
+    from nas.space import SearchSpace
+
+    genes = {"depth": [1], "embed_dim": [8], "mlp_ratio": [1.0], "num_heads": [1], "threshold": [1.0],
+             "tau": [2.0], "time_steps": [1, 2]}
+    space = SearchSpace.from_dict({"name": "two", "patch_size": 2, "genes": genes})
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=SpikformerNSGAIISampler(
+        space, settings=SamplerSettings(population_size=2, num_parents=2), max_retries=5))
+    study.optimize(fake_objective(space), n_trials=2)
+    with pytest.warns(UserWarning, match=r"trial 2 repeats an architecture .* \(2 known of 2 in the space\)"):
+        study.optimize(fake_objective(space), n_trials=1)
+    assert len({t.user_attrs["arch_id"] for t in study.trials}) == 2
+
+
 def test_first_generation_stratified_by_cost_spans_the_cost_range(tiny_space):
     cost = _cost(tiny_space)
     costs = sorted(cost(tiny_space.sample(random.Random(i))) for i in range(400))
@@ -167,18 +198,32 @@ def _trial(values, constraints=None, number=0):
     return t
 
 
-def test_domination_fronts_and_crowding():
+def test_selection_fills_by_rank_then_crowding():
     dirs = [MAX, MIN]
-    assert dominates([0.9, 1.0], [0.8, 1.0], dirs)
-    assert not dominates([0.9, 2.0], [0.8, 1.0], dirs)
     trials = [_trial([0.9, 3.0], number=0), _trial([0.8, 1.0], number=1), _trial([0.7, 2.0], number=2),
               _trial([0.95, 5.0], number=3), _trial([0.6, 4.0], number=4)]
-    fronts = nondominated_fronts(trials, dirs)
-    assert [sorted(t.number for t in f) for f in fronts] == [[0, 1, 3], [2], [4]]
-    distance = crowding_distance(fronts[0])
-    assert sorted(distance)[-2:] == [float("inf")] * 2
-    top = select_top(trials, dirs, 4)
-    assert sorted(t.number for t in top) == [0, 1, 2, 3]
+    # Fronts {0, 1, 3}, {2}, {4}; 1 and 3 bound the first front.
+    assert [t.number for t in select_top(trials, dirs, 4)] == [0, 1, 3, 2]
+    assert [t.number for t in select_top(trials[::-1], dirs, 3)] == [0, 1, 3]
+    assert [t.number for t in select_top(trials, dirs, 2)] == [1, 3]
+    assert len(select_top(trials, dirs, 10)) == 5
+
+
+def test_selection_breaks_ties_by_trial_number():
+    dirs = [MIN, MIN]
+    # Front {0, 1}, then {2, 3} (2 dominated by 1 only, 3 by 0 only): both boundaries of it.
+    trials = [_trial([0.0, 10.0], number=0), _trial([10.0, 0.0], number=1), _trial([11.0, 1.0], number=2),
+              _trial([1.0, 11.0], number=3)]
+    assert [t.number for t in select_top(trials[::-1], dirs, 3)] == [0, 1, 2]
+
+
+def test_crowding_distance():
+    front = np.array([[0.0, 4.0], [1.0, 3.0], [3.0, 1.0], [4.0, 0.0]])
+    assert crowding_distance(front).tolist() == [math.inf, 1.5, 1.5, math.inf]
+    assert crowding_distance(front[:2]).tolist() == [math.inf, math.inf]
+    # An objective without spread adds nothing; its first and last points still bound it.
+    flat = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    assert crowding_distance(flat).tolist() == [math.inf, 1.0, math.inf]
 
 
 def test_feasible_trials_are_selected_before_infeasible_ones():
@@ -188,6 +233,12 @@ def test_feasible_trials_are_selected_before_infeasible_ones():
     assert [t.number for t in select_top(trials, dirs, 3)] == [2, 1, 3]
     two = [_trial([0.99, 0.1], [5.0], number=0), _trial([0.5, 9.0], [-1.0], number=1)]
     assert select_top(two, [MAX, MIN], 1)[0].number == 1
+    # Infeasible trials rank by violation alone: equal violations share a front, cut by crowding.
+    mixed = [_trial([0.5, 0.5], [0.0], number=0), _trial([0.1, 0.1], [1.0], number=1),
+             _trial([0.5, 0.5], [1.0], number=2), _trial([0.9, 0.9], [1.0], number=3),
+             _trial([0.9, 0.9], [0.5], number=4)]
+    assert [t.number for t in select_top(mixed, [MIN, MIN], 3)] == [0, 4, 1]
+    assert [t.number for t in select_top(mixed, [MIN, MIN], 4)] == [0, 4, 1, 3]
 
 
 def test_surrogate_learns_energy_from_cost_and_genes(tiny_space):
@@ -207,6 +258,7 @@ def test_surrogate_learns_energy_from_cost_and_genes(tiny_space):
     assert np.abs(predicted[:, 0] - accuracy[40:]).max() < 0.02
     # A constant-rate model (cost alone) would be off by the rate ratio for one of the widths.
     assert np.corrcoef(np.log(predicted[:, 1]), np.log(energy[40:]))[0, 1] > 0.999
+    assert Surrogate(x[:40], y[:40, :1]).predict(x[40:]).shape == (40, 1)
 
 
 def test_promise_prefers_points_that_extend_the_front():

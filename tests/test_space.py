@@ -100,7 +100,7 @@ def test_f_aeb_weighted_product():
     assert f_aeb(0.9, 1.0, s) == pytest.approx(0.9 * 0.5 ** -0.07)
     assert f_aeb(0.9, 4.0, s) == pytest.approx(0.9 * 2.0 ** -0.5)
     assert f_aeb(0.9, 1.0, s) > f_aeb(0.9, 2.0, s) > f_aeb(0.9, 4.0, s)
-    with pytest.raises(ValueError, match="e_ref=0 must be > 0"):
+    with pytest.raises(ValueError, match="e_ref=0 must be a finite number > 0"):
         AEBSettings(e_ref=0)
     with pytest.raises(ValueError, match="must be <= 0"):
         AEBSettings(e_ref=1, alpha=0.1)

@@ -1,21 +1,13 @@
-"""Our NSGA-II sampler, assembled from selection, variation and de-duplication."""
+"""Our NSGA-II sampler, assembled from selection, variation and surrogate screening."""
 
-from ._dedup import ARCH_ATTR, ARCH_KEY, known_arch_ids, trial_arch_id
 from ._sampler import SpikformerNSGAIISampler
-from ._selection import constrained_dominates, crowding_distance, dominates, nondominated_fronts, select_top
+from ._selection import crowding_distance, select_top
 from ._variation import mutate, uniform_crossover
 
 __all__ = [
-    "ARCH_ATTR",
-    "ARCH_KEY",
     "SpikformerNSGAIISampler",
-    "constrained_dominates",
     "crowding_distance",
-    "dominates",
-    "known_arch_ids",
     "mutate",
-    "nondominated_fronts",
     "select_top",
-    "trial_arch_id",
     "uniform_crossover",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,9 +15,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models import SubnetConfig
 
+from .._optuna_private import set_trial_system_attr
+from ..dedup import ARCH_KEY, known_arch_ids
 from ..settings import SamplerSettings
 from ..space import SearchSpace
-from ._dedup import ARCH_KEY, known_arch_ids
 from ._selection import select_top
 from ._surrogate import GenomeEncoder, screen
 from ._variation import mutate, uniform_crossover
@@ -106,14 +108,14 @@ class SpikformerNSGAIISampler(BaseGASampler):
         rng = random.Random(f"{self.settings.seed}:{trial.number}")
         generation = self.get_trial_generation(study, trial)
         parents = self.get_parent_population(study, generation)
-        seen = known_arch_ids(study, self.space, exclude_trial_id=trial._trial_id)
+        seen = known_arch_ids(study, self.space, exclude_number=trial.number)
         ranked = [self._propose(trial.number, parents, seen, rng)]
         if parents and self.settings.candidates > 1 and self._encoder is not None:
             ranked = self._screened(study, ranked[0], parents, seen, rng)
         with self._claim_lock:
             # Claim the architecture: re-read storage, since other workers may have claimed
             # some while we screened, and write the arch id before anyone else proposes.
-            seen = known_arch_ids(study, self.space, exclude_trial_id=trial._trial_id)
+            seen = known_arch_ids(study, self.space, exclude_number=trial.number)
             ids = [self.space.config_from_params(p).arch_id for p in ranked]
             free = [i for i, arch in enumerate(ids) if arch not in seen]
             if free:
@@ -121,7 +123,13 @@ class SpikformerNSGAIISampler(BaseGASampler):
             else:
                 params = self._propose(trial.number, parents, seen, rng)
                 arch = self.space.config_from_params(params).arch_id
-            study._storage.set_trial_system_attr(trial._trial_id, ARCH_KEY, arch)
+                if arch in seen:
+                    warnings.warn(
+                        f"trial {trial.number} repeats an architecture already evaluated or claimed: no new one "
+                        f"was found ({len(seen)} known of {self.space.size()} in the space). The search space is "
+                        "nearly exhausted; run fewer trials or search a larger space."
+                    )
+            set_trial_system_attr(study, trial, ARCH_KEY, arch)
         return params
 
     def sample_independent(
@@ -159,7 +167,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
             if arch not in ids:
                 ids.add(arch)
                 pool.append(child)
-        done = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         return [pool[i] for i in screen(pool, done, study.directions, self._encoder)]
 
     def _child(self, parents: Sequence[FrozenTrial], rng: random.Random) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
+import moocore
+import numpy as np
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
@@ -14,68 +15,53 @@ def violation(trial: FrozenTrial) -> float:
     return sum(max(0.0, c) for c in trial.constraints.values())
 
 
-def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[StudyDirection]) -> bool:
-    """Whether `a` is at least as good as `b` in every objective and better in one."""
-    better = False
-    for x, y, d in zip(a, b, directions):
-        if d == StudyDirection.MINIMIZE:
-            x, y = -x, -y
-        if x < y:
-            return False
-        better = better or x > y
-    return better
+def _constrained_rank(values: np.ndarray, violations: np.ndarray, directions: Sequence[StudyDirection]) -> np.ndarray:
+    """Non-dominated rank of each point under Deb's constrained domination (0 is best).
+
+    Feasible points come first, ranked by Pareto dominance of their values; infeasible ones
+    follow, ranked by total violation (equal violations share a rank).
+
+    Args:
+        values: Objective values, one row per point.
+        violations: Total constraint violation of each point (0 when feasible).
+        directions: Direction of each objective.
+
+    Returns:
+        An integer rank per point.
+    """
+    feasible = violations == 0
+    rank = np.zeros(len(values), dtype=int)
+    offset = 0
+    if feasible.any():
+        maximise = [d == StudyDirection.MAXIMIZE for d in directions]
+        rank[feasible] = moocore.pareto_rank(values[feasible], maximise=maximise)
+        offset = rank[feasible].max() + 1
+    rank[~feasible] = offset + np.unique(violations[~feasible], return_inverse=True)[1]
+    return rank
 
 
-def constrained_dominates(a: FrozenTrial, b: FrozenTrial, directions: Sequence[StudyDirection]) -> bool:
-    """Deb's constrained domination: feasible beats infeasible, less violation beats more."""
-    va, vb = violation(a), violation(b)
-    if va > 0 or vb > 0:
-        return va < vb
-    return dominates(a.values, b.values, directions)
+def crowding_distance(values: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of each point of one front (boundaries are infinite).
 
+    Args:
+        values: Objective values of the front, one row per point. Points with equal values
+            keep their row order when sorted, so the first of equal minima and the last of
+            equal maxima are the boundaries.
 
-def nondominated_fronts(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[list[FrozenTrial]]:
-    """Split `trials` into fronts under constrained domination (best front first)."""
-    n = len(trials)
-    dominated_by = [0] * n
-    dominating: list[list[int]] = [[] for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1, n):
-            if constrained_dominates(trials[i], trials[j], directions):
-                dominating[i].append(j)
-                dominated_by[j] += 1
-            elif constrained_dominates(trials[j], trials[i], directions):
-                dominating[j].append(i)
-                dominated_by[i] += 1
-    fronts = []
-    current = [i for i in range(n) if dominated_by[i] == 0]
-    while current:
-        fronts.append([trials[i] for i in current])
-        following = []
-        for i in current:
-            for j in dominating[i]:
-                dominated_by[j] -= 1
-                if dominated_by[j] == 0:
-                    following.append(j)
-        current = following
-    return fronts
-
-
-def crowding_distance(front: Sequence[FrozenTrial]) -> list[float]:
-    """NSGA-II crowding distance of each trial in one front (boundaries are infinite)."""
-    n = len(front)
-    distance = [0.0] * n
+    Returns:
+        The crowding distance of each point.
+    """
+    n = len(values)
     if n <= 2:
-        return [math.inf] * n
-    for k in range(len(front[0].values)):
-        order = sorted(range(n), key=lambda i: front[i].values[k])
-        low, high = front[order[0]].values[k], front[order[-1]].values[k]
-        distance[order[0]] = distance[order[-1]] = math.inf
-        if high == low:
-            continue
-        for pos in range(1, n - 1):
-            gap = front[order[pos + 1]].values[k] - front[order[pos - 1]].values[k]
-            distance[order[pos]] += gap / (high - low)
+        return np.full(n, np.inf)
+    order = np.argsort(values, axis=0, kind="stable")
+    ordered = np.take_along_axis(values, order, axis=0)
+    span = ordered[-1] - ordered[0]
+    gaps = np.divide(ordered[2:] - ordered[:-2], span, out=np.zeros((n - 2, values.shape[1])), where=span > 0)
+    per_objective = np.zeros_like(values, dtype=float)
+    np.put_along_axis(per_objective, order[1:-1], gaps, axis=0)
+    distance = per_objective.sum(axis=1)
+    distance[order[0]] = distance[order[-1]] = np.inf
     return distance
 
 
@@ -84,18 +70,30 @@ def select_top(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirectio
 
     Feasible trials always come before infeasible ones. Ties keep trial-number order, so
     the selection is deterministic.
+
+    Args:
+        trials: Completed trials to choose from.
+        directions: Direction of each objective.
+        k: How many trials to keep.
+
+    Returns:
+        The selected trials, best rank first; the last, partly taken front by crowding
+        distance, largest first.
     """
     trials = sorted(trials, key=lambda t: t.number)
     if len(directions) == 1:
         sign = -1.0 if directions[0] == StudyDirection.MAXIMIZE else 1.0
         return sorted(trials, key=lambda t: (violation(t), sign * t.values[0]))[:k]
-    selected: list[FrozenTrial] = []
-    for front in nondominated_fronts(trials, directions):
+    values = np.array([t.values for t in trials], dtype=float).reshape(len(trials), len(directions))
+    violations = np.array([violation(t) for t in trials], dtype=float)
+    rank = _constrained_rank(values, violations, directions)
+    selected: list[int] = []
+    for r in np.unique(rank):
+        front = np.flatnonzero(rank == r)
         if len(selected) + len(front) <= k:
             selected.extend(front)
             continue
-        distance = crowding_distance(front)
-        order = sorted(range(len(front)), key=lambda i: -distance[i])
-        selected.extend(front[i] for i in order[: k - len(selected)])
+        crowding = crowding_distance(values[front])
+        selected.extend(front[np.argsort(-crowding, kind="stable")[: k - len(selected)]])
         break
-    return selected
+    return [trials[i] for i in selected]

@@ -5,14 +5,15 @@ analytic cost of a subnet (its dense-MAC energy) costs nothing. The sampler can 
 draw several children, predict their objective values and evaluate only the child that
 promises the most (surrogate-assisted pre-selection).
 
-The surrogate is one ridge regression per objective on the genome one-hot encoded (the
-per-block genes averaged over active blocks, so dormant genes do not count) plus the log of
-the analytic cost. Strictly positive objectives (accuracy, energy, F_AEB) are regressed in
-log space, where energy is close to linear: log E = log(dense cost) + log(firing rate), and
-the firing rate depends on the neuron genes. A candidate's promise is the hypervolume it
-would add to the current front of feasible trials (objectives scaled to the observed
-range); a candidate predicted to be dominated scores minus its additive-epsilon distance to
-the front, so the least dominated one wins when none is predicted to improve it.
+The surrogate is a ridge regression of each objective (scikit-learn, on standardised
+features) on the genome one-hot encoded (the per-block genes averaged over active blocks,
+so dormant genes do not count) plus the log of the analytic cost. Strictly positive
+objectives (accuracy, energy, F_AEB) are regressed in log space, where energy is close to
+linear: log E = log(dense cost) + log(firing rate), and the firing rate depends on the
+neuron genes. A candidate's promise is the hypervolume it would add to the current front
+of feasible trials (objectives scaled to the observed range); a candidate predicted to be
+dominated scores minus its additive-epsilon distance to the front, so the least dominated
+one wins when none is predicted to improve it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import moocore
 import numpy as np
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from models import BLOCK_GENES, GLOBAL_GENES, SubnetConfig
 
@@ -34,7 +38,7 @@ MIN_TRIALS = 8
 """Completed trials needed before the surrogate is fitted."""
 
 RIDGE = 1.0
-"""Ridge penalty on standardised features."""
+"""Ridge penalty on standardised features (the intercept is not penalised)."""
 
 
 class GenomeEncoder:
@@ -65,23 +69,22 @@ class GenomeEncoder:
 
 
 class Surrogate:
-    """Ridge regression of each objective on genome features, in log space where positive."""
+    """Ridge regression of each objective on genome features, in log space where positive.
+
+    Args:
+        x: Features, one row per completed trial.
+        y: Objective values, one row per completed trial.
+    """
 
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.log = (y > 0).all(axis=0)
         target = np.where(self.log, np.log(np.where(y > 0, y, 1.0)), y)
-        self.mean = x.mean(axis=0)
-        self.scale = x.std(axis=0)
-        self.scale[self.scale == 0] = 1.0
-        z = (x - self.mean) / self.scale
-        z = np.hstack([z, np.ones((len(z), 1))])
-        penalty = RIDGE * np.eye(z.shape[1])
-        penalty[-1, -1] = 0.0  # no penalty on the intercept
-        self.coef = np.linalg.solve(z.T @ z + penalty, z.T @ target)
+        self.model = make_pipeline(StandardScaler(), Ridge(alpha=RIDGE)).fit(x, target)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        z = np.hstack([(x - self.mean) / self.scale, np.ones((len(x), 1))])
-        out = z @ self.coef
+        """Predicted objective values, one row per row of `x`."""
+        # Ridge flattens the prediction of a single target; keep one column per objective.
+        out = self.model.predict(x).reshape(len(x), -1)
         return np.where(self.log, np.exp(out), out)
 
 
