@@ -13,9 +13,9 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submodules=["train"
     "dataspec": ["DATASETS", "DatasetSpec"],
     "evaluate": ["SubnetEvaluator", "SubnetScore", "recalibrate_bn"],
     "fitness": ["AEBSettings", "f_aeb"],
-    "objective": ["DIRECTIONS", "METRIC_NAMES", "OBJECTIVES", "SubnetObjective"],
+    "objective": ["SubnetObjective"],
     "recipes": ["RECIPES", "Recipe", "get_recipe"],
     "sampler": ["SpikformerNSGAIISampler"],
-    "settings": ["Budgets", "EvaluationSettings", "SamplerSettings"],
+    "settings": ["DIRECTIONS", "METRIC_NAMES", "OBJECTIVES", "Budgets", "EvaluationSettings", "SamplerSettings"],
     "space": ["GENES", "SearchSpace", "load_space", "presets"],
 })

@@ -1,6 +1,6 @@
 """Data sets for supernet training and subnet scoring: digits, CIFAR-10/100 and image folders.
 
-Every data set is split four ways (SPEC §3): ``train`` (augmented, for supernet training),
+Every data set is split four ways: ``train`` (augmented, for supernet training),
 ``train_eval`` (the same images without augmentation, for BN recalibration), ``val`` (carved
 from the training data, scored by the search) and ``test`` (final reports only). Every item is
 ``(float32 tensor [C, H, W], normalised, int label)``.
@@ -10,7 +10,7 @@ Choices where the design is silent:
 - All splits are stratified with scikit-learn's ``train_test_split`` and ``spec.seed``, and
   each split lists its images in their original order.
 - Normalisation statistics come from the ``train`` split only (digits, folders); CIFAR uses the
-  published constants of SPEC §2.
+  published constants (Spikformer's CIFAR normalisation).
 - Digits are augmented by a random shift of up to one pixel; the pixels shifted in are the
   (normalised) black background.
 - A folder tree with both ``test/`` and ``val/`` next to ``train/`` uses ``test/`` as the test
@@ -262,7 +262,7 @@ def _ensure_cifar_files(spec: DatasetSpec, layout: _CifarLayout) -> None:
 
 
 def _cifar_train_transform(mean: tuple[float, ...], std: tuple[float, ...]) -> transforms.Compose:
-    """The Spikformer CIFAR recipe (SPEC §2); mixup belongs to the training loop."""
+    """Spikformer's CIFAR augmentation; mixup belongs to the training loop."""
     # timm takes seconds to import; only CIFAR training needs it.
     from timm.data.auto_augment import rand_augment_transform
     from timm.data.random_erasing import RandomErasing

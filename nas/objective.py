@@ -14,15 +14,12 @@ from models import ConfigError
 
 from .dedup import DUPLICATE_ATTR, completed_twin
 from .fitness import AEBSettings, f_aeb
-from .settings import Budgets
+from .settings import OBJECTIVES, Budgets
 from .space import SearchSpace
 
 if TYPE_CHECKING:
     from .evaluate import SubnetEvaluator
 
-OBJECTIVES = ("aeb", "pareto")
-METRIC_NAMES = {"aeb": ["f_aeb"], "pareto": ["accuracy", "energy_mj"]}
-DIRECTIONS = {"aeb": ["maximize"], "pareto": ["maximize", "minimize"]}
 
 
 class SubnetObjective:

@@ -1,4 +1,4 @@
-"""Typed settings of a search: the sampler, the evaluation of a subnet, and budgets.
+"""Typed settings of a search: objectives, the sampler, the evaluation of a subnet, budgets.
 
 Each default is written here once; the sampler, `studies.create`, the command line (which
 builds its options and ``--help`` from these fields) and the quickstart all read it from
@@ -14,6 +14,15 @@ from typing import Any, TypeVar
 from models import ConfigError
 
 _Settings = TypeVar("_Settings")
+
+OBJECTIVES = ("aeb", "pareto")
+"""``aeb``: maximise F_AEB (one objective); ``pareto``: maximise accuracy, minimise energy."""
+
+METRIC_NAMES = {"aeb": ["f_aeb"], "pareto": ["accuracy", "energy_mj"]}
+"""The objective values a study of each kind reports, in order."""
+
+DIRECTIONS = {"aeb": ["maximize"], "pareto": ["maximize", "minimize"]}
+"""Optuna directions of each kind of study."""
 
 
 def settings_from_dict(cls: type[_Settings], data: dict[str, Any], where: str) -> _Settings:

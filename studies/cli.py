@@ -24,11 +24,11 @@ from models import ConfigError
 from nas.dataspec import DATASETS
 from nas.fitness import AEBSettings
 from nas.recipes import RECIPES
-from nas.settings import Budgets, EvaluationSettings, SamplerSettings
+from nas.settings import OBJECTIVES, Budgets, EvaluationSettings, SamplerSettings
 from nas.space import presets
 
 from .errors import StudyError
-from .settings import HEARTBEAT_INTERVAL, OBJECTIVES
+from .settings import HEARTBEAT_INTERVAL
 from .storage import DEFAULT_STORAGE, STORAGE_ENV, StorageError, default_storage, normalize_url
 
 PROG = "autospk-study"

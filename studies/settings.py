@@ -19,8 +19,7 @@ from typing import Any
 from models import ConfigError, SupernetConfig
 from nas.dataspec import DatasetSpec
 from nas.fitness import AEBSettings
-from nas.objective import OBJECTIVES
-from nas.settings import Budgets, EvaluationSettings, SamplerSettings, settings_from_dict
+from nas.settings import OBJECTIVES, Budgets, EvaluationSettings, SamplerSettings, settings_from_dict
 from nas.space import SearchSpace
 
 SETTINGS_ATTR = "autospk"

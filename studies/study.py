@@ -17,8 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models import ConfigError
 from nas.fitness import AEBSettings
-from nas.objective import DIRECTIONS, METRIC_NAMES
-from nas.settings import Budgets, EvaluationSettings, SamplerSettings
+from nas.settings import DIRECTIONS, METRIC_NAMES, Budgets, EvaluationSettings, SamplerSettings
 
 from . import analysis
 from .errors import StudyError

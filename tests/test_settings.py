@@ -1,0 +1,97 @@
+"""Typed settings: one default each, a versioned round trip, and a command line that derives from them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from models import ConfigError
+from nas.fitness import AEBSettings
+from nas.settings import Budgets, EvaluationSettings, SamplerSettings
+from studies.cli import _settings, build_parser
+from studies.errors import StudyError
+from studies.settings import SETTINGS_ATTR, SETTINGS_VERSION, StudySettings
+from studies.study import load
+
+V1 = Path(__file__).parent / "data" / "settings_v1.json"
+"""Settings as the first autospk release stored them (a real study's user attr)."""
+
+
+def _v1() -> dict:
+    return json.loads(V1.read_text())
+
+
+def test_version_1_settings_read_into_the_typed_settings():
+    stored = _v1()
+    settings = StudySettings.from_dict(stored)
+    assert settings.supernet_cfg.to_dict() == stored["supernet"]
+    assert settings.space.to_dict() == stored["space"] and settings.dataset.to_dict() == stored["dataset"]
+    assert settings.sampler == SamplerSettings(**stored["sampler"])
+    assert settings.sampler.swap_prob == SamplerSettings().swap_prob
+    assert settings.aeb == AEBSettings(**stored["aeb"]) and settings.budgets.max_params == 5000
+    assert settings.evaluation == EvaluationSettings(**stored["evaluation"])
+    again = StudySettings.from_dict(settings.to_dict())
+    assert again == settings and settings.to_dict()["version"] == SETTINGS_VERSION
+    assert "supernet_cfg" in settings.to_dict() and "supernet" not in settings.to_dict()
+
+
+def test_a_version_1_study_still_loads(tmp_path):
+    storage = f"sqlite:///{tmp_path}/old.db"
+    study = optuna.create_study(storage=storage, study_name="old", directions=["maximize", "minimize"])
+    study.set_user_attr(SETTINGS_ATTR, _v1())
+    loaded, settings = load(storage, "old")
+    assert settings == StudySettings.from_dict(_v1())
+    assert loaded.sampler.settings == settings.sampler and loaded.sampler.space == settings.space
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"version": 7}, r"study settings version 7 is unknown; this autospk reads versions 1..2"),
+    ({"objective": "fast"}, r"unknown objective 'fast'; choose from \['aeb', 'pareto'\]"),
+    ({"sampler": {"population_size": 4, "parents": 2}}, r"sampler: unknown settings \['parents'\]"),
+    ({"budgets": {"max_params": -1}}, r"budget max_params=-1 must be a finite number > 0"),
+])
+def test_bad_stored_settings_name_what_is_wrong(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        StudySettings.from_dict({**_v1(), **change})
+    storage = f"sqlite:///{tmp_path}/bad.db"
+    optuna.create_study(storage=storage, study_name="bad").set_user_attr(SETTINGS_ATTR, {**_v1(), **change})
+    with pytest.raises(StudyError, match="study 'bad': " + message):
+        load(storage, "bad")
+
+
+def test_settings_reject_out_of_range_values_with_one_error_type():
+    for make in (lambda: EvaluationSettings(calib_batches=0), lambda: EvaluationSettings(profile="fp64"),
+                 lambda: Budgets(max_energy_mj=float("inf")), lambda: AEBSettings(alpha=0.1),
+                 lambda: SamplerSettings(candidates=0)):
+        with pytest.raises(ConfigError):
+            make()
+
+
+def test_command_line_defaults_are_the_settings_defaults():
+    args = build_parser().parse_args(["create", "--study-name", "s", "--objective", "aeb", "--checkpoint", "x.pt"])
+    for cls in (AEBSettings, Budgets, SamplerSettings, EvaluationSettings):
+        assert _settings(args, cls) == cls()
+    args = build_parser().parse_args(["create", "--study-name", "s", "--objective", "aeb", "--checkpoint", "x.pt",
+                                      "--population-size", "30", "--neighbour-mutation", "--eval-batch-size", "8"])
+    assert _settings(args, SamplerSettings) == SamplerSettings(population_size=30, neighbour_mutation=True)
+    assert _settings(args, SamplerSettings).num_parents == 6
+    assert _settings(args, EvaluationSettings).batch_size == 8
+
+
+def test_help_shows_each_default_and_imports_neither_torch_nor_optuna():
+    text = build_parser()._subparsers._group_actions[0].choices["create"].format_help()
+    defaults = SamplerSettings()
+    for field in ("population_size", "crossover_fraction", "candidates"):
+        flag = "--" + field.replace("_", "-")
+        assert flag in text and f"(default: {getattr(defaults, field)})" in text, field
+    assert f"(default: {dataclasses.fields(AEBSettings)[1].default})" in text
+    code = ("import sys; from studies.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'timm', 'optuna', 'spikingjelly') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
