@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nas import atomic_write, default_device, load_tensor_file
+
+
+def test_atomic_write_replaces_the_target_whole(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+    assert atomic_write(target, lambda tmp: tmp.write_text("first")) == target
+    atomic_write(target, lambda tmp: tmp.write_text("second"))
+    assert target.read_text() == "second"
+    assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
+
+
+def test_a_failing_writer_leaves_no_temp_file_and_the_old_target(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("good")
+
+    def half_then_fail(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, half_then_fail)
+    assert target.read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_load_tensor_file_says_what_is_missing_or_damaged(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"^weights file .*none\.pt does not exist; make one$"):
+        load_tensor_file(tmp_path / "none.pt", what="weights file", hint="make one")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"bad\.pt is corrupt or not a weights file \(\w+\)$"):
+        load_tensor_file(bad, what="weights file", hint="make one")
+    torch.save({"x": torch.arange(3)}, bad)
+    assert torch.equal(load_tensor_file(bad, what="weights file", hint="make one")["x"], torch.arange(3))
+
+
+def test_default_device_is_the_gpu_when_there_is_one():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert default_device() == torch.device(expected)
+    assert default_device("cpu") == default_device(torch.device("cpu")) == torch.device("cpu")
