@@ -6,7 +6,7 @@ Checkpoints hold only tensors and plain containers, so they load with
 
 from __future__ import annotations
 
-import os
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +15,15 @@ import torch
 from models import SpikformerSupernet, SupernetConfig
 
 from .data import DatasetSpec
+from .io import atomic_write, load_tensor_file
 from .space import SearchSpace
 
 CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` atomically (a temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write `state` to `path` atomically (see `nas.io.atomic_write`)."""
+    atomic_write(path, functools.partial(torch.save, state))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -36,14 +33,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         FileNotFoundError: if `path` does not exist.
         ValueError: if the file is not a readable autospk checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"supernet checkpoint {path} does not exist; train one with "
-                                "`autospk-study train-supernet`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a damaged file
-        raise ValueError(f"supernet checkpoint {path} is corrupt or not a checkpoint ({type(err).__name__})") from None
+    state = load_tensor_file(path, what="supernet checkpoint",
+                             hint="train one with `autospk-study train-supernet`")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an autospk supernet checkpoint (format {CHECKPOINT_FORMAT})")
     return state

@@ -11,13 +11,13 @@
 
 The weights are the supernet's, cut to the subnet, with BN statistics recalibrated on the
 training images for this subnet (as during the search) before extraction. The test split
-is touched here and nowhere in the search (SPEC §3).
+is touched here and nowhere in the search.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from energy import EnergyMonitor, EnergyReport
 from models import Spikformer, SubnetConfig, SupernetConfig, count_params, extract_subnet
-from nas import SearchSpace, save_checkpoint
+from nas import SearchSpace, atomic_write, load_tensor_file
 
 from . import analysis
 
@@ -49,15 +49,6 @@ def _score(model: nn.Module, dataset: Dataset, *, batch_size: int, profile: str 
             correct += int((pred == y).sum())
             total += len(y)
     return correct / total, monitor.report(params=params)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def export_trial(
@@ -104,14 +95,13 @@ def export_trial(
                                    params=params)
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     weights, description = out / WEIGHTS_FILE, out / CONFIG_FILE
-    save_checkpoint(weights, {
+    atomic_write(weights, functools.partial(torch.save, {
         "format": EXPORT_FORMAT,
         "supernet": spec.to_dict(),
         "config": config.to_dict(),
         "model": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
-    })
+    }))
     search = {key: chosen.user_attrs.get(key) for key in ("accuracy", "energy_mj", "f_aeb", "sops", "firing_rate")}
     result: dict[str, Any] = {
         "study": study.study_name,
@@ -127,8 +117,9 @@ def export_trial(
         "test_firing_rate": report.firing_rate,
         "energy_profile": ev["profile"],
     }
-    _write_json(description, {**result, "format": EXPORT_FORMAT, "supernet": spec.to_dict(),
-                               "dataset": settings["dataset"], "weights": WEIGHTS_FILE})
+    text = json.dumps({**result, "format": EXPORT_FORMAT, "supernet": spec.to_dict(),
+                       "dataset": settings["dataset"], "weights": WEIGHTS_FILE}, indent=1) + "\n"
+    atomic_write(description, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     result["files"] = {"config": str(description), "weights": str(weights)}
     return result
 
@@ -147,12 +138,7 @@ def load_exported(path: str | Path, *, device: str | torch.device = "cpu") -> Sp
     path = Path(path)
     if path.is_dir():
         path = path / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no exported subnet at {path}; write one with `autospk-study export`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a damaged file
-        raise ValueError(f"{path} is corrupt or not a subnet export ({type(err).__name__})") from None
+    state = load_tensor_file(path, what="subnet export", hint="write one with `autospk-study export`")
     if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT or "config" not in state:
         raise ValueError(f"{path} is not an autospk subnet export (format {EXPORT_FORMAT}); "
                          "a supernet checkpoint is loaded with nas.load_checkpoint")

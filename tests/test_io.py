@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 
-from nas import atomic_write, default_device, load_tensor_file
+from nas import atomic_write, default_device, load_tensor_file, save_checkpoint
 
 
 def test_atomic_write_replaces_the_target_whole(tmp_path):
@@ -26,6 +28,15 @@ def test_a_failing_writer_leaves_no_temp_file_and_the_old_target(tmp_path):
         atomic_write(target, half_then_fail)
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_failed_checkpoint_save_leaves_no_temp_file_and_the_old_checkpoint(tmp_path):
+    path = tmp_path / "supernet.pt"
+    save_checkpoint(path, {"format": 1, "epoch": 1})
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # a lambda does not pickle
+        save_checkpoint(path, {"format": 1, "epoch": 2, "history": [{"loss": lambda: 0}]})
+    assert [p.name for p in tmp_path.iterdir()] == ["supernet.pt"]
+    assert torch.load(path, weights_only=True)["epoch"] == 1
 
 
 def test_load_tensor_file_says_what_is_missing_or_damaged(tmp_path):

@@ -71,7 +71,7 @@ def test_corrupt_and_missing_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "none.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="is corrupt or not a checkpoint"):
+    with pytest.raises(ValueError, match="is corrupt or not a supernet checkpoint"):
         load_checkpoint(bad)
 
 
