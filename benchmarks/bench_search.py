@@ -49,9 +49,10 @@ from nas import (
 CHECKPOINTS = (50, 100, 200)
 
 
-def make_samplers(space, spec, population: int, seed: int, candidates: int) -> dict[str, optuna.samplers.BaseSampler]:
+def make_samplers(space, supernet_cfg, population: int, seed: int,
+                  candidates: int) -> dict[str, optuna.samplers.BaseSampler]:
     def cost(cfg):
-        return dense_macs(spec, cfg).energy_mj()
+        return dense_macs(supernet_cfg, cfg).energy_mj()
 
     def ours(k: int) -> SpikformerNSGAIISampler:
         return SpikformerNSGAIISampler(space, population_size=population, num_parents=max(2, population // 5),
@@ -116,7 +117,7 @@ def main() -> None:
     runs: dict[str, list[tuple[np.ndarray, list[str]]]] = {}
     start = time.perf_counter()
     for seed in range(args.seeds):
-        samplers = make_samplers(space, net.supernet_config, args.population_size, seed, args.candidates)
+        samplers = make_samplers(space, net.supernet_cfg, args.population_size, seed, args.candidates)
         for name, sampler in samplers.items():
             if args.samplers and not any(k in name for k in args.samplers):
                 continue

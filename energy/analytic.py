@@ -39,7 +39,7 @@ def _pooled(size: int) -> int:
     return (size + 1) // 2
 
 
-def dense_macs(supernet: SupernetConfig, config: SubnetConfig) -> DenseMACs:
+def dense_macs(supernet_cfg: SupernetConfig, config: SubnetConfig) -> DenseMACs:
     """Count the dense MACs of `config` layer by layer.
 
     Layer names are the module names of `models.Spikformer`, with ``.qk`` and ``.av`` for
@@ -47,9 +47,9 @@ def dense_macs(supernet: SupernetConfig, config: SubnetConfig) -> DenseMACs:
     """
     config = config.active()
     d = config.embed_dim
-    dims = (supernet.in_channels, *supernet.stem_dims, d)
-    side = supernet.img_size
-    pooled_from = 4 - supernet.num_pools
+    dims = (supernet_cfg.in_channels, *supernet_cfg.stem_dims, d)
+    side = supernet_cfg.img_size
+    pooled_from = 4 - supernet_cfg.num_pools
     rows: list[tuple[str, str, int]] = []
     for stage in range(4):
         macs = side * side * dims[stage] * dims[stage + 1] * 9
@@ -68,6 +68,6 @@ def dense_macs(supernet: SupernetConfig, config: SubnetConfig) -> DenseMACs:
         rows.append((f"{prefix}.attn.proj_linear", "AC", n * d * d))
         rows.append((f"{prefix}.mlp.fc1_linear", "AC", n * d * h))
         rows.append((f"{prefix}.mlp.fc2_linear", "AC", n * h * d))
-    rows.append(("head", "MAC", d * supernet.num_classes))
+    rows.append(("head", "MAC", d * supernet_cfg.num_classes))
     frame = pd.DataFrame(rows, columns=["layer", "kind", "dense_macs"])
     return DenseMACs(layers=frame, time_steps=config.time_steps)

@@ -45,7 +45,7 @@ def supernet_from_checkpoint(
 ) -> tuple[SpikformerSupernet, SearchSpace, DatasetSpec]:
     """Rebuild the trained supernet, its search space and its data set from a checkpoint."""
     space = SearchSpace.from_dict(state["space"])
-    spec = SupernetConfig.from_dict(state["supernet"])
-    net = SpikformerSupernet(spec)
+    supernet_cfg = SupernetConfig.from_dict(state["supernet"])
+    net = SpikformerSupernet(supernet_cfg)
     net.load_state_dict(state["model"])
     return net.to(device).eval(), space, DatasetSpec.from_dict(state["dataset"])

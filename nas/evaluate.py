@@ -81,19 +81,19 @@ class SubnetEvaluator:
     """Scores subnets of a trained supernet on a held-out split, with a per-process cache.
 
     Args:
-        supernet: The trained supernet (left in eval mode on the last subnet scored).
+        net: The trained supernet (left in eval mode on the last subnet scored).
         calibration: Training images without augmentation, for BN recalibration.
         dataset: The split to score on (the validation split during a search).
         calib_batches: Number of batches used to recalibrate BN.
         calib_batch_size: Images per recalibration batch.
         batch_size: Images per evaluation batch (does not change the result).
         profile: Energy per operation (see `energy.get_profile`).
-        device: Where to run; defaults to the supernet's device.
+        device: Where to run; defaults to the device of `net`.
     """
 
     def __init__(
         self,
-        supernet: SpikformerSupernet,
+        net: SpikformerSupernet,
         calibration: Dataset,
         dataset: Dataset,
         *,
@@ -105,8 +105,8 @@ class SubnetEvaluator:
     ) -> None:
         if calib_batches < 1:
             raise ValueError(f"calib_batches={calib_batches} must be >= 1")
-        self.supernet = supernet
-        self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
+        self.net = net
+        self.device = torch.device(device) if device is not None else next(net.parameters()).device
         self.profile = profile
         # Fixed batches keep the scores deterministic and skip the loader on every call.
         self._calibration = _batches(calibration, calib_batch_size, calib_batches)
@@ -122,7 +122,7 @@ class SubnetEvaluator:
         if hit is not None:
             return hit
         start = time.perf_counter()
-        net = self.supernet
+        net = self.net
         net.set_subnet(config)
         recalibrate_bn(net, self._calibration, self.device)
         net.eval()
@@ -132,7 +132,7 @@ class SubnetEvaluator:
                 pred = net(x.to(self.device, non_blocking=True)).argmax(dim=1).cpu()
                 correct += int((pred == y).sum())
                 total += len(y)
-        params = count_params(net.supernet_config, config)
+        params = count_params(net.supernet_cfg, config)
         score = SubnetScore(
             config=config.active(),
             accuracy=correct / total,

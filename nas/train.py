@@ -79,9 +79,10 @@ def train_supernet(
     checkpoint = Path(checkpoint)
     device = torch.device(device)
     data = data or load_dataset(dataset)
-    spec = space.supernet_config(in_channels=data.in_channels, img_size=data.img_size, num_classes=data.num_classes)
+    supernet_cfg = space.supernet_config(in_channels=data.in_channels, img_size=data.img_size,
+                                         num_classes=data.num_classes)
     torch.manual_seed(seed)
-    net = SpikformerSupernet(spec).to(device)
+    net = SpikformerSupernet(supernet_cfg).to(device)
     model: nn.Module = net
     if _world() > 1:
         model = DistributedDataParallel(net, find_unused_parameters=True)
@@ -111,7 +112,7 @@ def train_supernet(
 
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint)
-        if state["space"] != space.to_dict() or state["supernet"] != spec.to_dict():
+        if state["space"] != space.to_dict() or state["supernet"] != supernet_cfg.to_dict():
             raise ValueError(f"checkpoint {checkpoint} was trained for another space or data set; "
                              "resume it with the same settings or choose another --output")
         net.load_state_dict(state["model"])
@@ -164,7 +165,7 @@ def train_supernet(
                 "rng": {"torch": torch.get_rng_state(), "loader": generator.get_state(),
                         "subnets": _to_lists(rng.getstate())},
                 "space": space.to_dict(),
-                "supernet": spec.to_dict(),
+                "supernet": supernet_cfg.to_dict(),
                 "dataset": dataset.to_dict(),
                 "recipe": recipe.to_dict(),
                 "seed": seed,
@@ -174,7 +175,7 @@ def train_supernet(
             dist.barrier()
         if progress and _rank() == 0:
             tqdm.write(f"epoch {epoch + 1}/{recipe.epochs}: loss {history[-1]['loss']:.4f}")
-    net.set_subnet(spec.largest_subnet())
+    net.set_subnet(supernet_cfg.largest_subnet())
     return net.eval()
 
 

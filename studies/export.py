@@ -87,9 +87,9 @@ def export_trial(
     evaluator, data = analysis.load_evaluator(settings, device=device)
     # The evaluator leaves the supernet's BN statistics recalibrated for `config`: extract after it.
     val = evaluator(config)
-    model = extract_subnet(evaluator.supernet, config).eval()
-    spec: SupernetConfig = evaluator.supernet.supernet_config
-    params = count_params(spec, config)
+    model = extract_subnet(evaluator.net, config).eval()
+    supernet_cfg: SupernetConfig = evaluator.net.supernet_cfg
+    params = count_params(supernet_cfg, config)
     ev = settings["evaluation"]
     test_accuracy, report = _score(model, data.test, batch_size=ev["batch_size"], profile=ev["profile"],
                                    params=params)
@@ -98,7 +98,7 @@ def export_trial(
     weights, description = out / WEIGHTS_FILE, out / CONFIG_FILE
     atomic_write(weights, functools.partial(torch.save, {
         "format": EXPORT_FORMAT,
-        "supernet": spec.to_dict(),
+        "supernet": supernet_cfg.to_dict(),
         "config": config.to_dict(),
         "model": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
     }))
@@ -117,7 +117,7 @@ def export_trial(
         "test_firing_rate": report.firing_rate,
         "energy_profile": ev["profile"],
     }
-    text = json.dumps({**result, "format": EXPORT_FORMAT, "supernet": spec.to_dict(),
+    text = json.dumps({**result, "format": EXPORT_FORMAT, "supernet": supernet_cfg.to_dict(),
                        "dataset": settings["dataset"], "weights": WEIGHTS_FILE}, indent=1) + "\n"
     atomic_write(description, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     result["files"] = {"config": str(description), "weights": str(weights)}
