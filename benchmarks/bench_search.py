@@ -35,7 +35,7 @@ import moocore
 import numpy as np
 import optuna
 
-from energy import dense_macs
+from energy import analytic_energy
 from nas import (
     DatasetSpec,
     SpikformerNSGAIISampler,
@@ -51,8 +51,7 @@ CHECKPOINTS = (50, 100, 200)
 
 def make_samplers(space, supernet_cfg, population: int, seed: int,
                   candidates: int) -> dict[str, optuna.samplers.BaseSampler]:
-    def cost(cfg):
-        return dense_macs(supernet_cfg, cfg).energy_mj()
+    cost = analytic_energy(supernet_cfg)
 
     def ours(k: int) -> SpikformerNSGAIISampler:
         return SpikformerNSGAIISampler(space, population_size=population, num_parents=max(2, population // 5),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -71,3 +73,31 @@ def dense_macs(supernet_cfg: SupernetConfig, config: SubnetConfig) -> DenseMACs:
     rows.append(("head", "MAC", d * supernet_cfg.num_classes))
     frame = pd.DataFrame(rows, columns=["layer", "kind", "dense_macs"])
     return DenseMACs(layers=frame, time_steps=config.time_steps)
+
+
+def analytic_energy(
+    supernet_cfg: SupernetConfig,
+    *,
+    firing_rate: float = 1.0,
+    profile: str | EnergyProfile | None = None,
+) -> Callable[[SubnetConfig], float]:
+    """Energy per image (mJ) of any subnet of `supernet_cfg` from its dense counts alone.
+
+    A cost that ranks subnets before any is run (a sampler's first generation): every
+    spike-driven layer is charged as if it saw `firing_rate`. The function is a
+    `functools.partial` of a module-level function, so it pickles with whatever holds it.
+
+    Args:
+        supernet_cfg: The supernet the subnets live in.
+        firing_rate: Input spike rate assumed for every spike-driven layer.
+        profile: Energy per operation (see `get_profile`).
+
+    Returns:
+        A function of a `SubnetConfig` giving mJ per image.
+    """
+    return functools.partial(_dense_energy_mj, supernet_cfg, firing_rate=firing_rate, profile=profile)
+
+
+def _dense_energy_mj(supernet_cfg: SupernetConfig, config: SubnetConfig, *, firing_rate: float,
+                     profile: str | EnergyProfile | None) -> float:
+    return dense_macs(supernet_cfg, config).energy_mj(firing_rate, profile)

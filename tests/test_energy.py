@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
@@ -9,7 +10,7 @@ from spikingjelly.activation_based.model import spikformer as sj_spikformer
 from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 from torch import nn
 
-from energy import EnergyMonitor, dense_macs, get_profile, measure_energy
+from energy import EnergyMonitor, analytic_energy, dense_macs, get_profile, measure_energy
 from models import SpikformerSupernet, SubnetConfig
 from models.neurons import lif
 from tests.conftest import random_config
@@ -211,3 +212,14 @@ def test_analytic_energy_matches_measured_energy_at_rate_one(tiny_supernet_cfg):
     )
     assert report.energy_mj == pytest.approx(expected_pj * 1e-9, rel=1e-9)
     assert analytic.energy_mj(firing_rate=1.0) < report.energy_mj  # the stream's 2s cost double
+
+
+def test_analytic_energy_is_a_picklable_cost_of_the_dense_counts(tiny_supernet_cfg):
+    cost = analytic_energy(tiny_supernet_cfg)
+    half = analytic_energy(tiny_supernet_cfg, firing_rate=0.5, profile="fp32")
+    rng = random.Random(0)
+    for cfg in [random_config(tiny_supernet_cfg, rng) for _ in range(3)]:
+        dense = dense_macs(tiny_supernet_cfg, cfg)
+        assert cost(cfg) == dense.energy_mj() > 0
+        assert half(cfg) == dense.energy_mj(firing_rate=0.5, profile="fp32") < cost(cfg)
+        assert pickle.loads(pickle.dumps(cost))(cfg) == cost(cfg)

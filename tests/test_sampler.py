@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import create_trial
 
-from energy import dense_macs
+from energy import analytic_energy, dense_macs
 from nas.sampler import (
     ARCH_KEY,
     SpikformerNSGAIISampler,
@@ -34,13 +34,13 @@ def _supernet_cfg(space):
 
 def fake_objective(space, delay: float = 0.0):
     """Accuracy grows with size, energy is the analytic dense energy: a real trade-off."""
-    supernet_cfg = _supernet_cfg(space)
+    energy_mj = analytic_energy(_supernet_cfg(space), firing_rate=0.2)
 
     def objective(trial):
         cfg = space.suggest(trial)
         trial.set_user_attr("arch_id", cfg.arch_id)
         time.sleep(delay)
-        energy = dense_macs(supernet_cfg, cfg).energy_mj(firing_rate=0.2)
+        energy = energy_mj(cfg)
         accuracy = 1 - 1 / (1 + cfg.embed_dim * cfg.depth * cfg.time_steps * sum(cfg.mlp_ratio[: cfg.depth]) / 50)
         return accuracy, energy
 
@@ -48,8 +48,7 @@ def fake_objective(space, delay: float = 0.0):
 
 
 def _cost(space):
-    supernet_cfg = _supernet_cfg(space)
-    return lambda cfg: dense_macs(supernet_cfg, cfg).energy_mj()
+    return analytic_energy(_supernet_cfg(space))
 
 
 def _study(space, seed=0, **kw):
