@@ -8,7 +8,7 @@ the command line can show its defaults at once.
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submodules=["train"], submod_attrs={
-    "checkpoint": ["load_checkpoint", "save_checkpoint", "supernet_from_checkpoint"],
+    "checkpoint": ["SupernetCheckpoint", "load_checkpoint", "save_checkpoint"],
     "data": ["DataSplits", "load_dataset"],
     "dataspec": ["DATASETS", "DatasetSpec"],
     "device": ["default_device"],

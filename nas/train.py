@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from models import SpikformerSupernet, SubnetConfig
 
-from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .checkpoint import SupernetCheckpoint, load_checkpoint, save_checkpoint
 from .data import DataSplits, load_dataset
 from .dataspec import DatasetSpec
 from .recipes import Recipe
@@ -111,17 +111,17 @@ def train_supernet(
     start_epoch, history = 0, []
 
     if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
-        if state["space"] != space.to_dict() or state["supernet"] != supernet_cfg.to_dict():
+        ckpt = load_checkpoint(checkpoint)
+        if ckpt.space.to_dict() != space.to_dict() or ckpt.supernet_cfg != supernet_cfg:
             raise ValueError(f"checkpoint {checkpoint} was trained for another space or data set; "
                              "resume it with the same settings or choose another --output")
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        generator.set_state(state["rng"]["loader"])
-        rng.setstate(_to_tuple(state["rng"]["subnets"]))
-        start_epoch, history = state["epoch"], list(state["history"])
+        net.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+        scheduler.load_state_dict(ckpt.scheduler)
+        torch.set_rng_state(ckpt.rng["torch"])
+        generator.set_state(ckpt.rng["loader"])
+        rng.setstate(_to_tuple(ckpt.rng["subnets"]))
+        start_epoch, history = ckpt.epoch, list(ckpt.history)
 
     for epoch in range(start_epoch, recipe.epochs):
         net.train()
@@ -156,21 +156,20 @@ def train_supernet(
         scheduler.step(epoch + 1)
         history.append({"epoch": epoch + 1, "loss": total / max(steps, 1), "lr": optimizer.param_groups[0]["lr"]})
         if _rank() == 0:
-            save_checkpoint(checkpoint, {
-                "format": CHECKPOINT_FORMAT,
-                "epoch": epoch + 1,
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "loader": generator.get_state(),
-                        "subnets": _to_lists(rng.getstate())},
-                "space": space.to_dict(),
-                "supernet": supernet_cfg.to_dict(),
-                "dataset": dataset.to_dict(),
-                "recipe": recipe.to_dict(),
-                "seed": seed,
-                "history": history,
-            })
+            save_checkpoint(checkpoint, SupernetCheckpoint(
+                epoch=epoch + 1,
+                model=net.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                rng={"torch": torch.get_rng_state(), "loader": generator.get_state(),
+                     "subnets": _to_lists(rng.getstate())},
+                space=space,
+                supernet_cfg=supernet_cfg,
+                dataset=dataset,
+                recipe=recipe,
+                seed=seed,
+                history=list(history),
+            ))
         if _world() > 1:
             dist.barrier()
         if progress and _rank() == 0:

@@ -1,11 +1,24 @@
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import pytest
 import torch
 
-from nas import atomic_write, default_device, load_tensor_file, save_checkpoint
+from models import SupernetConfig
+from nas import (
+    DatasetSpec,
+    SearchSpace,
+    SupernetCheckpoint,
+    atomic_write,
+    default_device,
+    load_checkpoint,
+    load_tensor_file,
+    save_checkpoint,
+)
+from nas.recipes import get_recipe
+from tests.conftest import TINY_SPACE
 
 
 def test_atomic_write_replaces_the_target_whole(tmp_path):
@@ -30,13 +43,23 @@ def test_a_failing_writer_leaves_no_temp_file_and_the_old_target(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
+def _checkpoint(**changes) -> SupernetCheckpoint:
+    space = SearchSpace.from_dict(TINY_SPACE)
+    ckpt = SupernetCheckpoint(
+        epoch=1, model={"w": torch.ones(2)}, optimizer={}, scheduler={}, rng={}, space=space,
+        supernet_cfg=space.supernet_config(in_channels=1, img_size=8, num_classes=10),
+        dataset=DatasetSpec("digits"), recipe=get_recipe("digits"), seed=0, history=[],
+    )
+    return dataclasses.replace(ckpt, **changes)
+
+
 def test_a_failed_checkpoint_save_leaves_no_temp_file_and_the_old_checkpoint(tmp_path):
     path = tmp_path / "supernet.pt"
-    save_checkpoint(path, {"format": 1, "epoch": 1})
+    save_checkpoint(path, _checkpoint())
     with pytest.raises((pickle.PicklingError, AttributeError)):  # a lambda does not pickle
-        save_checkpoint(path, {"format": 1, "epoch": 2, "history": [{"loss": lambda: 0}]})
+        save_checkpoint(path, _checkpoint(epoch=2, history=[{"loss": lambda: 0}]))
     assert [p.name for p in tmp_path.iterdir()] == ["supernet.pt"]
-    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert load_checkpoint(path).epoch == 1
 
 
 def test_load_tensor_file_says_what_is_missing_or_damaged(tmp_path):
@@ -54,3 +77,12 @@ def test_default_device_is_the_gpu_when_there_is_one():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert default_device() == torch.device(expected)
     assert default_device("cpu") == default_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_checkpoint_rejects_configs_it_cannot_rebuild(tmp_path):
+    state = _checkpoint().to_state()
+    state["supernet"] = {**SupernetConfig().to_dict(), "max_embed_dim": 12}
+    path = tmp_path / "bad.pt"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"supernet checkpoint .*bad\.pt: .*max_embed_dim=12"):
+        load_checkpoint(path)
