@@ -114,6 +114,21 @@ def test_checkpoint_without_some_keys_is_a_one_line_error_naming_them(trained, t
         load_checkpoint(partial)
 
 
+def test_training_leaves_the_callers_random_state_as_it_was(tiny_space, digits_data, tmp_path):
+    recipe = RECIPE.replace(epochs=1)
+    torch.manual_seed(1234)
+    torch.rand(3)
+    before = torch.get_rng_state()
+    train_supernet(tiny_space, DatasetSpec("digits"), recipe, tmp_path / "a.pt", data=digits_data,
+                   progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    train_supernet(tiny_space, DatasetSpec("digits"), recipe, tmp_path / "a.pt", resume=True,
+                   data=digits_data, progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    load_checkpoint(tmp_path / "a.pt").build_supernet()
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_resume_refuses_a_checkpoint_of_another_space(trained, digits_data, tmp_path):
     from nas.space import load_space
 
