@@ -23,32 +23,16 @@ from typing import Any
 
 import optuna
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from energy import EnergyMonitor, EnergyReport
 from models import Spikformer, SubnetConfig, SupernetConfig, count_params, extract_subnet
-from nas import SearchSpace, atomic_write, load_tensor_file
+from nas import SearchSpace, atomic_write, load_tensor_file, score_model
 
 from . import analysis
 
 EXPORT_FORMAT = 1
 CONFIG_FILE = "subnet.json"
 WEIGHTS_FILE = "subnet.pt"
-
-
-@torch.no_grad()
-def _score(model: nn.Module, dataset: Dataset, *, batch_size: int, profile: str | None,
-           params: int) -> tuple[float, EnergyReport]:
-    """Accuracy and energy per image of `model` (in eval mode) on `dataset`."""
-    device = next(model.parameters()).device
-    correct = total = 0
-    with EnergyMonitor(model, profile=profile) as monitor:
-        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            pred = model(x.to(device)).argmax(dim=1).cpu()
-            correct += int((pred == y).sum())
-            total += len(y)
-    return correct / total, monitor.report(params=params)
 
 
 def export_trial(
@@ -91,8 +75,8 @@ def export_trial(
     supernet_cfg: SupernetConfig = evaluator.net.supernet_cfg
     params = count_params(supernet_cfg, config)
     ev = settings["evaluation"]
-    test_accuracy, report = _score(model, data.test, batch_size=ev["batch_size"], profile=ev["profile"],
-                                   params=params)
+    test_accuracy, report = score_model(model, DataLoader(data.test, batch_size=ev["batch_size"], shuffle=False),
+                                        params=params, profile=ev["profile"])
 
     out = Path(out_dir)
     weights, description = out / WEIGHTS_FILE, out / CONFIG_FILE
