@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from nas import DatasetSpec, SubnetEvaluator, load_checkpoint, load_dataset, load_space, supernet_from_checkpoint
+from nas import DatasetSpec, SubnetEvaluator, load_checkpoint, load_dataset, load_space
 from nas.recipes import get_recipe
 from nas.train import train_supernet
 
@@ -40,7 +40,8 @@ def main() -> None:
         start = time.perf_counter()
         train_supernet(space, dataset, get_recipe("digits"), path, data=data, seed=args.seed, progress=False)
         train_seconds = time.perf_counter() - start
-    net, space, _ = supernet_from_checkpoint(load_checkpoint(path))
+    ckpt = load_checkpoint(path)
+    net, space = ckpt.build_supernet(), ckpt.space
     evaluator = SubnetEvaluator(net, data.train_eval, data.val)
     evaluator(space.smallest())  # warm-up: first-call allocations are not an evaluation's cost
     evaluator._cache.clear()

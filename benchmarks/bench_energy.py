@@ -28,8 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     device = torch.device(args.device)
-    spec = SupernetConfig(max_depth=2, max_embed_dim=128, max_num_heads=8, time_steps=4)
-    net = SpikformerSupernet(spec).to(device)
+    supernet_cfg = SupernetConfig(max_depth=2, max_embed_dim=128, max_num_heads=8, time_steps=4)
+    net = SpikformerSupernet(supernet_cfg).to(device)
     data = [torch.rand(args.batch, 3, 32, 32, device=device) for _ in range(args.batches)]
     with torch.no_grad():  # BN statistics that make neurons fire
         for x in data:

@@ -35,7 +35,7 @@ import moocore
 import numpy as np
 import optuna
 
-from energy import dense_macs
+from energy import analytic_energy
 from nas import (
     DatasetSpec,
     SpikformerNSGAIISampler,
@@ -43,15 +43,14 @@ from nas import (
     load_checkpoint,
     load_dataset,
     load_space,
-    supernet_from_checkpoint,
 )
 
 CHECKPOINTS = (50, 100, 200)
 
 
-def make_samplers(space, spec, population: int, seed: int, candidates: int) -> dict[str, optuna.samplers.BaseSampler]:
-    def cost(cfg):
-        return dense_macs(spec, cfg).energy_mj()
+def make_samplers(space, supernet_cfg, population: int, seed: int,
+                  candidates: int) -> dict[str, optuna.samplers.BaseSampler]:
+    cost = analytic_energy(supernet_cfg)
 
     def ours(k: int) -> SpikformerNSGAIISampler:
         return SpikformerNSGAIISampler(space, population_size=population, num_parents=max(2, population // 5),
@@ -93,9 +92,10 @@ def main() -> None:
 
         print(f"training the digits supernet -> {path}")
         train_supernet(load_space("digits"), DatasetSpec("digits"), get_recipe("digits"), path, progress=False)
-    net, space, dataset = supernet_from_checkpoint(load_checkpoint(path))
-    data = load_dataset(dataset)
-    evaluator = SubnetEvaluator(net, data.train_eval, data.val)
+    ckpt = load_checkpoint(path)
+    space = ckpt.space
+    data = load_dataset(ckpt.dataset)
+    evaluator = SubnetEvaluator(ckpt.build_supernet(), data.train_eval, data.val)
     cache_path = Path(args.cache)
     cache: dict[str, list[float]] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
 
@@ -116,7 +116,7 @@ def main() -> None:
     runs: dict[str, list[tuple[np.ndarray, list[str]]]] = {}
     start = time.perf_counter()
     for seed in range(args.seeds):
-        samplers = make_samplers(space, net.supernet_config, args.population_size, seed, args.candidates)
+        samplers = make_samplers(space, ckpt.supernet_cfg, args.population_size, seed, args.candidates)
         for name, sampler in samplers.items():
             if args.samplers and not any(k in name for k in args.samplers):
                 continue

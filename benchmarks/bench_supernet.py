@@ -25,16 +25,16 @@ from energy import dense_macs
 from models import SubnetConfig, SupernetConfig, SpikformerSupernet
 
 
-def half_mac_subnet(supernet: SupernetConfig) -> SubnetConfig:
+def half_mac_subnet(supernet_cfg: SupernetConfig) -> SubnetConfig:
     """The config nearest to half the largest subnet's dense MACs, from a small grid."""
-    target = dense_macs(supernet, supernet.largest_subnet()).total / 2
+    target = dense_macs(supernet_cfg, supernet_cfg.largest_subnet()).total / 2
     best = None
-    for depth in range(1, supernet.max_depth + 1):
-        for dim in range(64, supernet.max_embed_dim + 1, 32):
+    for depth in range(1, supernet_cfg.max_depth + 1):
+        for dim in range(64, supernet_cfg.max_embed_dim + 1, 32):
             for ratio in (2.0, 3.0, 4.0):
                 cfg = SubnetConfig.uniform(depth=depth, embed_dim=dim, num_heads=8, mlp_ratio=ratio,
-                                           time_steps=supernet.time_steps)
-                gap = abs(dense_macs(supernet, cfg).total - target)
+                                           time_steps=supernet_cfg.time_steps)
+                gap = abs(dense_macs(supernet_cfg, cfg).total - target)
                 if best is None or gap < best[0]:
                     best = (gap, cfg)
     return best[1]
@@ -56,17 +56,17 @@ def main() -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
 
-    spec = SupernetConfig(in_channels=3, img_size=32, patch_size=4, num_classes=10, max_depth=4,
-                          max_embed_dim=256, max_num_heads=8, max_mlp_ratio=4.0, time_steps=4)
-    ours = SpikformerSupernet(spec).to(device)
-    half = half_mac_subnet(spec)
+    supernet_cfg = SupernetConfig(in_channels=3, img_size=32, patch_size=4, num_classes=10, max_depth=4,
+                                  max_embed_dim=256, max_num_heads=8, max_mlp_ratio=4.0, time_steps=4)
+    ours = SpikformerSupernet(supernet_cfg).to(device)
+    half = half_mac_subnet(supernet_cfg)
     theirs = sj_spikformer.Spikformer(T=4, in_channels=3, img_size_h=32, img_size_w=32, patch_size=4,
                                       num_classes=10, embed_dims=256, num_heads=8, mlp_ratio=4.0,
                                       depths=4).to(device)
     x = torch.rand(args.batch, 3, 32, 32, device=device)
 
     def run_a() -> None:
-        ours.set_subnet(spec.largest_subnet())
+        ours.set_subnet(supernet_cfg.largest_subnet())
         step(ours, x, reset=False)
 
     def run_b() -> None:
@@ -91,8 +91,8 @@ def main() -> None:
             times[key].append(time.perf_counter() - start)
 
     med = {k: statistics.median(v) for k, v in times.items()}
-    macs_a = dense_macs(spec, spec.largest_subnet()).total
-    macs_c = dense_macs(spec, half).total
+    macs_a = dense_macs(supernet_cfg, supernet_cfg.largest_subnet()).total
+    macs_c = dense_macs(supernet_cfg, half).total
     print(f"device={device} batch={args.batch} 32x32 T=4 repeats={args.repeats} torch={torch.__version__}")
     print(f"(c) subnet: depth={half.depth} embed_dim={half.embed_dim} mlp_ratio={half.mlp_ratio[0]} "
           f"dense MACs {macs_c / 1e6:.1f} M vs {macs_a / 1e6:.1f} M ({macs_c / macs_a:.2f})")

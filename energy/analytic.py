@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -39,7 +41,7 @@ def _pooled(size: int) -> int:
     return (size + 1) // 2
 
 
-def dense_macs(supernet: SupernetConfig, config: SubnetConfig) -> DenseMACs:
+def dense_macs(supernet_cfg: SupernetConfig, config: SubnetConfig) -> DenseMACs:
     """Count the dense MACs of `config` layer by layer.
 
     Layer names are the module names of `models.Spikformer`, with ``.qk`` and ``.av`` for
@@ -47,9 +49,9 @@ def dense_macs(supernet: SupernetConfig, config: SubnetConfig) -> DenseMACs:
     """
     config = config.active()
     d = config.embed_dim
-    dims = (supernet.in_channels, *supernet.stem_dims, d)
-    side = supernet.img_size
-    pooled_from = 4 - supernet.num_pools
+    dims = (supernet_cfg.in_channels, *supernet_cfg.stem_dims, d)
+    side = supernet_cfg.img_size
+    pooled_from = 4 - supernet_cfg.num_pools
     rows: list[tuple[str, str, int]] = []
     for stage in range(4):
         macs = side * side * dims[stage] * dims[stage + 1] * 9
@@ -68,6 +70,34 @@ def dense_macs(supernet: SupernetConfig, config: SubnetConfig) -> DenseMACs:
         rows.append((f"{prefix}.attn.proj_linear", "AC", n * d * d))
         rows.append((f"{prefix}.mlp.fc1_linear", "AC", n * d * h))
         rows.append((f"{prefix}.mlp.fc2_linear", "AC", n * h * d))
-    rows.append(("head", "MAC", d * supernet.num_classes))
+    rows.append(("head", "MAC", d * supernet_cfg.num_classes))
     frame = pd.DataFrame(rows, columns=["layer", "kind", "dense_macs"])
     return DenseMACs(layers=frame, time_steps=config.time_steps)
+
+
+def analytic_energy(
+    supernet_cfg: SupernetConfig,
+    *,
+    firing_rate: float = 1.0,
+    profile: str | EnergyProfile | None = None,
+) -> Callable[[SubnetConfig], float]:
+    """Energy per image (mJ) of any subnet of `supernet_cfg` from its dense counts alone.
+
+    A cost that ranks subnets before any is run (a sampler's first generation): every
+    spike-driven layer is charged as if it saw `firing_rate`. The function is a
+    `functools.partial` of a module-level function, so it pickles with whatever holds it.
+
+    Args:
+        supernet_cfg: The supernet the subnets live in.
+        firing_rate: Input spike rate assumed for every spike-driven layer.
+        profile: Energy per operation (see `get_profile`).
+
+    Returns:
+        A function of a `SubnetConfig` giving mJ per image.
+    """
+    return functools.partial(_dense_energy_mj, supernet_cfg, firing_rate=firing_rate, profile=profile)
+
+
+def _dense_energy_mj(supernet_cfg: SupernetConfig, config: SubnetConfig, *, firing_rate: float,
+                     profile: str | EnergyProfile | None) -> float:
+    return dense_macs(supernet_cfg, config).energy_mj(firing_rate, profile)

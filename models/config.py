@@ -221,20 +221,20 @@ class SubnetConfig:
         text = json.dumps(self.active_genes(), sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
-    def validate(self, supernet: SupernetConfig) -> None:
-        """Check that this subnet fits `supernet`.
+    def validate(self, supernet_cfg: SupernetConfig) -> None:
+        """Check that this subnet fits `supernet_cfg`.
 
         Raises:
             ConfigError: naming the field, the block and what is allowed.
         """
-        if not 1 <= self.depth <= supernet.max_depth:
+        if not 1 <= self.depth <= supernet_cfg.max_depth:
             raise ConfigError(
-                f"depth={self.depth} is outside the supernet; choose from 1..{supernet.max_depth}"
+                f"depth={self.depth} is outside the supernet; choose from 1..{supernet_cfg.max_depth}"
             )
-        if not 1 <= self.embed_dim <= supernet.max_embed_dim:
+        if not 1 <= self.embed_dim <= supernet_cfg.max_embed_dim:
             raise ConfigError(
                 f"embed_dim={self.embed_dim} is above the supernet maximum "
-                f"{supernet.max_embed_dim}; choose from 1..{supernet.max_embed_dim}"
+                f"{supernet_cfg.max_embed_dim}; choose from 1..{supernet_cfg.max_embed_dim}"
             )
         if self.time_steps < 1:
             raise ConfigError(f"time_steps={self.time_steps} must be >= 1")
@@ -245,24 +245,24 @@ class SubnetConfig:
                     f"{name} has {len(values)} entries but depth={self.depth} needs one per "
                     f"block (at least {self.depth})"
                 )
-            if len(values) > supernet.max_depth:
+            if len(values) > supernet_cfg.max_depth:
                 raise ConfigError(
                     f"{name} has {len(values)} entries; the supernet has only "
-                    f"{supernet.max_depth} blocks"
+                    f"{supernet_cfg.max_depth} blocks"
                 )
         for block in range(self.depth):
             heads = self.num_heads[block]
-            if not 1 <= heads <= supernet.max_num_heads or self.embed_dim % heads:
-                allowed = [h for h in range(1, supernet.max_num_heads + 1) if self.embed_dim % h == 0]
+            if not 1 <= heads <= supernet_cfg.max_num_heads or self.embed_dim % heads:
+                allowed = [h for h in range(1, supernet_cfg.max_num_heads + 1) if self.embed_dim % h == 0]
                 raise ConfigError(
                     f"num_heads={heads} does not fit embed_dim={self.embed_dim} (block {block}); "
                     f"choose from {allowed}"
                 )
             ratio = self.mlp_ratio[block]
-            if not 0 < ratio <= supernet.max_mlp_ratio or self.mlp_hidden(block) < 1:
+            if not 0 < ratio <= supernet_cfg.max_mlp_ratio or self.mlp_hidden(block) < 1:
                 raise ConfigError(
                     f"mlp_ratio={ratio} (block {block}) is outside the supernet; choose a value "
-                    f"in (0, {supernet.max_mlp_ratio}]"
+                    f"in (0, {supernet_cfg.max_mlp_ratio}]"
                 )
             if not 1.0 < self.tau[block] < math.inf:
                 raise ConfigError(
@@ -294,22 +294,22 @@ class SubnetConfig:
         return cls.from_dict(json.loads(text))
 
 
-def count_params(supernet: SupernetConfig, config: SubnetConfig) -> int:
+def count_params(supernet_cfg: SupernetConfig, config: SubnetConfig) -> int:
     """Number of parameters of the standalone model of `config` (BN affine included).
 
     Args:
-        supernet: The supernet the subnet lives in (input channels, stem, classes).
+        supernet_cfg: The supernet the subnet lives in (input channels, stem, classes).
         config: The subnet.
 
     Returns:
         Weights and biases of every conv, linear and BatchNorm layer.
     """
     d = config.embed_dim
-    c0, c1, c2 = supernet.stem_dims
-    total = supernet.in_channels * c0 * 9 + c0 * c1 * 9 + c1 * c2 * 9 + c2 * d * 9 + d * d * 9
+    c0, c1, c2 = supernet_cfg.stem_dims
+    total = supernet_cfg.in_channels * c0 * 9 + c0 * c1 * 9 + c1 * c2 * 9 + c2 * d * 9 + d * d * 9
     total += 2 * (c0 + c1 + c2 + d + d)
     for block in range(config.depth):
         h = config.mlp_hidden(block)
         total += 4 * (d * d + d) + 4 * 2 * d
         total += d * h + h + 2 * h + h * d + d + 2 * d
-    return total + d * supernet.num_classes + supernet.num_classes
+    return total + d * supernet_cfg.num_classes + supernet_cfg.num_classes

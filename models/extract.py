@@ -8,7 +8,7 @@ from .config import SubnetConfig
 from .spikformer import Spikformer, SpikformerSupernet
 
 
-def extract_subnet(supernet: SpikformerSupernet, config: SubnetConfig) -> Spikformer:
+def extract_subnet(net: SpikformerSupernet, config: SubnetConfig) -> Spikformer:
     """A standalone `Spikformer` of `config` holding copies of the supernet's weights.
 
     Every weight-entangled tensor is a leading slice of the supernet's, so each tensor of
@@ -18,11 +18,11 @@ def extract_subnet(supernet: SpikformerSupernet, config: SubnetConfig) -> Spikfo
     Raises:
         ValueError: if `config` does not fit the supernet.
     """
-    config.validate(supernet.supernet_config)
-    model = Spikformer(supernet.supernet_config, config)
-    source = supernet.state_dict()
+    config.validate(net.supernet_cfg)
+    model = Spikformer(net.supernet_cfg, config)
+    source = net.state_dict()
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             full = source[name]
             tensor.copy_(full[tuple(slice(0, size) for size in tensor.shape)])
-    return model.train(supernet.training).to(next(supernet.parameters()).device)
+    return model.train(net.training).to(next(net.parameters()).device)

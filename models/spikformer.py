@@ -192,32 +192,32 @@ class Spikformer(nn.Module):
     """A Spikformer of one architecture.
 
     Args:
-        supernet: Data shape, stem widths and neuron scope (see `SupernetConfig`).
+        supernet_cfg: Data shape, stem widths and neuron scope (see `SupernetConfig`).
         config: The architecture; defaults to the supernet's largest subnet.
         elastic: Build from elastic layers (used by `SpikformerSupernet`).
     """
 
     def __init__(
         self,
-        supernet: SupernetConfig,
+        supernet_cfg: SupernetConfig,
         config: SubnetConfig | None = None,
         *,
         elastic: bool = False,
     ) -> None:
         super().__init__()
-        config = (config or supernet.largest_subnet()).active()
-        config.validate(supernet)
+        config = (config or supernet_cfg.largest_subnet()).active()
+        config.validate(supernet_cfg)
         Linear, _, _, _ = _layers(elastic)
-        self.supernet_config = supernet
+        self.supernet_cfg = supernet_cfg
         d = config.embed_dim
         self.sps = SpikingPatchSplitting(
-            supernet.in_channels, supernet.stem_dims, d, supernet.num_pools, elastic=elastic
+            supernet_cfg.in_channels, supernet_cfg.stem_dims, d, supernet_cfg.num_pools, elastic=elastic
         )
         self.blocks = nn.ModuleList(
             SpikformerBlock(d, config.num_heads[i], config.mlp_hidden(i), elastic=elastic)
             for i in range(config.depth)
         )
-        self.head = Linear(d, supernet.num_classes)
+        self.head = Linear(d, supernet_cfg.num_classes)
         self._mark_energy_kinds()
         self._init_weights()
         self._configure(config)
@@ -246,7 +246,7 @@ class Spikformer(nn.Module):
             block = self.blocks[i]
             block.attn.num_heads = config.num_heads[i]
             block.set_neurons(
-                tau=config.tau[i], threshold=config.threshold[i], scope=self.supernet_config.threshold_scope
+                tau=config.tau[i], threshold=config.threshold[i], scope=self.supernet_cfg.threshold_scope
             )
 
     @property
@@ -278,8 +278,8 @@ class SpikformerSupernet(Spikformer):
     next forward passes run.
     """
 
-    def __init__(self, supernet: SupernetConfig) -> None:
-        super().__init__(supernet, supernet.largest_subnet(), elastic=True)
+    def __init__(self, supernet_cfg: SupernetConfig) -> None:
+        super().__init__(supernet_cfg, supernet_cfg.largest_subnet(), elastic=True)
 
     def set_subnet(self, config: SubnetConfig) -> None:
         """Run `config` from now on.
@@ -287,7 +287,7 @@ class SpikformerSupernet(Spikformer):
         Raises:
             ValueError: if `config` does not fit this supernet.
         """
-        config.validate(self.supernet_config)
+        config.validate(self.supernet_cfg)
         config = config.active()
         d = config.embed_dim
         self.sps.proj_convs[3].active_out = d

@@ -8,11 +8,13 @@ the command line can show its defaults at once.
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submodules=["train"], submod_attrs={
-    "checkpoint": ["load_checkpoint", "save_checkpoint", "supernet_from_checkpoint"],
+    "checkpoint": ["SupernetCheckpoint", "load_checkpoint", "save_checkpoint"],
     "data": ["DataSplits", "load_dataset"],
     "dataspec": ["DATASETS", "DatasetSpec"],
-    "evaluate": ["SubnetEvaluator", "SubnetScore", "recalibrate_bn"],
+    "device": ["default_device"],
+    "evaluate": ["SubnetEvaluator", "SubnetScore", "recalibrate_bn", "score_model"],
     "fitness": ["AEBSettings", "f_aeb"],
+    "io": ["atomic_write", "load_tensor_file"],
     "objective": ["SubnetObjective"],
     "recipes": ["RECIPES", "Recipe", "get_recipe"],
     "sampler": ["SpikformerNSGAIISampler"],

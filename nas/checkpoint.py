@@ -1,60 +1,136 @@
-"""Supernet checkpoints: atomic writes, safe loading, rebuilding the supernet.
+"""Supernet checkpoints: the on-disk format, its only writer and its only reader.
 
-Checkpoints hold only tensors and plain containers, so they load with
-``torch.load(weights_only=True)``.
+A checkpoint file holds only tensors and plain containers, so it loads with
+``torch.load(weights_only=True)``. On disk it is a dict with ``format`` (1) and one key per
+field of `SupernetCheckpoint`, except that the `SupernetConfig` is stored under
+``"supernet"``; configs are stored as their ``to_dict`` output.
 """
 
 from __future__ import annotations
 
-import os
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from models import SpikformerSupernet, SupernetConfig
+from models import ConfigError, SpikformerSupernet, SupernetConfig
 
-from .data import DatasetSpec
+from .dataspec import DatasetSpec
+from .io import atomic_write, load_tensor_file
+from .recipes import Recipe
 from .space import SearchSpace
 
 CHECKPOINT_FORMAT = 1
 
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` atomically (a temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+_STATE_KEYS = ("epoch", "model", "optimizer", "scheduler", "rng", "space", "supernet", "dataset", "recipe",
+               "seed", "history")
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a supernet checkpoint safely (``weights_only=True``).
+@dataclass(frozen=True)
+class SupernetCheckpoint:
+    """A supernet after some epochs of training, with all it takes to resume or use it.
+
+    Attributes:
+        epoch: Epochs completed.
+        model: The supernet's state dict.
+        optimizer: The optimizer's state dict.
+        scheduler: The learning-rate scheduler's state dict.
+        rng: Random states to resume from: ``torch`` (the CPU generator), ``loader`` (the
+            data order) and ``subnets`` (the Python generator of subnet draws, tuples as lists).
+        space: The search space the supernet was trained for.
+        supernet_cfg: The supernet's shape.
+        dataset: The data set it was trained on.
+        recipe: The training hyper-parameters.
+        seed: The training seed.
+        history: One dict per completed epoch: ``epoch``, mean ``loss`` and final ``lr``.
+    """
+
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, Any]
+    space: SearchSpace
+    supernet_cfg: SupernetConfig
+    dataset: DatasetSpec
+    recipe: Recipe
+    seed: int
+    history: list[dict[str, Any]]
+
+    def to_state(self) -> dict[str, Any]:
+        """The dict written to disk: tensors and plain containers only."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "rng": self.rng,
+            "space": self.space.to_dict(),
+            "supernet": self.supernet_cfg.to_dict(),
+            "dataset": self.dataset.to_dict(),
+            "recipe": self.recipe.to_dict(),
+            "seed": self.seed,
+            "history": self.history,
+        }
+
+    @classmethod
+    def from_state(cls, state: Any, path: str | Path) -> SupernetCheckpoint:
+        """Rebuild a checkpoint from the dict `to_state` wrote.
+
+        Args:
+            state: What the file at `path` holds.
+            path: Where `state` was read from, for the error messages.
+
+        Raises:
+            ConfigError: if `state` is not a complete autospk supernet checkpoint.
+        """
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ConfigError(f"{path} is not an autospk supernet checkpoint (format {CHECKPOINT_FORMAT})")
+        missing = [key for key in _STATE_KEYS if key not in state]
+        if missing:
+            raise ConfigError(f"supernet checkpoint {path} lacks the keys {missing}; "
+                             "it was not written by nas.save_checkpoint")
+        try:
+            return cls(
+                epoch=state["epoch"],
+                model=state["model"],
+                optimizer=state["optimizer"],
+                scheduler=state["scheduler"],
+                rng=state["rng"],
+                space=SearchSpace.from_dict(state["space"]),
+                supernet_cfg=SupernetConfig.from_dict(state["supernet"]),
+                dataset=DatasetSpec.from_dict(state["dataset"]),
+                recipe=Recipe.from_dict(state["recipe"]),
+                seed=state["seed"],
+                history=list(state["history"]),
+            )
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"supernet checkpoint {path}: {err}") from None
+
+    def build_supernet(self, device: torch.device | str = "cpu") -> SpikformerSupernet:
+        """The trained supernet on `device`, in eval mode, running its largest subnet."""
+        # The fresh weights are overwritten at once: drawing them must not move the caller's RNG.
+        with torch.random.fork_rng(devices=[]):
+            net = SpikformerSupernet(self.supernet_cfg)
+        net.load_state_dict(self.model)
+        return net.to(device).eval()
+
+
+def save_checkpoint(path: str | Path, ckpt: SupernetCheckpoint) -> None:
+    """Write `ckpt` to `path` atomically (see `nas.io.atomic_write`)."""
+    atomic_write(path, functools.partial(torch.save, ckpt.to_state()))
+
+
+def load_checkpoint(path: str | Path) -> SupernetCheckpoint:
+    """Read a supernet checkpoint, unpickling only tensors and plain containers.
 
     Raises:
         FileNotFoundError: if `path` does not exist.
-        ValueError: if the file is not a readable autospk checkpoint.
+        ConfigError: if the file is not a readable, complete autospk supernet checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"supernet checkpoint {path} does not exist; train one with "
-                                "`autospk-study train-supernet`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a damaged file
-        raise ValueError(f"supernet checkpoint {path} is corrupt or not a checkpoint ({type(err).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an autospk supernet checkpoint (format {CHECKPOINT_FORMAT})")
-    return state
-
-
-def supernet_from_checkpoint(
-    state: dict[str, Any], device: torch.device | str = "cpu"
-) -> tuple[SpikformerSupernet, SearchSpace, DatasetSpec]:
-    """Rebuild the trained supernet, its search space and its data set from a checkpoint."""
-    space = SearchSpace.from_dict(state["space"])
-    spec = SupernetConfig.from_dict(state["supernet"])
-    net = SpikformerSupernet(spec)
-    net.load_state_dict(state["model"])
-    return net.to(device).eval(), space, DatasetSpec.from_dict(state["dataset"])
+    state = load_tensor_file(path, what="supernet checkpoint",
+                             hint="train one with `autospk-study train-supernet`")
+    return SupernetCheckpoint.from_state(state, path)

@@ -56,7 +56,7 @@ class DatasetSpec:
         """Rebuild a spec from ``to_dict`` output.
 
         Raises:
-            ValueError: If ``d`` has keys a spec does not know, or lacks ``name``.
+            ConfigError: If ``d`` has keys a spec does not know, or lacks ``name``.
         """
         allowed = [f.name for f in fields(cls)]
         unknown = sorted(set(d) - set(allowed))

@@ -9,6 +9,7 @@ it independent of the evaluation batch size. Energy is measured in the same pass
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from energy import EnergyMonitor, EnergyProfile, EnergyReport
 from models import SpikformerSupernet, SubnetConfig, count_params
+
+from .settings import EvaluationSettings
 
 
 @dataclass(frozen=True)
@@ -77,44 +80,66 @@ def recalibrate_bn(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Ten
             m.train(training)
 
 
+@torch.no_grad()
+def score_model(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    params: int,
+    profile: str | EnergyProfile | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[float, EnergyReport]:
+    """Top-1 accuracy of `model` on `batches` and its energy per image, measured in one pass.
+
+    The model runs in the mode it is in: put it in eval mode first.
+
+    Args:
+        model: Any classifier of images; its synaptic layers are measured by `energy.EnergyMonitor`.
+        batches: ``(images, labels)`` pairs; the labels stay on the CPU.
+        params: Parameter count written into the report.
+        profile: Energy per operation (see `energy.get_profile`).
+        device: Where the images go; defaults to the model's device.
+
+    Returns:
+        Accuracy in [0, 1] and the energy report.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    correct = total = 0
+    with EnergyMonitor(model, profile=profile) as monitor:
+        for x, y in batches:
+            pred = model(x.to(device, non_blocking=True)).argmax(dim=1).cpu()
+            correct += int((pred == y).sum())
+            total += len(y)
+    return correct / total, monitor.report(params=params)
+
+
 class SubnetEvaluator:
     """Scores subnets of a trained supernet on a held-out split, with a per-process cache.
 
     Args:
-        supernet: The trained supernet (left in eval mode on the last subnet scored).
+        net: The trained supernet (left in eval mode on the last subnet scored).
         calibration: Training images without augmentation, for BN recalibration.
         dataset: The split to score on (the validation split during a search).
-        calib_batches: Number of batches used to recalibrate BN.
-        calib_batch_size: Images per recalibration batch.
-        batch_size: Images per evaluation batch (does not change the result).
-        profile: Energy per operation (see `energy.get_profile`).
-        device: Where to run; defaults to the supernet's device.
+        settings: Recalibration batches, evaluation batch size and energy profile.
+        device: Where to run; defaults to the device of `net`.
     """
 
     def __init__(
         self,
-        supernet: SpikformerSupernet,
+        net: SpikformerSupernet,
         calibration: Dataset,
         dataset: Dataset,
         *,
-        calib_batches: int = 4,
-        calib_batch_size: int = 64,
-        batch_size: int = 256,
-        profile: str | EnergyProfile | None = None,
+        settings: EvaluationSettings = EvaluationSettings(),
         device: torch.device | str | None = None,
     ) -> None:
-        if calib_batches < 1:
-            raise ValueError(f"calib_batches={calib_batches} must be >= 1")
-        self.supernet = supernet
-        self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
-        self.profile = profile
+        self.net = net
+        self.device = torch.device(device) if device is not None else next(net.parameters()).device
+        self.settings = settings
         # Fixed batches keep the scores deterministic and skip the loader on every call.
-        self._calibration = _batches(calibration, calib_batch_size, calib_batches)
-        self._eval = _batches(dataset, batch_size)
+        self._calibration = _batches(calibration, settings.calib_batch_size, settings.calib_batches)
+        self._eval = _batches(dataset, settings.batch_size)
         self._cache: dict[str, SubnetScore] = {}
-
-    def cached(self, config: SubnetConfig) -> SubnetScore | None:
-        return self._cache.get(config.arch_id)
 
     def __call__(self, config: SubnetConfig) -> SubnetScore:
         """Recalibrate, then score `config`; a config seen before comes from the cache."""
@@ -122,21 +147,17 @@ class SubnetEvaluator:
         if hit is not None:
             return hit
         start = time.perf_counter()
-        net = self.supernet
+        net = self.net
         net.set_subnet(config)
         recalibrate_bn(net, self._calibration, self.device)
         net.eval()
-        correct = total = 0
-        with torch.no_grad(), EnergyMonitor(net, profile=self.profile) as monitor:
-            for x, y in self._eval:
-                pred = net(x.to(self.device, non_blocking=True)).argmax(dim=1).cpu()
-                correct += int((pred == y).sum())
-                total += len(y)
-        params = count_params(net.supernet_config, config)
+        params = count_params(net.supernet_cfg, config)
+        accuracy, energy = score_model(net, self._eval, params=params, profile=self.settings.profile,
+                                       device=self.device)
         score = SubnetScore(
             config=config.active(),
-            accuracy=correct / total,
-            energy=monitor.report(params=params),
+            accuracy=accuracy,
+            energy=energy,
             params=params,
             seconds=time.perf_counter() - start,
         )

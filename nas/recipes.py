@@ -58,6 +58,22 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """Rebuild a recipe from ``to_dict`` output.
+
+        Raises:
+            ConfigError: if `data` has keys a recipe does not know or lacks required ones.
+        """
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(allowed))
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in data and f.default is dataclasses.MISSING]
+        if unknown or missing:
+            raise ConfigError(f"recipe {data.get('name')!r}: unknown keys {unknown}, missing keys {missing}; "
+                              f"allowed keys: {allowed}")
+        return cls(**data)
+
 
 RECIPES: dict[str, Recipe] = {
     # A couple of minutes on 2 CPU cores for the `digits` space.

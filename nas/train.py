@@ -11,7 +11,10 @@ the same subnet at every step (same seed, same number of draws).
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +24,20 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
+from timm.scheduler.scheduler import Scheduler
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from models import SpikformerSupernet, SubnetConfig
+from models import ConfigError, SpikformerSupernet, SubnetConfig, SupernetConfig
 
-from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .checkpoint import SupernetCheckpoint, load_checkpoint, save_checkpoint
 from .data import DataSplits, load_dataset
 from .dataspec import DatasetSpec
 from .recipes import Recipe
 from .space import SearchSpace
+
 
 def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
@@ -48,6 +53,158 @@ def _subnets(space: SearchSpace, rng: random.Random, sandwich: bool) -> list[Sub
     return [space.sample(rng)]
 
 
+@contextlib.contextmanager
+def _seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global generators for the block; give the caller's states back after it.
+
+    Weight init and augmentation draw from the global generators, so training seeds them;
+    forking them keeps that from resetting the random stream of the code that called us.
+    """
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+        torch.default_generator.manual_seed(seed)
+        for d in cuda:
+            with torch.cuda.device(d):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def _train_loader(train: Dataset, recipe: Recipe, *, seed: int, device: torch.device) -> DataLoader:
+    """Shuffled batches of `train`, in an order set by `seed` (and the epoch under torchrun)."""
+    sampler = DistributedSampler(train, shuffle=True, seed=seed, drop_last=True) if _world() > 1 else None
+    loader = DataLoader(
+        train, batch_size=recipe.batch_size, shuffle=sampler is None, sampler=sampler,
+        generator=torch.Generator().manual_seed(seed), drop_last=True, num_workers=recipe.num_workers,
+        persistent_workers=recipe.num_workers > 0, pin_memory=device.type == "cuda",
+    )
+    if len(loader) == 0:
+        raise ConfigError(f"batch_size={recipe.batch_size} is larger than the training split ({len(train)} images)")
+    return loader
+
+
+def _optimizer_and_scheduler(net: nn.Module, recipe: Recipe,
+                             updates_per_epoch: int) -> tuple[torch.optim.Optimizer, Scheduler]:
+    """AdamW without decay on biases and norms; warmup, then cosine, updated every step."""
+    optimizer = create_optimizer_v2(net, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched="cosine", num_epochs=recipe.epochs, warmup_epochs=recipe.warmup_epochs,
+        warmup_lr=recipe.warmup_lr, min_lr=recipe.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch,
+    )
+    return optimizer, scheduler
+
+
+@dataclass(frozen=True)
+class _Losses:
+    """Mixup/CutMix with soft targets while they are on; hard labels (smoothed) after."""
+
+    mixup: Mixup | None
+    mixup_off_epoch: int | None
+    soft: nn.Module
+    hard: nn.Module
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, num_classes: int) -> _Losses:
+        mixup = None
+        if recipe.mixup_alpha > 0 or recipe.cutmix_alpha > 0:
+            mixup = Mixup(mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
+                          label_smoothing=recipe.label_smoothing, num_classes=num_classes)
+        hard = (LabelSmoothingCrossEntropy(recipe.label_smoothing) if recipe.label_smoothing > 0
+                else nn.CrossEntropyLoss())
+        return cls(mixup=mixup, mixup_off_epoch=recipe.mixup_off_epoch, soft=SoftTargetCrossEntropy(), hard=hard)
+
+    def mixup_at(self, epoch: int) -> Mixup | None:
+        """The Mixup of `epoch` (0-based), or None once it is off."""
+        if self.mixup_off_epoch is not None and epoch >= self.mixup_off_epoch:
+            return None
+        return self.mixup
+
+
+@dataclass
+class _Run:
+    """One training run: what it was asked for, and the state a checkpoint must hold to resume it."""
+
+    space: SearchSpace
+    supernet_cfg: SupernetConfig
+    dataset: DatasetSpec
+    recipe: Recipe
+    seed: int
+    net: SpikformerSupernet
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler
+    loader_rng: torch.Generator
+    subnet_rng: random.Random
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def resume(self, ckpt: SupernetCheckpoint, path: Path) -> None:
+        """Continue from `ckpt`, read from `path`, as if training had never stopped.
+
+        Raises:
+            ConfigError: if `ckpt` was trained for another space or data shape.
+        """
+        if ckpt.space.to_dict() != self.space.to_dict() or ckpt.supernet_cfg != self.supernet_cfg:
+            raise ConfigError(f"checkpoint {path} was trained for another space or data set; "
+                             "resume it with the same settings or choose another --output")
+        self.net.load_state_dict(ckpt.model)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.scheduler.load_state_dict(ckpt.scheduler)
+        torch.set_rng_state(ckpt.rng["torch"])
+        self.loader_rng.set_state(ckpt.rng["loader"])
+        self.subnet_rng.setstate(_to_tuple(ckpt.rng["subnets"]))
+        self.epoch, self.history = ckpt.epoch, list(ckpt.history)
+
+    def checkpoint(self) -> SupernetCheckpoint:
+        return SupernetCheckpoint(
+            epoch=self.epoch,
+            model=self.net.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            rng={"torch": torch.get_rng_state(), "loader": self.loader_rng.get_state(),
+                 "subnets": _to_lists(self.subnet_rng.getstate())},
+            space=self.space,
+            supernet_cfg=self.supernet_cfg,
+            dataset=self.dataset,
+            recipe=self.recipe,
+            seed=self.seed,
+            history=list(self.history),
+        )
+
+
+def _train_epoch(run: _Run, model: nn.Module, loader: DataLoader, losses: _Losses, *, epoch: int,
+                 device: torch.device, progress: bool) -> float:
+    """Train epoch `epoch` (0-based), one random subnet per step (or a sandwich); the mean loss."""
+    run.net.train()
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    mixup = losses.mixup_at(epoch)
+    criterion = losses.hard if mixup is None else losses.soft
+    epochs = run.recipe.epochs
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress or _rank() != 0,
+               leave=False, dynamic_ncols=True)
+    total, steps = 0.0, 0
+    for x, y in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if mixup is not None:
+            x, y = mixup(x, y)
+        configs = _subnets(run.space, run.subnet_rng, run.recipe.sandwich)
+        run.optimizer.zero_grad(set_to_none=True)
+        for i, config in enumerate(configs):
+            run.net.set_subnet(config)
+            last = i == len(configs) - 1
+            # Gradients of a sandwich are summed locally and all-reduced once, after the last subnet.
+            defer = not last and isinstance(model, DistributedDataParallel)
+            with model.no_sync() if defer else contextlib.nullcontext():
+                loss = criterion(model(x), y) / len(configs)
+                loss.backward()
+            total += loss.item()
+        run.optimizer.step()
+        steps += 1
+        run.scheduler.step_update(epoch * len(loader) + steps)
+        bar.set_postfix(loss=f"{total / steps:.4f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
+    run.scheduler.step(epoch + 1)
+    return total / max(steps, 1)
+
+
 def train_supernet(
     space: SearchSpace,
     dataset: DatasetSpec,
@@ -61,6 +218,9 @@ def train_supernet(
     data: DataSplits | None = None,
 ) -> SpikformerSupernet:
     """Train the supernet of `space` on `dataset` and checkpoint it after every epoch.
+
+    Torch's global random state is seeded for training and given back afterwards: the
+    caller's random stream is the same after this call as before it.
 
     Args:
         space: The search space (fixes the supernet's maxima and the genes sampled).
@@ -79,102 +239,30 @@ def train_supernet(
     checkpoint = Path(checkpoint)
     device = torch.device(device)
     data = data or load_dataset(dataset)
-    spec = space.supernet_config(in_channels=data.in_channels, img_size=data.img_size, num_classes=data.num_classes)
-    torch.manual_seed(seed)
-    net = SpikformerSupernet(spec).to(device)
-    model: nn.Module = net
-    if _world() > 1:
-        model = DistributedDataParallel(net, find_unused_parameters=True)
-
-    sampler = DistributedSampler(data.train, shuffle=True, seed=seed, drop_last=True) if _world() > 1 else None
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(
-        data.train, batch_size=recipe.batch_size, shuffle=sampler is None, sampler=sampler,
-        generator=generator, drop_last=True, num_workers=recipe.num_workers,
-        persistent_workers=recipe.num_workers > 0, pin_memory=device.type == "cuda",
-    )
-    if len(loader) == 0:
-        raise ValueError(f"batch_size={recipe.batch_size} is larger than the training split ({len(data.train)} images)")
-    optimizer = create_optimizer_v2(net, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
-    scheduler, _ = create_scheduler_v2(
-        optimizer, sched="cosine", num_epochs=recipe.epochs, warmup_epochs=recipe.warmup_epochs,
-        warmup_lr=recipe.warmup_lr, min_lr=recipe.min_lr, step_on_epochs=False, updates_per_epoch=len(loader),
-    )
-    mixup = None
-    if recipe.mixup_alpha > 0 or recipe.cutmix_alpha > 0:
-        mixup = Mixup(mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
-                      label_smoothing=recipe.label_smoothing, num_classes=data.num_classes)
-    soft_loss = SoftTargetCrossEntropy()
-    hard_loss = LabelSmoothingCrossEntropy(recipe.label_smoothing) if recipe.label_smoothing > 0 else nn.CrossEntropyLoss()
-    rng = random.Random(seed)
-    start_epoch, history = 0, []
-
-    if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
-        if state["space"] != space.to_dict() or state["supernet"] != spec.to_dict():
-            raise ValueError(f"checkpoint {checkpoint} was trained for another space or data set; "
-                             "resume it with the same settings or choose another --output")
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        generator.set_state(state["rng"]["loader"])
-        rng.setstate(_to_tuple(state["rng"]["subnets"]))
-        start_epoch, history = state["epoch"], list(state["history"])
-
-    for epoch in range(start_epoch, recipe.epochs):
-        net.train()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        use_mixup = mixup is not None and (recipe.mixup_off_epoch is None or epoch < recipe.mixup_off_epoch)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not progress or _rank() != 0,
-                   leave=False, dynamic_ncols=True)
-        total, steps = 0.0, 0
-        for x, y in bar:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if use_mixup:
-                x, y = mixup(x, y)
-            criterion = soft_loss if use_mixup else hard_loss
-            configs = _subnets(space, rng, recipe.sandwich)
-            optimizer.zero_grad(set_to_none=True)
-            for i, config in enumerate(configs):
-                net.set_subnet(config)
-                last = i == len(configs) - 1
-                if isinstance(model, DistributedDataParallel) and not last:
-                    with model.no_sync():
-                        loss = criterion(model(x), y) / len(configs)
-                        loss.backward()
-                else:
-                    loss = criterion(model(x), y) / len(configs)
-                    loss.backward()
-                total += loss.item()
-            optimizer.step()
-            steps += 1
-            scheduler.step_update(epoch * len(loader) + steps)
-            bar.set_postfix(loss=f"{total / steps:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-        scheduler.step(epoch + 1)
-        history.append({"epoch": epoch + 1, "loss": total / max(steps, 1), "lr": optimizer.param_groups[0]["lr"]})
-        if _rank() == 0:
-            save_checkpoint(checkpoint, {
-                "format": CHECKPOINT_FORMAT,
-                "epoch": epoch + 1,
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "loader": generator.get_state(),
-                        "subnets": _to_lists(rng.getstate())},
-                "space": space.to_dict(),
-                "supernet": spec.to_dict(),
-                "dataset": dataset.to_dict(),
-                "recipe": recipe.to_dict(),
-                "seed": seed,
-                "history": history,
-            })
-        if _world() > 1:
-            dist.barrier()
-        if progress and _rank() == 0:
-            tqdm.write(f"epoch {epoch + 1}/{recipe.epochs}: loss {history[-1]['loss']:.4f}")
-    net.set_subnet(spec.largest_subnet())
+    supernet_cfg = space.supernet_config(in_channels=data.in_channels, img_size=data.img_size,
+                                         num_classes=data.num_classes)
+    with _seeded_rng(seed, device):
+        net = SpikformerSupernet(supernet_cfg).to(device)
+        model: nn.Module = DistributedDataParallel(net, find_unused_parameters=True) if _world() > 1 else net
+        loader = _train_loader(data.train, recipe, seed=seed, device=device)
+        optimizer, scheduler = _optimizer_and_scheduler(net, recipe, len(loader))
+        losses = _Losses.from_recipe(recipe, data.num_classes)
+        run = _Run(space=space, supernet_cfg=supernet_cfg, dataset=dataset, recipe=recipe, seed=seed, net=net,
+                   optimizer=optimizer, scheduler=scheduler, loader_rng=loader.generator,
+                   subnet_rng=random.Random(seed))
+        if resume and checkpoint.exists():
+            run.resume(load_checkpoint(checkpoint), checkpoint)
+        for epoch in range(run.epoch, recipe.epochs):
+            loss = _train_epoch(run, model, loader, losses, epoch=epoch, device=device, progress=progress)
+            run.epoch = epoch + 1
+            run.history.append({"epoch": epoch + 1, "loss": loss, "lr": optimizer.param_groups[0]["lr"]})
+            if _rank() == 0:
+                save_checkpoint(checkpoint, run.checkpoint())
+            if _world() > 1:
+                dist.barrier()
+            if progress and _rank() == 0:
+                tqdm.write(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss:.4f}")
+    net.set_subnet(supernet_cfg.largest_subnet())
     return net.eval()
 
 
@@ -185,4 +273,3 @@ def _to_lists(value: Any) -> Any:
 
 def _to_tuple(value: Any) -> Any:
     return tuple(_to_tuple(v) for v in value) if isinstance(value, list) else value
-

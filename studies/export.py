@@ -11,58 +11,34 @@
 
 The weights are the supernet's, cut to the subnet, with BN statistics recalibrated on the
 training images for this subnet (as during the search) before extraction. The test split
-is touched here and nowhere in the search (SPEC §3).
+is touched here and nowhere in the search.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from energy import EnergyMonitor, EnergyReport
-from models import Spikformer, SubnetConfig, SupernetConfig, count_params, extract_subnet
-from nas import SearchSpace, save_checkpoint
+from models import ConfigError, Spikformer, SubnetConfig, SupernetConfig, count_params, extract_subnet
+from nas import atomic_write, load_tensor_file, score_model
 
-from . import analysis
+from .settings import StudySettings
+from .study import load_evaluator, select_trial
 
 EXPORT_FORMAT = 1
 CONFIG_FILE = "subnet.json"
 WEIGHTS_FILE = "subnet.pt"
 
 
-@torch.no_grad()
-def _score(model: nn.Module, dataset: Dataset, *, batch_size: int, profile: str | None,
-           params: int) -> tuple[float, EnergyReport]:
-    """Accuracy and energy per image of `model` (in eval mode) on `dataset`."""
-    device = next(model.parameters()).device
-    correct = total = 0
-    with EnergyMonitor(model, profile=profile) as monitor:
-        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            pred = model(x.to(device)).argmax(dim=1).cpu()
-            correct += int((pred == y).sum())
-            total += len(y)
-    return correct / total, monitor.report(params=params)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def export_trial(
     study: optuna.Study,
-    settings: dict[str, Any],
+    settings: StudySettings,
     out_dir: str | Path,
     *,
     trial: str | int = "best",
@@ -88,30 +64,28 @@ def export_trial(
     Raises:
         StudyError: for a study without complete trials, an unknown trial number or a
             trial that is not complete.
-        ValueError: for a `trial` that is neither a name nor a number.
+        ConfigError: for a `trial` that is neither a name nor a number.
     """
-    chosen = analysis.select_trial(study, trial)
-    space = SearchSpace.from_dict(settings["space"])
-    config = space.config_from_params(chosen.params).active()
-    evaluator, data = analysis.load_evaluator(settings, device=device)
+    chosen = select_trial(study, settings, trial)
+    config = settings.space.config_from_params(chosen.params).active()
+    evaluator, data = load_evaluator(settings, device=device)
     # The evaluator leaves the supernet's BN statistics recalibrated for `config`: extract after it.
     val = evaluator(config)
-    model = extract_subnet(evaluator.supernet, config).eval()
-    spec: SupernetConfig = evaluator.supernet.supernet_config
-    params = count_params(spec, config)
-    ev = settings["evaluation"]
-    test_accuracy, report = _score(model, data.test, batch_size=ev["batch_size"], profile=ev["profile"],
-                                   params=params)
+    model = extract_subnet(evaluator.net, config).eval()
+    supernet_cfg: SupernetConfig = evaluator.net.supernet_cfg
+    params = count_params(supernet_cfg, config)
+    ev = settings.evaluation
+    test_accuracy, report = score_model(model, DataLoader(data.test, batch_size=ev.batch_size, shuffle=False),
+                                        params=params, profile=ev.profile)
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     weights, description = out / WEIGHTS_FILE, out / CONFIG_FILE
-    save_checkpoint(weights, {
+    atomic_write(weights, functools.partial(torch.save, {
         "format": EXPORT_FORMAT,
-        "supernet": spec.to_dict(),
+        "supernet": supernet_cfg.to_dict(),
         "config": config.to_dict(),
         "model": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
-    })
+    }))
     search = {key: chosen.user_attrs.get(key) for key in ("accuracy", "energy_mj", "f_aeb", "sops", "firing_rate")}
     result: dict[str, Any] = {
         "study": study.study_name,
@@ -125,10 +99,11 @@ def export_trial(
         "test_energy_mj": report.energy_mj,
         "test_sops": report.sops,
         "test_firing_rate": report.firing_rate,
-        "energy_profile": ev["profile"],
+        "energy_profile": ev.profile,
     }
-    _write_json(description, {**result, "format": EXPORT_FORMAT, "supernet": spec.to_dict(),
-                               "dataset": settings["dataset"], "weights": WEIGHTS_FILE})
+    text = json.dumps({**result, "format": EXPORT_FORMAT, "supernet": supernet_cfg.to_dict(),
+                       "dataset": settings.dataset.to_dict(), "weights": WEIGHTS_FILE}, indent=1) + "\n"
+    atomic_write(description, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     result["files"] = {"config": str(description), "weights": str(weights)}
     return result
 
@@ -142,19 +117,14 @@ def load_exported(path: str | Path, *, device: str | torch.device = "cpu") -> Sp
 
     Raises:
         FileNotFoundError: if there is no exported subnet at `path`.
-        ValueError: if the file is not an autospk subnet export.
+        ConfigError: if the file is not an autospk subnet export.
     """
     path = Path(path)
     if path.is_dir():
         path = path / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no exported subnet at {path}; write one with `autospk-study export`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a damaged file
-        raise ValueError(f"{path} is corrupt or not a subnet export ({type(err).__name__})") from None
+    state = load_tensor_file(path, what="subnet export", hint="write one with `autospk-study export`")
     if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT or "config" not in state:
-        raise ValueError(f"{path} is not an autospk subnet export (format {EXPORT_FORMAT}); "
+        raise ConfigError(f"{path} is not an autospk subnet export (format {EXPORT_FORMAT}); "
                          "a supernet checkpoint is loaded with nas.load_checkpoint")
     model = Spikformer(SupernetConfig.from_dict(state["supernet"]), SubnetConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])

@@ -8,7 +8,6 @@ energy in mJ per image; the axes say so.
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from models import BLOCK_GENES, GLOBAL_GENES
+from nas import atomic_write
 
 from . import analysis
 from .errors import StudyError
@@ -327,11 +327,4 @@ def write_report(
         f"of the subnets evaluated with inherited supernet weights.</p>\n"
         f"{_summary(study, settings, frame, front)}\n" + "\n".join(figures) + "\n</body>\n</html>\n"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))

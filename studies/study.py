@@ -248,7 +248,7 @@ def select_trial(study: optuna.Study, settings: StudySettings, which: str | int 
     Raises:
         StudyError: for a study without complete trials, an unknown trial number or a
             trial that is not complete.
-        ValueError: for anything else than the allowed choices.
+        ConfigError: for anything else than the allowed choices.
     """
     if isinstance(which, bool) or not isinstance(which, (int, np.integer, str)) or (
             isinstance(which, str) and which not in TRIAL_CHOICES):

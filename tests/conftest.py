@@ -15,16 +15,16 @@ def _seed() -> None:
 
 
 @pytest.fixture
-def tiny_spec() -> SupernetConfig:
+def tiny_supernet_cfg() -> SupernetConfig:
     return SupernetConfig(in_channels=1, img_size=8, patch_size=2, num_classes=5, max_depth=3,
                           max_embed_dim=32, max_num_heads=4, max_mlp_ratio=4.0, time_steps=2)
 
 
-def random_config(spec: SupernetConfig, rng: random.Random) -> SubnetConfig:
-    """A random valid subnet of `spec` with a full-length genome."""
-    depth = rng.randint(1, spec.max_depth)
+def random_config(supernet_cfg: SupernetConfig, rng: random.Random) -> SubnetConfig:
+    """A random valid subnet of `supernet_cfg` with a full-length genome."""
+    depth = rng.randint(1, supernet_cfg.max_depth)
     dim = rng.choice([16, 24, 32])
-    n = spec.max_depth
+    n = supernet_cfg.max_depth
     return SubnetConfig(
         depth=depth,
         embed_dim=dim,

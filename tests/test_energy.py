@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
@@ -9,7 +10,7 @@ from spikingjelly.activation_based.model import spikformer as sj_spikformer
 from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 from torch import nn
 
-from energy import EnergyMonitor, dense_macs, get_profile, measure_energy
+from energy import EnergyMonitor, analytic_energy, dense_macs, get_profile, measure_energy
 from models import SpikformerSupernet, SubnetConfig
 from models.neurons import lif
 from tests.conftest import random_config
@@ -95,14 +96,14 @@ def _force_all_ones(net: nn.Module) -> list:
             for m in net.modules() if isinstance(m, BaseNode)]
 
 
-def test_measured_dense_macs_equal_the_analytic_count(tiny_spec):
+def test_measured_dense_macs_equal_the_analytic_count(tiny_supernet_cfg):
     rng = random.Random(3)
-    net = SpikformerSupernet(tiny_spec)
+    net = SpikformerSupernet(tiny_supernet_cfg)
     handles = _force_all_ones(net)
-    for cfg in [random_config(tiny_spec, rng) for _ in range(4)] + [tiny_spec.largest_subnet()]:
+    for cfg in [random_config(tiny_supernet_cfg, rng) for _ in range(4)] + [tiny_supernet_cfg.largest_subnet()]:
         net.set_subnet(cfg)
         report = measure_energy(net, torch.rand(3, 1, 8, 8))
-        analytic = dense_macs(tiny_spec, cfg).layers.set_index("layer")
+        analytic = dense_macs(tiny_supernet_cfg, cfg).layers.set_index("layer")
         measured = report.layers.set_index("layer")
         assert sorted(measured.index) == sorted(analytic.index)
         assert (measured.loc[analytic.index, "dense_macs"] == analytic["dense_macs"]).all()
@@ -113,10 +114,10 @@ def test_measured_dense_macs_equal_the_analytic_count(tiny_spec):
         h.remove()
 
 
-def test_all_ones_spikes_on_binary_layers_give_t_times_dense_macs(tiny_spec):
-    net = SpikformerSupernet(tiny_spec)
+def test_all_ones_spikes_on_binary_layers_give_t_times_dense_macs(tiny_supernet_cfg):
+    net = SpikformerSupernet(tiny_supernet_cfg)
     handles = _force_all_ones(net)
-    cfg = tiny_spec.largest_subnet()
+    cfg = tiny_supernet_cfg.largest_subnet()
     report = measure_energy(net, torch.rand(2, 1, 8, 8))
     rows = report.layers.set_index("layer")
     for name in ("sps.proj_convs.1", "blocks.0.attn.proj_linear", "blocks.0.mlp.fc2_linear",
@@ -128,8 +129,8 @@ def test_all_ones_spikes_on_binary_layers_give_t_times_dense_macs(tiny_spec):
         h.remove()
 
 
-def test_ac_counts_agree_with_spikingjelly_op_counter_on_binary_inputs(tiny_spec):
-    net = SpikformerSupernet(tiny_spec)
+def test_ac_counts_agree_with_spikingjelly_op_counter_on_binary_inputs(tiny_supernet_cfg):
+    net = SpikformerSupernet(tiny_supernet_cfg)
     x = torch.rand(4, 1, 8, 8) * 3
     counter = SynOpCounter()
     with torch.no_grad(), DispatchCounterMode([counter]):
@@ -143,8 +144,8 @@ def test_ac_counts_agree_with_spikingjelly_op_counter_on_binary_inputs(tiny_spec
     assert rows.loc["blocks.0.mlp.fc2_linear", "ops"] > 0
 
 
-def test_hooks_leave_outputs_unchanged_and_are_removed(tiny_spec):
-    net = SpikformerSupernet(tiny_spec).eval()
+def test_hooks_leave_outputs_unchanged_and_are_removed(tiny_supernet_cfg):
+    net = SpikformerSupernet(tiny_supernet_cfg).eval()
     x = torch.rand(4, 1, 8, 8) * 3
     with torch.no_grad():
         before = net(x)
@@ -156,8 +157,8 @@ def test_hooks_leave_outputs_unchanged_and_are_removed(tiny_spec):
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
 
 
-def test_monitor_accumulates_over_batches_per_image(tiny_spec):
-    net = SpikformerSupernet(tiny_spec).eval()
+def test_monitor_accumulates_over_batches_per_image(tiny_supernet_cfg):
+    net = SpikformerSupernet(tiny_supernet_cfg).eval()
     x = torch.rand(6, 1, 8, 8) * 3
     with torch.no_grad(), EnergyMonitor(net) as monitor:
         net(x[:3])
@@ -168,8 +169,8 @@ def test_monitor_accumulates_over_batches_per_image(tiny_spec):
     assert split.energy_mj == pytest.approx(whole.energy_mj, rel=1e-6)
 
 
-def test_report_without_forward_is_an_error(tiny_spec):
-    with EnergyMonitor(SpikformerSupernet(tiny_spec)) as monitor:
+def test_report_without_forward_is_an_error(tiny_supernet_cfg):
+    with EnergyMonitor(SpikformerSupernet(tiny_supernet_cfg)) as monitor:
         pass
     with pytest.raises(RuntimeError, match="recorded no forward pass"):
         monitor.report()
@@ -194,8 +195,8 @@ def test_lif_settings_follow_spikformer():
     assert node.surrogate_function.alpha == 4.0
 
 
-def test_analytic_energy_matches_measured_energy_at_rate_one(tiny_spec):
-    net = SpikformerSupernet(tiny_spec)
+def test_analytic_energy_matches_measured_energy_at_rate_one(tiny_supernet_cfg):
+    net = SpikformerSupernet(tiny_supernet_cfg)
     cfg = SubnetConfig.uniform(depth=1, embed_dim=16, num_heads=2, mlp_ratio=2.0, time_steps=3, max_depth=3)
     net.set_subnet(cfg)
     # force 1 spike per element everywhere the input is binary; the residual stream holds 2s
@@ -203,7 +204,7 @@ def test_analytic_energy_matches_measured_energy_at_rate_one(tiny_spec):
     report = measure_energy(net, torch.rand(2, 1, 8, 8))
     for h in handles:
         h.remove()
-    analytic = dense_macs(tiny_spec, cfg)
+    analytic = dense_macs(tiny_supernet_cfg, cfg)
     rates = report.layers.set_index("layer")["input_rate"].fillna(0)
     expected_pj = sum(
         (4.6 * r.dense_macs) if r.kind == "MAC" else 0.9 * rates[r.layer] * cfg.time_steps * r.dense_macs
@@ -211,3 +212,14 @@ def test_analytic_energy_matches_measured_energy_at_rate_one(tiny_spec):
     )
     assert report.energy_mj == pytest.approx(expected_pj * 1e-9, rel=1e-9)
     assert analytic.energy_mj(firing_rate=1.0) < report.energy_mj  # the stream's 2s cost double
+
+
+def test_analytic_energy_is_a_picklable_cost_of_the_dense_counts(tiny_supernet_cfg):
+    cost = analytic_energy(tiny_supernet_cfg)
+    half = analytic_energy(tiny_supernet_cfg, firing_rate=0.5, profile="fp32")
+    rng = random.Random(0)
+    for cfg in [random_config(tiny_supernet_cfg, rng) for _ in range(3)]:
+        dense = dense_macs(tiny_supernet_cfg, cfg)
+        assert cost(cfg) == dense.energy_mj() > 0
+        assert half(cfg) == dense.energy_mj(firing_rate=0.5, profile="fp32") < cost(cfg)
+        assert pickle.loads(pickle.dumps(cost))(cfg) == cost(cfg)

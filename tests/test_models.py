@@ -87,12 +87,12 @@ def _train_bn_stats(net, configs, x):
             net(x)
 
 
-def test_extracted_subnets_match_supernet_outputs_and_param_counts(tiny_spec):
+def test_extracted_subnets_match_supernet_outputs_and_param_counts(tiny_supernet_cfg):
     rng = random.Random(1)
-    net = SpikformerSupernet(tiny_spec)
+    net = SpikformerSupernet(tiny_supernet_cfg)
     x = torch.rand(6, 1, 8, 8) * 2
-    configs = [random_config(tiny_spec, rng) for _ in range(6)]
-    configs.append(tiny_spec.largest_subnet())
+    configs = [random_config(tiny_supernet_cfg, rng) for _ in range(6)]
+    configs.append(tiny_supernet_cfg.largest_subnet())
     assert len({c.depth for c in configs}) > 1 and len({c.time_steps for c in configs}) > 1
     for cfg in configs:
         _train_bn_stats(net, [cfg], x)
@@ -103,17 +103,17 @@ def test_extracted_subnets_match_supernet_outputs_and_param_counts(tiny_spec):
             standalone = extract_subnet(net, cfg).eval()
             got = standalone(x)
         assert (got - expected).abs().max().item() < 1e-5, cfg
-        assert sum(p.numel() for p in standalone.parameters()) == count_params(tiny_spec, cfg)
+        assert sum(p.numel() for p in standalone.parameters()) == count_params(tiny_supernet_cfg, cfg)
         assert not any(isinstance(m, (ElasticLinear, ElasticConv2d)) for m in standalone.modules())
 
 
-def test_largest_subnet_param_count_equals_supernet_params(tiny_spec):
-    net = SpikformerSupernet(tiny_spec)
-    assert sum(p.numel() for p in net.parameters()) == count_params(tiny_spec, tiny_spec.largest_subnet())
+def test_largest_subnet_param_count_equals_supernet_params(tiny_supernet_cfg):
+    net = SpikformerSupernet(tiny_supernet_cfg)
+    assert sum(p.numel() for p in net.parameters()) == count_params(tiny_supernet_cfg, tiny_supernet_cfg.largest_subnet())
 
 
-def test_two_identical_forwards_give_identical_outputs(tiny_spec):
-    net = SpikformerSupernet(tiny_spec)
+def test_two_identical_forwards_give_identical_outputs(tiny_supernet_cfg):
+    net = SpikformerSupernet(tiny_supernet_cfg)
     x = torch.rand(4, 1, 8, 8) * 3
     first = net(x)
     second = net(x)
@@ -122,19 +122,19 @@ def test_two_identical_forwards_give_identical_outputs(tiny_spec):
     assert torch.equal(net(x), net(x))
 
 
-def test_static_image_is_equivalent_to_repeated_sequence(tiny_spec):
-    net = SpikformerSupernet(tiny_spec).eval()
+def test_static_image_is_equivalent_to_repeated_sequence(tiny_supernet_cfg):
+    net = SpikformerSupernet(tiny_supernet_cfg).eval()
     x = torch.rand(3, 1, 8, 8) * 3
-    sequence = x.unsqueeze(0).repeat(tiny_spec.time_steps, 1, 1, 1, 1)
+    sequence = x.unsqueeze(0).repeat(tiny_supernet_cfg.time_steps, 1, 1, 1, 1)
     with torch.no_grad():
         assert torch.allclose(net(x), net(sequence), atol=1e-6)
 
 
 @pytest.mark.parametrize("gene,value", [("tau", 10.0), ("threshold", 0.4), ("time_steps", 5)])
-def test_neuron_genes_and_time_steps_change_the_output(tiny_spec, gene, value):
-    net = SpikformerSupernet(tiny_spec)  # train mode: batch statistics make neurons fire
+def test_neuron_genes_and_time_steps_change_the_output(tiny_supernet_cfg, gene, value):
+    net = SpikformerSupernet(tiny_supernet_cfg)  # train mode: batch statistics make neurons fire
     x = torch.rand(8, 1, 8, 8) * 4
-    base = tiny_spec.largest_subnet()
+    base = tiny_supernet_cfg.largest_subnet()
     changed = SubnetConfig.from_dict({**base.to_dict(), gene: value if gene == "time_steps" else [value] * 3})
     with torch.no_grad():
         net.set_subnet(base)
@@ -144,23 +144,23 @@ def test_neuron_genes_and_time_steps_change_the_output(tiny_spec, gene, value):
     assert not torch.allclose(y0, y1)
 
 
-def test_threshold_scope_block_reaches_every_neuron_but_attention(tiny_spec):
-    spec = SupernetConfig(**{**tiny_spec.to_dict(), "threshold_scope": "block"})
-    net = SpikformerSupernet(spec)
-    cfg = SubnetConfig.from_dict({**spec.largest_subnet().to_dict(), "threshold": [1.6, 1.6, 1.6]})
+def test_threshold_scope_block_reaches_every_neuron_but_attention(tiny_supernet_cfg):
+    supernet_cfg = SupernetConfig(**{**tiny_supernet_cfg.to_dict(), "threshold_scope": "block"})
+    net = SpikformerSupernet(supernet_cfg)
+    cfg = SubnetConfig.from_dict({**supernet_cfg.largest_subnet().to_dict(), "threshold": [1.6, 1.6, 1.6]})
     net.set_subnet(cfg)
     attn = net.blocks[0].attn
     assert attn.q_lif.v_threshold == 1.6 and attn.proj_lif.v_threshold == 1.6
     assert attn.attn_lif.v_threshold == 0.5
-    mlp_only = SpikformerSupernet(tiny_spec)
+    mlp_only = SpikformerSupernet(tiny_supernet_cfg)
     mlp_only.set_subnet(cfg)
     assert mlp_only.blocks[0].mlp.fc1_lif.v_threshold == 1.6
     assert mlp_only.blocks[0].mlp.fc2_lif.v_threshold == 1.0
     assert mlp_only.blocks[0].attn.q_lif.tau == 2.0 and mlp_only.blocks[0].attn.q_lif.v_threshold == 1.0
 
 
-def test_num_heads_really_changes_the_head_split(tiny_spec):
-    net = SpikformerSupernet(tiny_spec)
+def test_num_heads_really_changes_the_head_split(tiny_supernet_cfg):
+    net = SpikformerSupernet(tiny_supernet_cfg)
     x = torch.rand(8, 1, 8, 8) * 4
     outs = []
     for heads in (1, 4):
@@ -192,9 +192,9 @@ def test_config_json_round_trip_and_arch_id_ignores_dormant_genes():
     ({"threshold": [1.0, 1.0]}, r"threshold has 2 entries but depth=3 needs one per block"),
     ({"time_steps": 0}, r"time_steps=0 must be >= 1"),
 ])
-def test_invalid_configs_name_field_block_and_allowed_values(tiny_spec, change, message):
-    cfg = SubnetConfig.from_dict({**tiny_spec.largest_subnet().to_dict(), **change})
-    net = SpikformerSupernet(tiny_spec)
+def test_invalid_configs_name_field_block_and_allowed_values(tiny_supernet_cfg, change, message):
+    cfg = SubnetConfig.from_dict({**tiny_supernet_cfg.largest_subnet().to_dict(), **change})
+    net = SpikformerSupernet(tiny_supernet_cfg)
     with pytest.raises(ValueError, match=message):
         net.set_subnet(cfg)
 
@@ -211,10 +211,10 @@ def test_supernet_config_rejects_bad_patch_size():
         SupernetConfig(patch_size=3)
 
 
-def test_subnet_context_restores_previous_config(tiny_spec):
-    net = SpikformerSupernet(tiny_spec)
+def test_subnet_context_restores_previous_config(tiny_supernet_cfg):
+    net = SpikformerSupernet(tiny_supernet_cfg)
     small = SubnetConfig.uniform(depth=1, embed_dim=16, num_heads=2, mlp_ratio=1.0, max_depth=3)
     with net.subnet(small):
         assert net.config.depth == 1 and net.sps.rpe_conv.active_out == 16
-    assert net.config == tiny_spec.largest_subnet()
+    assert net.config == tiny_supernet_cfg.largest_subnet()
     assert net.sps.rpe_conv.active_out == 32

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import create_trial
 
-from energy import dense_macs
+from energy import analytic_energy, dense_macs
 from models import ConfigError
 from nas.dedup import ARCH_ATTR, ARCH_KEY, DUPLICATE_ATTR, completed_twin, known_arch_ids
 from nas.sampler import (
@@ -28,19 +28,19 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 MAX, MIN = optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE
 
 
-def _spec(space):
+def _supernet_cfg(space):
     return space.supernet_config(in_channels=1, img_size=8, num_classes=10)
 
 
 def fake_objective(space, delay: float = 0.0):
     """Accuracy grows with size, energy is the analytic dense energy: a real trade-off."""
-    spec = _spec(space)
+    energy_mj = analytic_energy(_supernet_cfg(space), firing_rate=0.2)
 
     def objective(trial):
         cfg = space.suggest(trial)
         trial.set_user_attr("arch_id", cfg.arch_id)
         time.sleep(delay)
-        energy = dense_macs(spec, cfg).energy_mj(firing_rate=0.2)
+        energy = energy_mj(cfg)
         accuracy = 1 - 1 / (1 + cfg.embed_dim * cfg.depth * cfg.time_steps * sum(cfg.mlp_ratio[: cfg.depth]) / 50)
         return accuracy, energy
 
@@ -48,8 +48,7 @@ def fake_objective(space, delay: float = 0.0):
 
 
 def _cost(space):
-    spec = _spec(space)
-    return lambda cfg: dense_macs(spec, cfg).energy_mj()
+    return analytic_energy(_supernet_cfg(space))
 
 
 def _study(space, seed=0, cost=None, **kw):
@@ -278,7 +277,7 @@ def test_promise_prefers_points_that_extend_the_front():
 
 def _neuron_objective(space):
     """Firing rate set by the threshold, accuracy hurt by some neuron and head genes."""
-    spec = _spec(space)
+    supernet_cfg = _supernet_cfg(space)
 
     def objective(trial):
         cfg = space.suggest(trial)
@@ -287,14 +286,14 @@ def _neuron_objective(space):
         rate = sum(0.3 if cfg.threshold[b] == 0.8 else 0.15 for b in blocks) / cfg.depth
         size = cfg.embed_dim * cfg.depth * cfg.time_steps * sum(cfg.mlp_ratio[: cfg.depth])
         penalty = sum(0.08 * (cfg.tau[b] == 1.5) + 0.04 * (cfg.num_heads[b] == 1) for b in blocks) / cfg.depth
-        return 1 - 1 / (1 + size / 50) - penalty, dense_macs(spec, cfg).energy_mj(firing_rate=rate)
+        return 1 - 1 / (1 + size / 50) - penalty, dense_macs(supernet_cfg, cfg).energy_mj(firing_rate=rate)
 
     return objective
 
 
 def test_screening_finds_a_better_front_on_the_same_budget(tiny_space):
     objective = _neuron_objective(tiny_space)
-    largest = dense_macs(_spec(tiny_space), tiny_space.largest()).energy_mj(firing_rate=0.3)
+    largest = dense_macs(_supernet_cfg(tiny_space), tiny_space.largest()).energy_mj(firing_rate=0.3)
     ref = np.array([1.0, 1.1 * largest])
 
     def hypervolume(study):

@@ -16,9 +16,10 @@ def test_presets_load_and_paper_space_matches_the_authors():
     paper = load_space("paper")
     assert paper.genes["embed_dim"] == (192, 240, 336, 384)
     assert paper.genes["threshold"] == (0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
-    spec = paper.supernet_config(in_channels=3, img_size=32, num_classes=10)
-    assert (spec.max_depth, spec.max_embed_dim, spec.max_num_heads, spec.max_mlp_ratio) == (4, 384, 12, 4.0)
-    assert spec.stem_dims == (48, 96, 192) and spec.num_tokens == 64
+    supernet_cfg = paper.supernet_config(in_channels=3, img_size=32, num_classes=10)
+    assert (supernet_cfg.max_depth, supernet_cfg.max_embed_dim, supernet_cfg.max_num_heads,
+            supernet_cfg.max_mlp_ratio) == (4, 384, 12, 4.0)
+    assert supernet_cfg.stem_dims == (48, 96, 192) and supernet_cfg.num_tokens == 64
     assert paper.threshold_scope == "mlp"
 
 

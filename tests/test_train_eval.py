@@ -9,10 +9,11 @@ from nas import (
     AEBSettings,
     Budgets,
     DatasetSpec,
+    EvaluationSettings,
     SubnetEvaluator,
     SubnetObjective,
     load_checkpoint,
-    supernet_from_checkpoint,
+    save_checkpoint,
 )
 from nas.recipes import get_recipe
 from nas.train import train_supernet
@@ -38,11 +39,34 @@ def test_checkpoint_is_weights_only_safe_and_complete(trained):
     assert state["epoch"] == 2 and len(state["history"]) == 2
     assert state["space"] == space.to_dict() and state["dataset"]["name"] == "digits"
     assert {"model", "optimizer", "scheduler", "rng", "recipe", "supernet"} <= set(state)
-    rebuilt, rebuilt_space, dataset = supernet_from_checkpoint(load_checkpoint(path))
-    assert rebuilt_space == space and dataset == DatasetSpec("digits")
+    ckpt = load_checkpoint(path)
+    assert ckpt.space == space and ckpt.dataset == DatasetSpec("digits") and ckpt.recipe == RECIPE
+    assert ckpt.supernet_cfg == net.supernet_cfg and ckpt.epoch == 2 and ckpt.seed == 0
+    assert _same_state(ckpt.to_state(), state)
+    rebuilt = ckpt.build_supernet()
+    assert not rebuilt.training
     x = torch.rand(4, 1, 8, 8)
     with torch.no_grad():
-        assert torch.equal(rebuilt.eval()(x), net.eval()(x))
+        assert torch.equal(rebuilt(x), net.eval()(x))
+
+
+def _same_state(a, b) -> bool:
+    """Equal nested containers of tensors and plain values; lists and tuples are told apart."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return type(a) is type(b) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same_state, a, b))
+    return a == b
+
+
+def test_checkpoint_round_trips_through_save_and_load(trained, tmp_path):
+    _, _, path = trained
+    ckpt = load_checkpoint(path)
+    save_checkpoint(tmp_path / "copy.pt", ckpt)
+    assert _same_state(torch.load(tmp_path / "copy.pt", weights_only=True), torch.load(path, weights_only=True))
+    assert [p.name for p in tmp_path.iterdir()] == ["copy.pt"]
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, digits_data, trained, monkeypatch):
@@ -50,18 +74,18 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, digits_data,
     path = tmp_path / "resumed.pt"
     real_save = train_module.save_checkpoint  # the name nas.train calls
 
-    def save_then_crash(p, state):
-        real_save(p, state)
+    def save_then_crash(p, ckpt):
+        real_save(p, ckpt)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train_supernet(space, DatasetSpec("digits"), RECIPE, path, data=digits_data, progress=False)
-    assert load_checkpoint(path)["epoch"] == 1
+    assert load_checkpoint(path).epoch == 1
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
     resumed = train_supernet(space, DatasetSpec("digits"), RECIPE, path, resume=True, data=digits_data,
                              progress=False)
-    assert load_checkpoint(path)["epoch"] == 2
+    assert load_checkpoint(path).epoch == 2
     for (name, a), b in zip(net.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -71,8 +95,39 @@ def test_corrupt_and_missing_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "none.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="is corrupt or not a checkpoint"):
+    with pytest.raises(ValueError, match="is corrupt or not a supernet checkpoint"):
         load_checkpoint(bad)
+
+
+def test_checkpoint_without_some_keys_is_a_one_line_error_naming_them(trained, tmp_path):
+    _, _, path = trained
+    state = torch.load(path, weights_only=True)
+    del state["optimizer"], state["rng"]
+    partial = tmp_path / "partial.pt"
+    torch.save(state, partial)
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(partial)
+    message = str(err.value)
+    assert "\n" not in message and str(partial) in message
+    assert "'optimizer'" in message and "'rng'" in message and "'model'" not in message
+    torch.save({"format": 1, "supernet": state["supernet"], "config": {}, "model": {}}, partial)
+    with pytest.raises(ValueError, match="lacks the keys"):
+        load_checkpoint(partial)
+
+
+def test_training_leaves_the_callers_random_state_as_it_was(tiny_space, digits_data, tmp_path):
+    recipe = RECIPE.replace(epochs=1)
+    torch.manual_seed(1234)
+    torch.rand(3)
+    before = torch.get_rng_state()
+    train_supernet(tiny_space, DatasetSpec("digits"), recipe, tmp_path / "a.pt", data=digits_data,
+                   progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    train_supernet(tiny_space, DatasetSpec("digits"), recipe, tmp_path / "a.pt", resume=True,
+                   data=digits_data, progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    load_checkpoint(tmp_path / "a.pt").build_supernet()
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_resume_refuses_a_checkpoint_of_another_space(trained, digits_data, tmp_path):
@@ -87,8 +142,8 @@ def test_resume_refuses_a_checkpoint_of_another_space(trained, digits_data, tmp_
 def test_evaluation_does_not_depend_on_batch_size_and_is_cached(trained, digits_data):
     space, net, _ = trained
     configs = [space.largest(), space.smallest()]
-    small = SubnetEvaluator(net, digits_data.train_eval, digits_data.val, batch_size=7)
-    large = SubnetEvaluator(net, digits_data.train_eval, digits_data.val, batch_size=500)
+    small = SubnetEvaluator(net, digits_data.train_eval, digits_data.val, settings=EvaluationSettings(batch_size=7))
+    large = SubnetEvaluator(net, digits_data.train_eval, digits_data.val, settings=EvaluationSettings(batch_size=500))
     for cfg in configs:
         a, b = small(cfg), large(cfg)
         assert a.accuracy == b.accuracy
