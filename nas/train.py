@@ -12,6 +12,7 @@ the same subnet at every step (same seed, same number of draws).
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,8 +36,31 @@ from models import ConfigError, SpikformerSupernet, SubnetConfig, SupernetConfig
 from .checkpoint import SupernetCheckpoint, load_checkpoint, save_checkpoint
 from .data import DataSplits, load_dataset
 from .dataspec import DatasetSpec
+from .device import default_device
 from .recipes import Recipe
 from .space import SearchSpace
+
+
+@contextlib.contextmanager
+def torchrun_process_group(device: torch.device | str | None = None) -> Iterator[None]:
+    """Join the data-parallel process group when started by torchrun, and leave it after.
+
+    Outside torchrun (no ``LOCAL_RANK`` in the environment) it does nothing. The backend is
+    NCCL for CUDA devices and gloo otherwise.
+    """
+    if "LOCAL_RANK" not in os.environ or dist.is_initialized():
+        yield
+        return
+    if default_device(device).type == "cuda":
+        # One GPU per process: plain "cuda" then means this rank's GPU.
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
 
 
 def _rank() -> int:
@@ -213,7 +237,7 @@ def train_supernet(
     *,
     resume: bool = False,
     seed: int = 0,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     progress: bool = True,
     data: DataSplits | None = None,
 ) -> SpikformerSupernet:
@@ -229,7 +253,7 @@ def train_supernet(
         checkpoint: Where the checkpoint is written (and read when resuming).
         resume: Continue from `checkpoint` if it exists.
         seed: Seed of weights, data order and subnet draws.
-        device: Where to train.
+        device: Where to train (default: cuda if available, else cpu).
         progress: Show a progress bar (rank 0 only).
         data: Already loaded splits of `dataset` (skips loading).
 
@@ -237,7 +261,7 @@ def train_supernet(
         The trained supernet, in eval mode.
     """
     checkpoint = Path(checkpoint)
-    device = torch.device(device)
+    device = default_device(device)
     data = data or load_dataset(dataset)
     supernet_cfg = space.supernet_config(in_channels=data.in_channels, img_size=data.img_size,
                                          num_classes=data.num_classes)
