@@ -17,9 +17,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from nas import DatasetSpec, SearchSpace
-from nas.recipes import get_recipe
-from nas.train import train_supernet
+from nas import SearchSpace
 from studies import analysis, plots
 from studies.errors import StudyError
 from studies.export import export_trial, load_exported
@@ -159,23 +157,9 @@ def test_empty_and_unknown_trials_are_clear_errors(space, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    # The models here are tiny: one thread is faster, and far faster when other jobs share the CPUs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def real_study(tmp_path_factory, digits_data, one_thread):
-    folder = tmp_path_factory.mktemp("analysis")
-    checkpoint = folder / "supernet.pt"
-    recipe = get_recipe("digits").replace(epochs=1, batch_size=64, warmup_epochs=1)
-    train_supernet(SearchSpace.from_dict(TINY_SPACE), DatasetSpec("digits"), recipe, checkpoint,
-                   data=digits_data, progress=False)
-    storage = f"sqlite:///{folder}/s.db"
-    create(storage, "p", objective="pareto", checkpoint=checkpoint, population_size=4, num_parents=2)
+def real_study(tmp_path_factory, digits_checkpoint):
+    storage = f"sqlite:///{tmp_path_factory.mktemp('analysis')}/s.db"
+    create(storage, "p", objective="pareto", checkpoint=digits_checkpoint.path, population_size=4, num_parents=2)
     run_worker(storage, "p", n_trials=N_TRIALS, device="cpu")
     study, settings = load(storage, "p")
     return storage, study, settings
@@ -287,7 +271,7 @@ def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
     storage, _, _ = real_study
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it; see `one_thread`
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it; see conftest._one_thread
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", [])

@@ -14,9 +14,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas import DatasetSpec
-from nas.recipes import get_recipe
-from nas.train import train_supernet
 from studies.cli import main
 from studies.storage import open_storage
 from studies.study import WORKER_ATTR
@@ -25,7 +22,7 @@ from tests.conftest import TINY_SPACE
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MYSQL = "mysql+pymysql://root@127.0.0.1:3306/test"
 CLI = [sys.executable, "-m", "studies.cli"]
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}  # tiny models: see conftest._one_thread
 
 
 def run(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -41,17 +38,6 @@ def _server_answers(url: str) -> bool:
     except Exception:
         return False
     return True
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, digits_data):
-    from nas.space import SearchSpace
-
-    path = tmp_path_factory.mktemp("cli") / "supernet.pt"
-    recipe = get_recipe("digits").replace(epochs=1, batch_size=64, warmup_epochs=1)
-    train_supernet(SearchSpace.from_dict(TINY_SPACE), DatasetSpec("digits"), recipe, path, data=digits_data,
-                   progress=False)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +71,8 @@ def test_quickstart_reduced(tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["journal", "postgresql", "mysql"])
-def test_two_workers_finish_without_losses_or_duplicates(tmp_path, checkpoint, backend, capsys):
+def test_two_workers_finish_without_losses_or_duplicates(tmp_path, digits_checkpoint, backend, capsys):
+    checkpoint = digits_checkpoint.path
     storage = {"journal": f"journal://{tmp_path}/study.log", "postgresql": POSTGRES, "mysql": MYSQL}[backend]
     if backend != "journal" and not _server_answers(storage):
         pytest.skip(f"no {backend} server answers at {storage}")
@@ -102,7 +89,8 @@ def test_two_workers_finish_without_losses_or_duplicates(tmp_path, checkpoint, b
     assert shown and {"accuracy", "energy_mj", "depth", "embed_dim", "arch_id"} <= set(shown[0])
 
 
-def test_killed_worker_mid_trial_and_the_study_still_completes(tmp_path, checkpoint):
+def test_killed_worker_mid_trial_and_the_study_still_completes(tmp_path, digits_checkpoint):
+    checkpoint = digits_checkpoint.path
     storage = f"journal://{tmp_path}/crash.log"
     name = "crash"
     # slow trials (many calibration batches, batch size 1) leave time to kill one mid-way
@@ -183,7 +171,9 @@ def _usage_fails(capsys, *argv: str) -> str:
     return capsys.readouterr().err
 
 
-def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, checkpoint, capsys):
+def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, digits_checkpoint, capsys):
+    checkpoint = digits_checkpoint.path
+    trained = checkpoint.read_bytes()
     storage = f"sqlite:///{tmp_path}/bad.db"
     err = _fails(capsys, "show", "--storage", storage, "--study-name", "nope")
     assert "no study 'nope'" in err and len(err.strip().splitlines()) == 1
@@ -220,6 +210,7 @@ def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, checkpoint, 
     names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
     assert names == ["s"]
     assert not (tmp_path / "never.pt").exists()
+    assert checkpoint.read_bytes() == trained, "the refused --resume rewrote the checkpoint"
 
 
 def test_console_script_exits_non_zero_on_error(tmp_path):
