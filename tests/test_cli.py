@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -139,20 +140,67 @@ def test_training_killed_mid_epoch_resumes_to_all_epochs(tmp_path, tiny_toml):
     assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
 
 
-def test_torchrun_data_parallel_training_on_cpu(tmp_path, tiny_toml):
-    out = tmp_path / "ddp.pt"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-         "-m", "studies.cli", "train-supernet", "--space", str(tiny_toml), "--epochs", "1", "--batch-size", "32",
-         "--output", str(out), "--device", "cpu", "--no-progress"],
-        capture_output=True, text=True, timeout=300, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+# Runs inside every torchrun rank: trains through the real CLI, recording the subnet of each
+# training forward pass (one per step) and, after training, the rank's final parameters. Not the
+# BN running statistics: DDP broadcasts rank 0's buffers before each forward, and each rank then
+# updates them from its own batch, so they legitimately differ after the last step.
+RANK_RECORDER = """
+import json, os, sys
+from pathlib import Path
+
+import torch
+
+from models import SpikformerSupernet
+from studies.cli import main
+
+rank = os.environ["RANK"]
+subnets, nets = [], []
+forward = SpikformerSupernet.forward
+
+
+def recording_forward(self, x):
+    if self.training:
+        subnets.append(self.config.arch_id)
+        nets[:] = [self]
+    return forward(self, x)
+
+
+SpikformerSupernet.forward = recording_forward
+code = main(sys.argv[1:])
+folder = Path(__file__).parent
+(folder / f"subnets-{rank}.json").write_text(json.dumps(subnets))
+torch.save({name: p.detach() for name, p in nets[0].named_parameters()}, folder / f"weights-{rank}.pt")
+sys.exit(code)
+"""
+
+
+def test_torchrun_data_parallel_training_on_cpu(tmp_path, tiny_toml, digits_data):
     import torch
 
+    script = tmp_path / "train_rank.py"
+    script.write_text(RANK_RECORDER)
+    out = tmp_path / "ddp.pt"
+    root = str(Path(__file__).resolve().parents[1])  # the script's folder, not the repo, starts sys.path
+    env = {**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+         "train-supernet", "--space", str(tiny_toml), "--epochs", "1", "--batch-size", "32",
+         "--output", str(out), "--device", "cpu", "--no-progress"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # each rank gets half the training images; 1221 -> 610 per rank -> 19 steps of 32
+    steps = len(digits_data.train) // 2 // 32
+    subnets = [json.loads((tmp_path / f"subnets-{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(subnets[0]) == steps and len(set(subnets[0])) > 1
+    assert subnets[1] == subnets[0], "the ranks trained different subnets"
+    weights = [torch.load(tmp_path / f"weights-{rank}.pt", weights_only=True) for rank in (0, 1)]
+    assert weights[0].keys() == weights[1].keys()
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), f"{name} differs between the ranks"
     state = torch.load(out, weights_only=True)
-    assert state["epoch"] == 1
-    # 1221 training images, 2 ranks x 32 per step -> 19 steps, each rank the same subnet
-    assert state["history"][0]["loss"] > 0
+    assert state["epoch"] == 1 and state["history"][0]["loss"] > 0
+    assert all(torch.equal(state["model"][name], tensor) for name, tensor in weights[0].items())
 
 
 def _fails(capsys, *argv: str) -> str:
