@@ -262,7 +262,8 @@ def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, digits_check
 
 
 def test_console_script_exits_non_zero_on_error(tmp_path):
-    proc = subprocess.run(["autospk-study", "show", "--storage", f"sqlite:///{tmp_path}/x.db", "--study-name", "x"],
+    script = Path(sys.executable).with_name("autospk-study")  # the venv's, whether or not it is on PATH
+    proc = subprocess.run([str(script), "show", "--storage", f"sqlite:///{tmp_path}/x.db", "--study-name", "x"],
                           capture_output=True, text=True, env=ENV)
     assert proc.returncode == 2
     assert proc.stderr.startswith("autospk-study: error: no study 'x'")
