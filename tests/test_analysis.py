@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import math
@@ -186,22 +187,81 @@ def test_trials_frame_of_a_real_study(real_study):
     assert (table["accuracy %"] > 1).all()
 
 
+def plotly_figures(page: str) -> list[dict]:
+    """The figures of an HTML page, decoded from its ``Plotly.newPlot(id, data, layout, config)`` calls.
+
+    Read as JSON, not as text: plotly writes non-ASCII characters as ``\\uXXXX`` escapes, or
+    not, depending on whether orjson is installed.
+    """
+    decoder = json.JSONDecoder()
+    figures = []
+    for call in re.finditer(r"Plotly\.newPlot\(", page):
+        args, pos = [], call.end()
+        for i in range(4):
+            pos = re.compile(r"\s*" + (r"" if i == 0 else r",\s*")).match(page, pos).end()
+            value, pos = decoder.raw_decode(page, pos)
+            args.append(value)
+        div, data, layout, config = args
+        assert isinstance(div, str) and f'id="{div}"' in page, "newPlot draws into a div of the page"
+        figures.append({"data": data, "layout": layout, "config": config})
+    return figures
+
+
+def trace_values(values) -> list:
+    """A trace's x or y as a list: a plain JSON list, or plotly's base64 typed array."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)
+
+
 def test_report_is_one_self_contained_file_with_four_figures(real_study, tmp_path):
     _, study, settings = real_study
     path = plots.write_report(study, settings, tmp_path / "out" / "report.html", device="cpu")
     text = path.read_text()
-    for title in (plots.PARETO_TITLE, plots.HYPERVOLUME_TITLE, plots.BREAKDOWN_TITLE, plots.GENES_TITLE):
-        assert title in text, title
-    for label in (plots.ACCURACY_LABEL, plots.ENERGY_LABEL, plots.HYPERVOLUME_LABEL, "accuracy (%)", "energy (mJ)"):
-        assert label in text, label
-    assert "(%)" in plots.ACCURACY_LABEL and "(mJ)" in plots.ENERGY_LABEL
     assert not re.search(r"<script[^>]*\ssrc=", text), "the report must not load scripts from elsewhere"
-    assert text.count("Plotly.newPlot(") == 4 and len(re.findall(r"\* plotly\.js v\d", text)) == 1
-    best = int(analysis.best_aeb(analysis.trials_frame(study))["number"])
-    assert f"of trial {best} (the F_AEB-best trial" in text and "Study</dt><dd>p</dd>" in text
+    assert len(re.findall(r"\* plotly\.js v\d", text)) == 1
+    assert "Study</dt><dd>p</dd>" in text
     assert [p.name for p in path.parent.iterdir()] == ["report.html"]
-    chosen = plots.write_report(study, settings, path, breakdown_trial=0, device="cpu").read_text()
-    assert "Energy per layer of trial 0 (the chosen trial" in chosen
+
+    figures = plotly_figures(text)
+    assert len(figures) == 4 and text.count("Plotly.newPlot(") == 4
+    pareto, volume, breakdown, genes = (fig["layout"] for fig in figures)
+    best = int(analysis.best_aeb(analysis.trials_frame(study))["number"])
+    assert [layout["title"]["text"] for layout in (pareto, volume, genes)] == [
+        plots.PARETO_TITLE, plots.HYPERVOLUME_TITLE, plots.GENES_TITLE]
+    assert breakdown["title"]["text"].startswith(f"{plots.BREAKDOWN_TITLE} of trial {best} (the F_AEB-best trial")
+    assert pareto["yaxis"]["title"]["text"].endswith("accuracy (%)")
+    assert pareto["xaxis"]["title"]["text"].endswith("(mJ)") and breakdown["xaxis"]["title"]["text"].endswith("(mJ)")
+    assert volume["yaxis"]["title"]["text"] == plots.HYPERVOLUME_LABEL
+    assert volume["xaxis"]["title"]["text"] == "complete trials"
+    assert all(fig["config"]["displaylogo"] is False for fig in figures)
+
+    # the red line is Optuna's own Pareto front of the study, accuracy in percent
+    front = next(trace for trace in figures[0]["data"] if trace["name"].startswith("Pareto front"))
+    drawn = sorted(zip(trace_values(front["x"]), trace_values(front["y"])))
+    expected = sorted({(t.values[1], 100 * t.values[0]) for t in study.best_trials})
+    assert len(drawn) == len(expected) and np.array(drawn) == pytest.approx(np.array(expected))
+    assert front["name"] == f"Pareto front ({len(expected)} trials)"
+    every = [point for trace in figures[0]["data"] if trace["name"].split()[0] in ("dominated", "Pareto")
+             for point in zip(trace_values(trace["x"]), trace_values(trace["y"]))]
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert np.array(sorted(every)) == pytest.approx(np.array(sorted((t.values[1], 100 * t.values[0])
+                                                                    for t in complete)))
+    hypervolume = figures[1]["data"][0]
+    assert trace_values(hypervolume["x"]) == list(range(1, N_TRIALS + 1))
+    assert np.all(np.diff(trace_values(hypervolume["y"])) >= 0) and trace_values(hypervolume["y"])[-1] > 0
+    bars = figures[2]["data"]
+    assert {bar["name"].split()[0] for bar in bars} == {"MAC", "AC"}
+    assert all(energy > 0 for bar in bars for energy in trace_values(bar["x"]))
+    (parcoords,) = figures[3]["data"]
+    labels = [dimension["label"] for dimension in parcoords["dimensions"]]
+    assert labels[-2:] == ["accuracy (%)", "energy (mJ)"]
+    evaluated = [t for t in complete if "duplicate_of" not in t.user_attrs]
+    assert sorted(trace_values(parcoords["dimensions"][-1]["values"])) == pytest.approx(
+        sorted(t.values[1] for t in evaluated))
+
+    chosen = plotly_figures(plots.write_report(study, settings, path, breakdown_trial=0, device="cpu").read_text())
+    assert chosen[2]["layout"]["title"]["text"].startswith(f"{plots.BREAKDOWN_TITLE} of trial 0 (the chosen trial")
     with pytest.raises(StudyError, match="has no trial 99"):
         plots.write_report(study, settings, tmp_path / "x.html", breakdown_trial=99)
 
