@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import math
+import os
 import re
 import wsgiref.util
 from pathlib import Path
@@ -26,7 +27,8 @@ from studies.study import SETTINGS_ATTR, create, load, run_worker
 from tests.conftest import TINY_SPACE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "pareto.ipynb"
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "pareto.ipynb"
 N_TRIALS = 8
 
 
@@ -332,6 +334,8 @@ def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
 
     storage, _, _ = real_study
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it; see conftest._one_thread
+    # the kernel starts in tmp_path: make it import the code under test, not an installed copy
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", [])
