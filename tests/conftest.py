@@ -1,11 +1,24 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 
-from models import SubnetConfig, SupernetConfig
+from models import SpikformerSupernet, SubnetConfig, SupernetConfig
+from nas.recipes import get_recipe
+from nas.space import SearchSpace
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    # The models here are tiny: one thread is faster, and far faster when other jobs share the CPUs.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -52,9 +65,7 @@ TINY_SPACE = {
 
 
 @pytest.fixture
-def tiny_space():
-    from nas.space import SearchSpace
-
+def tiny_space() -> SearchSpace:
     return SearchSpace.from_dict(TINY_SPACE)
 
 
@@ -64,3 +75,40 @@ def digits_data():
     from nas.dataspec import DatasetSpec
 
     return load_dataset(DatasetSpec("digits"))
+
+
+DIGITS_RECIPE = get_recipe("digits").replace(epochs=2, batch_size=64, warmup_epochs=1)
+"""The recipe of `digits_checkpoint`: two short epochs, so a resumed run can be compared with it."""
+
+
+@dataclass(frozen=True)
+class TrainedSupernet:
+    """The supernet every test that needs trained weights shares (train it once per session).
+
+    Attributes:
+        path: Its checkpoint; tests only read it.
+        space: `TINY_SPACE`, as a `SearchSpace`.
+        weights: The state dict `train_supernet` returned, detached from any model.
+    """
+
+    path: Path
+    space: SearchSpace
+    weights: dict[str, torch.Tensor]
+
+    def load(self) -> SpikformerSupernet:
+        """A fresh copy of the trained supernet, rebuilt from the checkpoint (eval mode)."""
+        from nas import load_checkpoint
+
+        return load_checkpoint(self.path).build_supernet()
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoint(tmp_path_factory, digits_data) -> TrainedSupernet:
+    from nas import DatasetSpec
+    from nas.train import train_supernet
+
+    space = SearchSpace.from_dict(TINY_SPACE)
+    path = tmp_path_factory.mktemp("digits-supernet") / "supernet.pt"
+    net = train_supernet(space, DatasetSpec("digits"), DIGITS_RECIPE, path, data=digits_data, progress=False)
+    weights = {name: tensor.detach().clone() for name, tensor in net.state_dict().items()}
+    return TrainedSupernet(path, space, weights)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import io
 import json
 import math
+import os
 import re
 import wsgiref.util
 from pathlib import Path
@@ -17,17 +20,18 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from nas import DatasetSpec, SearchSpace
-from nas.recipes import get_recipe
-from nas.train import train_supernet
+from nas import SamplerSettings, SearchSpace
 from studies import analysis, plots
 from studies.errors import StudyError
 from studies.export import export_trial, load_exported
-from studies.study import SETTINGS_ATTR, create, load, run_worker
+from studies.settings import StudySettings
+from studies.study import create, load, load_evaluator, select_trial, trials_frame
+from studies.workers import run_worker
 from tests.conftest import TINY_SPACE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "pareto.ipynb"
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "pareto.ipynb"
 N_TRIALS = 8
 
 
@@ -109,14 +113,14 @@ def space() -> SearchSpace:
     return SearchSpace.from_dict(TINY_SPACE)
 
 
-def memory_study(space: SearchSpace) -> optuna.Study:
-    study = optuna.create_study(directions=["maximize", "minimize"], study_name="mem")
-    study.set_user_attr(SETTINGS_ATTR, {"space": space.to_dict()})
-    return study
+def memory_study(space: SearchSpace) -> tuple[optuna.Study, StudySettings]:
+    stored = json.loads((Path(__file__).parent / "data" / "settings_v1.json").read_text())
+    settings = dataclasses.replace(StudySettings.from_dict(stored), space=space)
+    return optuna.create_study(directions=["maximize", "minimize"], study_name="mem"), settings
 
 
 def test_trials_frame_marks_dormant_genes_and_infeasible_trials(space):
-    study = memory_study(space)
+    study, settings = memory_study(space)
     shallow = space.params_from_config(space.smallest())
     deep = space.params_from_config(space.largest())
     for params, energy, over in ((shallow, 1.0, -1.0), (deep, 3.0, 2.0)):
@@ -125,7 +129,8 @@ def test_trials_frame_marks_dormant_genes_and_infeasible_trials(space):
             user_attrs={"accuracy": 0.5, "energy_mj": energy, "f_aeb": 0.5, "arch_id": "x"},
             constraints={"energy_mj": over}))
     study.tell(study.ask(), state=TrialState.FAIL)
-    frame = analysis.trials_frame(study)
+    frame = trials_frame(study, settings)
+    assert frame.equals(analysis.trials_frame(study.get_trials(states=(TrialState.COMPLETE,)), space))
     assert list(frame.columns) == analysis.frame_columns(space)
     assert frame["feasible"].tolist() == [True, False]
     assert frame.loc[0, "depth"] == 1 and math.isnan(frame.loc[0, "num_heads_1"])
@@ -135,47 +140,36 @@ def test_trials_frame_marks_dormant_genes_and_infeasible_trials(space):
 
 
 def test_empty_and_unknown_trials_are_clear_errors(space, tmp_path):
-    study = memory_study(space)
-    assert analysis.trials_frame(study).empty
-    assert list(analysis.trials_frame(study).columns) == analysis.frame_columns(space)
+    study, settings = memory_study(space)
+    assert trials_frame(study, settings).empty
+    assert list(trials_frame(study, settings).columns) == analysis.frame_columns(space)
     with pytest.raises(StudyError, match="no complete trials yet"):
-        export_trial(study, {}, tmp_path, trial="best")
+        export_trial(study, settings, tmp_path, trial="best")
     study.tell(study.ask(), state=TrialState.FAIL)
     study.ask()
     with pytest.raises(StudyError, match=r"trial 0 of study 'mem' is FAIL, not COMPLETE"):
-        export_trial(study, {}, tmp_path, trial=0)
+        export_trial(study, settings, tmp_path, trial=0)
     with pytest.raises(StudyError, match=r"trial 1 of study 'mem' is RUNNING"):
-        analysis.select_trial(study, 1)
+        select_trial(study, settings, 1)
     with pytest.raises(StudyError, match=r"has no trial 7; its trials are numbered 0..1"):
-        export_trial(study, {}, tmp_path, trial=7)
+        export_trial(study, settings, tmp_path, trial=7)
     with pytest.raises(ValueError, match="choose 'best', 'knee' or a trial number"):
-        export_trial(study, {}, tmp_path, trial="worst")
-    with pytest.raises(StudyError, match="no stored search space"):
-        analysis.trials_frame(optuna.create_study(study_name="plain"))
+        export_trial(study, settings, tmp_path, trial="worst")
     assert not list(tmp_path.iterdir())
+    storage = f"sqlite:///{tmp_path}/plain.db"
+    optuna.create_study(storage=storage, study_name="plain")
+    with pytest.raises(StudyError, match="study 'plain' was not created by autospk-study create"):
+        load(storage, "plain")
 
 
 # ----------------------------------------------------------------------------- a real small study
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    # The models here are tiny: one thread is faster, and far faster when other jobs share the CPUs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def real_study(tmp_path_factory, digits_data, one_thread):
-    folder = tmp_path_factory.mktemp("analysis")
-    checkpoint = folder / "supernet.pt"
-    recipe = get_recipe("digits").replace(epochs=1, batch_size=64, warmup_epochs=1)
-    train_supernet(SearchSpace.from_dict(TINY_SPACE), DatasetSpec("digits"), recipe, checkpoint,
-                   data=digits_data, progress=False)
-    storage = f"sqlite:///{folder}/s.db"
-    create(storage, "p", objective="pareto", checkpoint=checkpoint, population_size=4, num_parents=2)
+def real_study(tmp_path_factory, digits_checkpoint):
+    storage = f"sqlite:///{tmp_path_factory.mktemp('analysis')}/s.db"
+    create(storage, "p", objective="pareto", checkpoint=digits_checkpoint.path,
+           sampler=SamplerSettings(population_size=4, num_parents=2))
     run_worker(storage, "p", n_trials=N_TRIALS, device="cpu")
     study, settings = load(storage, "p")
     return storage, study, settings
@@ -183,8 +177,8 @@ def real_study(tmp_path_factory, digits_data, one_thread):
 
 def test_trials_frame_of_a_real_study(real_study):
     _, study, settings = real_study
-    space = SearchSpace.from_dict(settings["space"])
-    frame = analysis.trials_frame(study)
+    space = settings.space
+    frame = trials_frame(study, settings)
     assert list(frame.columns) == analysis.frame_columns(space)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(frame) == len(complete) == N_TRIALS
@@ -202,22 +196,81 @@ def test_trials_frame_of_a_real_study(real_study):
     assert (table["accuracy %"] > 1).all()
 
 
+def plotly_figures(page: str) -> list[dict]:
+    """The figures of an HTML page, decoded from its ``Plotly.newPlot(id, data, layout, config)`` calls.
+
+    Read as JSON, not as text: plotly writes non-ASCII characters as ``\\uXXXX`` escapes, or
+    not, depending on whether orjson is installed.
+    """
+    decoder = json.JSONDecoder()
+    figures = []
+    for call in re.finditer(r"Plotly\.newPlot\(", page):
+        args, pos = [], call.end()
+        for i in range(4):
+            pos = re.compile(r"\s*" + (r"" if i == 0 else r",\s*")).match(page, pos).end()
+            value, pos = decoder.raw_decode(page, pos)
+            args.append(value)
+        div, data, layout, config = args
+        assert isinstance(div, str) and f'id="{div}"' in page, "newPlot draws into a div of the page"
+        figures.append({"data": data, "layout": layout, "config": config})
+    return figures
+
+
+def trace_values(values) -> list:
+    """A trace's x or y as a list: a plain JSON list, or plotly's base64 typed array."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)
+
+
 def test_report_is_one_self_contained_file_with_four_figures(real_study, tmp_path):
     _, study, settings = real_study
     path = plots.write_report(study, settings, tmp_path / "out" / "report.html", device="cpu")
     text = path.read_text()
-    for title in (plots.PARETO_TITLE, plots.HYPERVOLUME_TITLE, plots.BREAKDOWN_TITLE, plots.GENES_TITLE):
-        assert title in text, title
-    for label in (plots.ACCURACY_LABEL, plots.ENERGY_LABEL, plots.HYPERVOLUME_LABEL, "accuracy (%)", "energy (mJ)"):
-        assert label in text, label
-    assert "(%)" in plots.ACCURACY_LABEL and "(mJ)" in plots.ENERGY_LABEL
     assert not re.search(r"<script[^>]*\ssrc=", text), "the report must not load scripts from elsewhere"
-    assert text.count("Plotly.newPlot(") == 4 and len(re.findall(r"\* plotly\.js v\d", text)) == 1
-    best = int(analysis.best_aeb(analysis.trials_frame(study))["number"])
-    assert f"of trial {best} (the F_AEB-best trial" in text and "Study</dt><dd>p</dd>" in text
+    assert len(re.findall(r"\* plotly\.js v\d", text)) == 1
+    assert "Study</dt><dd>p</dd>" in text
     assert [p.name for p in path.parent.iterdir()] == ["report.html"]
-    chosen = plots.write_report(study, settings, path, breakdown_trial=0, device="cpu").read_text()
-    assert "Energy per layer of trial 0 (the chosen trial" in chosen
+
+    figures = plotly_figures(text)
+    assert len(figures) == 4 and text.count("Plotly.newPlot(") == 4
+    pareto, volume, breakdown, genes = (fig["layout"] for fig in figures)
+    best = int(analysis.best_aeb(trials_frame(study, settings))["number"])
+    assert [layout["title"]["text"] for layout in (pareto, volume, genes)] == [
+        plots.PARETO_TITLE, plots.HYPERVOLUME_TITLE, plots.GENES_TITLE]
+    assert breakdown["title"]["text"].startswith(f"{plots.BREAKDOWN_TITLE} of trial {best} (the F_AEB-best trial")
+    assert pareto["yaxis"]["title"]["text"].endswith("accuracy (%)")
+    assert pareto["xaxis"]["title"]["text"].endswith("(mJ)") and breakdown["xaxis"]["title"]["text"].endswith("(mJ)")
+    assert volume["yaxis"]["title"]["text"] == plots.HYPERVOLUME_LABEL
+    assert volume["xaxis"]["title"]["text"] == "complete trials"
+    assert all(fig["config"]["displaylogo"] is False for fig in figures)
+
+    # the red line is Optuna's own Pareto front of the study, accuracy in percent
+    front = next(trace for trace in figures[0]["data"] if trace["name"].startswith("Pareto front"))
+    drawn = sorted(zip(trace_values(front["x"]), trace_values(front["y"])))
+    expected = sorted({(t.values[1], 100 * t.values[0]) for t in study.best_trials})
+    assert len(drawn) == len(expected) and np.array(drawn) == pytest.approx(np.array(expected))
+    assert front["name"] == f"Pareto front ({len(expected)} trials)"
+    every = [point for trace in figures[0]["data"] if trace["name"].split()[0] in ("dominated", "Pareto")
+             for point in zip(trace_values(trace["x"]), trace_values(trace["y"]))]
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert np.array(sorted(every)) == pytest.approx(np.array(sorted((t.values[1], 100 * t.values[0])
+                                                                    for t in complete)))
+    hypervolume = figures[1]["data"][0]
+    assert trace_values(hypervolume["x"]) == list(range(1, N_TRIALS + 1))
+    assert np.all(np.diff(trace_values(hypervolume["y"])) >= 0) and trace_values(hypervolume["y"])[-1] > 0
+    bars = figures[2]["data"]
+    assert {bar["name"].split()[0] for bar in bars} == {"MAC", "AC"}
+    assert all(energy > 0 for bar in bars for energy in trace_values(bar["x"]))
+    (parcoords,) = figures[3]["data"]
+    labels = [dimension["label"] for dimension in parcoords["dimensions"]]
+    assert labels[-2:] == ["accuracy (%)", "energy (mJ)"]
+    evaluated = [t for t in complete if "duplicate_of" not in t.user_attrs]
+    assert sorted(trace_values(parcoords["dimensions"][-1]["values"])) == pytest.approx(
+        sorted(t.values[1] for t in evaluated))
+
+    chosen = plotly_figures(plots.write_report(study, settings, path, breakdown_trial=0, device="cpu").read_text())
+    assert chosen[2]["layout"]["title"]["text"].startswith(f"{plots.BREAKDOWN_TITLE} of trial 0 (the chosen trial")
     with pytest.raises(StudyError, match="has no trial 99"):
         plots.write_report(study, settings, tmp_path / "x.html", breakdown_trial=99)
 
@@ -225,7 +278,7 @@ def test_report_is_one_self_contained_file_with_four_figures(real_study, tmp_pat
 def test_export_writes_a_safe_checkpoint_that_matches_the_supernet(real_study, tmp_path):
     _, study, settings = real_study
     result = export_trial(study, settings, tmp_path / "subnet", trial="knee", device="cpu")
-    frame = analysis.trials_frame(study)
+    frame = trials_frame(study, settings)
     knee = analysis.knee(analysis.pareto_front(frame))
     assert result["trial"] == knee["number"] and result["arch_id"] == knee["arch_id"]
     assert 0.0 <= result["test_accuracy"] <= 1.0 and result["test_energy_mj"] > 0
@@ -237,16 +290,16 @@ def test_export_writes_a_safe_checkpoint_that_matches_the_supernet(real_study, t
     assert saved["test_accuracy"] == result["test_accuracy"] and saved["search"]["accuracy"] == knee["accuracy"]
 
     model = load_exported(tmp_path / "subnet")
-    config = SearchSpace.from_dict(settings["space"]).config_from_params(study.trials[result["trial"]].params)
+    config = settings.space.config_from_params(study.trials[result["trial"]].params)
     assert model.config == config.active() and not model.training
-    evaluator, data = analysis.load_evaluator(settings, device="cpu")
+    evaluator, data = load_evaluator(settings, device="cpu")
     evaluator(config)  # recalibrates the supernet's BN for this subnet, as the export did
     x = torch.stack([data.test[i][0] for i in range(32)])
     with torch.no_grad():
         diff = (model(x) - evaluator.net.eval()(x)).abs().max().item()
     assert diff < 1e-5
     with pytest.raises(ValueError, match="not an autospk subnet export"):
-        load_exported(settings["checkpoint"])
+        load_exported(settings.checkpoint)
     with pytest.raises(FileNotFoundError, match="subnet export .* does not exist"):
         load_exported(tmp_path / "nothing")
 
@@ -287,7 +340,9 @@ def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
     storage, _, _ = real_study
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it; see `one_thread`
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it; see conftest._one_thread
+    # the kernel starts in tmp_path: make it import the code under test, not an installed copy
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", [])

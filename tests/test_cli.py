@@ -9,23 +9,21 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas import DatasetSpec
-from nas.recipes import get_recipe
-from nas.train import train_supernet
 from studies.cli import main
 from studies.storage import open_storage
-from studies.study import WORKER_ATTR
+from studies.workers import WORKER_ATTR
 from tests.conftest import TINY_SPACE
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MYSQL = "mysql+pymysql://root@127.0.0.1:3306/test"
 CLI = [sys.executable, "-m", "studies.cli"]
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}  # tiny models: see conftest._one_thread
 
 
 def run(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -41,17 +39,6 @@ def _server_answers(url: str) -> bool:
     except Exception:
         return False
     return True
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, digits_data):
-    from nas.space import SearchSpace
-
-    path = tmp_path_factory.mktemp("cli") / "supernet.pt"
-    recipe = get_recipe("digits").replace(epochs=1, batch_size=64, warmup_epochs=1)
-    train_supernet(SearchSpace.from_dict(TINY_SPACE), DatasetSpec("digits"), recipe, path, data=digits_data,
-                   progress=False)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +72,8 @@ def test_quickstart_reduced(tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["journal", "postgresql", "mysql"])
-def test_two_workers_finish_without_losses_or_duplicates(tmp_path, checkpoint, backend, capsys):
+def test_two_workers_finish_without_losses_or_duplicates(tmp_path, digits_checkpoint, backend, capsys):
+    checkpoint = digits_checkpoint.path
     storage = {"journal": f"journal://{tmp_path}/study.log", "postgresql": POSTGRES, "mysql": MYSQL}[backend]
     if backend != "journal" and not _server_answers(storage):
         pytest.skip(f"no {backend} server answers at {storage}")
@@ -102,7 +90,8 @@ def test_two_workers_finish_without_losses_or_duplicates(tmp_path, checkpoint, b
     assert shown and {"accuracy", "energy_mj", "depth", "embed_dim", "arch_id"} <= set(shown[0])
 
 
-def test_killed_worker_mid_trial_and_the_study_still_completes(tmp_path, checkpoint):
+def test_killed_worker_mid_trial_and_the_study_still_completes(tmp_path, digits_checkpoint):
+    checkpoint = digits_checkpoint.path
     storage = f"journal://{tmp_path}/crash.log"
     name = "crash"
     # slow trials (many calibration batches, batch size 1) leave time to kill one mid-way
@@ -151,20 +140,67 @@ def test_training_killed_mid_epoch_resumes_to_all_epochs(tmp_path, tiny_toml):
     assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
 
 
-def test_torchrun_data_parallel_training_on_cpu(tmp_path, tiny_toml):
-    out = tmp_path / "ddp.pt"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-         "-m", "studies.cli", "train-supernet", "--space", str(tiny_toml), "--epochs", "1", "--batch-size", "32",
-         "--output", str(out), "--device", "cpu", "--no-progress"],
-        capture_output=True, text=True, timeout=300, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+# Runs inside every torchrun rank: trains through the real CLI, recording the subnet of each
+# training forward pass (one per step) and, after training, the rank's final parameters. Not the
+# BN running statistics: DDP broadcasts rank 0's buffers before each forward, and each rank then
+# updates them from its own batch, so they legitimately differ after the last step.
+RANK_RECORDER = """
+import json, os, sys
+from pathlib import Path
+
+import torch
+
+from models import SpikformerSupernet
+from studies.cli import main
+
+rank = os.environ["RANK"]
+subnets, nets = [], []
+forward = SpikformerSupernet.forward
+
+
+def recording_forward(self, x):
+    if self.training:
+        subnets.append(self.config.arch_id)
+        nets[:] = [self]
+    return forward(self, x)
+
+
+SpikformerSupernet.forward = recording_forward
+code = main(sys.argv[1:])
+folder = Path(__file__).parent
+(folder / f"subnets-{rank}.json").write_text(json.dumps(subnets))
+torch.save({name: p.detach() for name, p in nets[0].named_parameters()}, folder / f"weights-{rank}.pt")
+sys.exit(code)
+"""
+
+
+def test_torchrun_data_parallel_training_on_cpu(tmp_path, tiny_toml, digits_data):
     import torch
 
+    script = tmp_path / "train_rank.py"
+    script.write_text(RANK_RECORDER)
+    out = tmp_path / "ddp.pt"
+    root = str(Path(__file__).resolve().parents[1])  # the script's folder, not the repo, starts sys.path
+    env = {**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+         "train-supernet", "--space", str(tiny_toml), "--epochs", "1", "--batch-size", "32",
+         "--output", str(out), "--device", "cpu", "--no-progress"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # each rank gets half the training images; 1221 -> 610 per rank -> 19 steps of 32
+    steps = len(digits_data.train) // 2 // 32
+    subnets = [json.loads((tmp_path / f"subnets-{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(subnets[0]) == steps and len(set(subnets[0])) > 1
+    assert subnets[1] == subnets[0], "the ranks trained different subnets"
+    weights = [torch.load(tmp_path / f"weights-{rank}.pt", weights_only=True) for rank in (0, 1)]
+    assert weights[0].keys() == weights[1].keys()
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), f"{name} differs between the ranks"
     state = torch.load(out, weights_only=True)
-    assert state["epoch"] == 1
-    # 1221 training images, 2 ranks x 32 per step -> 19 steps, each rank the same subnet
-    assert state["history"][0]["loss"] > 0
+    assert state["epoch"] == 1 and state["history"][0]["loss"] > 0
+    assert all(torch.equal(state["model"][name], tensor) for name, tensor in weights[0].items())
 
 
 def _fails(capsys, *argv: str) -> str:
@@ -183,7 +219,9 @@ def _usage_fails(capsys, *argv: str) -> str:
     return capsys.readouterr().err
 
 
-def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, checkpoint, capsys):
+def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, digits_checkpoint, capsys):
+    checkpoint = digits_checkpoint.path
+    trained = checkpoint.read_bytes()
     storage = f"sqlite:///{tmp_path}/bad.db"
     err = _fails(capsys, "show", "--storage", storage, "--study-name", "nope")
     assert "no study 'nope'" in err and len(err.strip().splitlines()) == 1
@@ -220,10 +258,12 @@ def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, checkpoint, 
     names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
     assert names == ["s"]
     assert not (tmp_path / "never.pt").exists()
+    assert checkpoint.read_bytes() == trained, "the refused --resume rewrote the checkpoint"
 
 
 def test_console_script_exits_non_zero_on_error(tmp_path):
-    proc = subprocess.run(["autospk-study", "show", "--storage", f"sqlite:///{tmp_path}/x.db", "--study-name", "x"],
+    script = Path(sys.executable).with_name("autospk-study")  # the venv's, whether or not it is on PATH
+    proc = subprocess.run([str(script), "show", "--storage", f"sqlite:///{tmp_path}/x.db", "--study-name", "x"],
                           capture_output=True, text=True, env=ENV)
     assert proc.returncode == 2
     assert proc.stderr.startswith("autospk-study: error: no study 'x'")

@@ -12,7 +12,6 @@ from torch import nn
 
 from energy import EnergyMonitor, analytic_energy, dense_macs, get_profile, measure_energy
 from models import SpikformerSupernet, SubnetConfig
-from models.neurons import lif
 from tests.conftest import random_config
 
 
@@ -186,13 +185,6 @@ def test_works_on_spikingjelly_builtin_spikformer():
     assert (kinds == "AC").sum() >= 6
     assert report.energy_mj > 0 and report.time_steps == 2
     assert 0 <= report.firing_rate <= 1
-
-
-def test_lif_settings_follow_spikformer():
-    node = lif(tau=1.25, threshold=0.8)
-    assert node.tau == 1.25 and node.v_threshold == 0.8 and node.v_reset == 0.0
-    assert node.detach_reset and node.decay_input and node.step_mode == "m"
-    assert node.surrogate_function.alpha == 4.0
 
 
 def test_analytic_energy_matches_measured_energy_at_rate_one(tiny_supernet_cfg):

@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+from spikingjelly.activation_based import functional
 from torch import nn
 
 from models import (
@@ -15,6 +16,7 @@ from models import (
     extract_subnet,
 )
 from models.elastic import ElasticBatchNorm1d, ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
+from models.neurons import lif, set_lif
 from tests.conftest import random_config
 
 
@@ -76,6 +78,42 @@ def test_elastic_batchnorm_cumulative_average_when_momentum_is_none():
         bn(b)
     expected = torch.stack([b.mean(0) for b in batches]).mean(0)
     assert torch.allclose(bn.running_mean[:3], expected, atol=1e-6)
+
+
+# Membrane before the spike: H[t] = V[t-1] + (x - V[t-1]) / tau (the input decays too); a spike
+# when H >= threshold, then V = 0 (hard reset). Spike trains for a constant input, by hand:
+@pytest.mark.parametrize("tau, threshold, x, spikes", [
+    (2.0, 1.0, 1.9, [0, 1, 0, 1, 0, 1]),  # 0.95, 1.425 -> reset; a soft reset would fire at step 3
+    (2.0, 1.0, 2.0, [1, 1, 1, 1]),  # H = 1.0 reaches the threshold exactly: it fires
+    (4.0, 1.0, 1.5, [0, 0, 0, 1, 0, 0, 0, 1]),  # 0.375, 0.656, 0.867, 1.025
+    (4.0, 0.5, 1.5, [0, 1, 0, 1]),  # the same input under a lower threshold
+    (1.25, 0.8, 0.9, [0, 1, 0, 1]),  # 0.72, 0.864
+])
+def test_lif_fires_where_tau_threshold_and_hard_reset_predict(tau, threshold, x, spikes):
+    inputs = torch.full((len(spikes), 3), x)  # [T, N]: multi-step
+    expected = [[float(s)] * 3 for s in spikes]
+    assert lif(tau=tau, threshold=threshold)(inputs).tolist() == expected
+    changed = lif()
+    set_lif(changed, tau=tau, threshold=threshold)  # as the supernet changes its neurons
+    assert changed(inputs).tolist() == expected
+
+
+def test_lif_state_carries_over_until_reset_net():
+    node = lif(tau=2.0, threshold=1.0)
+    batch = torch.full((3, 2), 1.9)
+    first = node(batch)
+    assert first[:, 0].tolist() == [0.0, 1.0, 0.0]
+    assert node(batch)[:, 0].tolist() == [1.0, 0.0, 1.0]  # starts from the left-over V = 0.95
+    functional.reset_net(node)
+    assert torch.equal(node(batch), first)
+
+
+def test_lif_surrogate_gradient_is_a_sigmoid_of_slope_four():
+    node = lif(tau=2.0, threshold=1.0)
+    x = torch.full((1, 1), 2.0, requires_grad=True)  # H = x / tau = the threshold
+    node(x).sum().backward()
+    # d spike / dH = alpha * sigmoid'(0) = 4 / 4 = 1, and dH / dx = 1 / tau
+    assert x.grad.item() == pytest.approx(0.5)
 
 
 def _train_bn_stats(net, configs, x):

@@ -15,39 +15,28 @@ from nas import (
     load_checkpoint,
     save_checkpoint,
 )
-from nas.recipes import get_recipe
 from nas.train import train_supernet
+from tests.conftest import DIGITS_RECIPE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-RECIPE = get_recipe("digits").replace(epochs=2, batch_size=64, warmup_epochs=1)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, digits_data):
-    from nas.space import SearchSpace
-    from tests.conftest import TINY_SPACE
-
-    space = SearchSpace.from_dict(TINY_SPACE)
-    path = tmp_path_factory.mktemp("ckpt") / "supernet.pt"
-    net = train_supernet(space, DatasetSpec("digits"), RECIPE, path, data=digits_data, progress=False)
-    return space, net, path
-
-
-def test_checkpoint_is_weights_only_safe_and_complete(trained):
-    space, net, path = trained
-    state = torch.load(path, weights_only=True)
-    assert state["epoch"] == 2 and len(state["history"]) == 2
-    assert state["space"] == space.to_dict() and state["dataset"]["name"] == "digits"
+def test_checkpoint_is_weights_only_safe_and_complete(digits_checkpoint):
+    state = torch.load(digits_checkpoint.path, weights_only=True)
+    assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
+    assert state["space"] == digits_checkpoint.space.to_dict() and state["dataset"]["name"] == "digits"
+    assert state["recipe"] == DIGITS_RECIPE.to_dict()
     assert {"model", "optimizer", "scheduler", "rng", "recipe", "supernet"} <= set(state)
-    ckpt = load_checkpoint(path)
-    assert ckpt.space == space and ckpt.dataset == DatasetSpec("digits") and ckpt.recipe == RECIPE
-    assert ckpt.supernet_cfg == net.supernet_cfg and ckpt.epoch == 2 and ckpt.seed == 0
+    ckpt = load_checkpoint(digits_checkpoint.path)
+    assert ckpt.space == digits_checkpoint.space and ckpt.dataset == DatasetSpec("digits")
+    assert ckpt.recipe == DIGITS_RECIPE and ckpt.epoch == 2 and ckpt.seed == 0
     assert _same_state(ckpt.to_state(), state)
     rebuilt = ckpt.build_supernet()
-    assert not rebuilt.training
-    x = torch.rand(4, 1, 8, 8)
-    with torch.no_grad():
-        assert torch.equal(rebuilt(x), net.eval()(x))
+    assert not rebuilt.training and ckpt.supernet_cfg == rebuilt.supernet_cfg
+    rebuilt_weights = rebuilt.state_dict()
+    assert rebuilt_weights.keys() == digits_checkpoint.weights.keys()
+    for name, trained in digits_checkpoint.weights.items():
+        assert torch.equal(rebuilt_weights[name], trained), name
 
 
 def _same_state(a, b) -> bool:
@@ -61,16 +50,14 @@ def _same_state(a, b) -> bool:
     return a == b
 
 
-def test_checkpoint_round_trips_through_save_and_load(trained, tmp_path):
-    _, _, path = trained
-    ckpt = load_checkpoint(path)
-    save_checkpoint(tmp_path / "copy.pt", ckpt)
+def test_checkpoint_round_trips_through_save_and_load(digits_checkpoint, tmp_path):
+    path = digits_checkpoint.path
+    save_checkpoint(tmp_path / "copy.pt", load_checkpoint(path))
     assert _same_state(torch.load(tmp_path / "copy.pt", weights_only=True), torch.load(path, weights_only=True))
     assert [p.name for p in tmp_path.iterdir()] == ["copy.pt"]
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path, digits_data, trained, monkeypatch):
-    space, net, _ = trained
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, digits_data, digits_checkpoint, monkeypatch):
     path = tmp_path / "resumed.pt"
     real_save = train_module.save_checkpoint  # the name nas.train calls
 
@@ -80,14 +67,17 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, digits_data,
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        train_supernet(space, DatasetSpec("digits"), RECIPE, path, data=digits_data, progress=False)
+        train_supernet(digits_checkpoint.space, DatasetSpec("digits"), DIGITS_RECIPE, path, data=digits_data,
+                       progress=False)
     assert load_checkpoint(path).epoch == 1
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
-    resumed = train_supernet(space, DatasetSpec("digits"), RECIPE, path, resume=True, data=digits_data,
-                             progress=False)
+    resumed = train_supernet(digits_checkpoint.space, DatasetSpec("digits"), DIGITS_RECIPE, path, resume=True,
+                             data=digits_data, progress=False)
     assert load_checkpoint(path).epoch == 2
-    for (name, a), b in zip(net.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), name
+    resumed_weights = resumed.state_dict()
+    assert resumed_weights.keys() == digits_checkpoint.weights.keys()
+    for name, trained in digits_checkpoint.weights.items():
+        assert torch.equal(resumed_weights[name], trained), name
 
 
 def test_corrupt_and_missing_checkpoints_are_clear_errors(tmp_path):
@@ -99,9 +89,8 @@ def test_corrupt_and_missing_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(bad)
 
 
-def test_checkpoint_without_some_keys_is_a_one_line_error_naming_them(trained, tmp_path):
-    _, _, path = trained
-    state = torch.load(path, weights_only=True)
+def test_checkpoint_without_some_keys_is_a_one_line_error_naming_them(digits_checkpoint, tmp_path):
+    state = torch.load(digits_checkpoint.path, weights_only=True)
     del state["optimizer"], state["rng"]
     partial = tmp_path / "partial.pt"
     torch.save(state, partial)
@@ -116,7 +105,7 @@ def test_checkpoint_without_some_keys_is_a_one_line_error_naming_them(trained, t
 
 
 def test_training_leaves_the_callers_random_state_as_it_was(tiny_space, digits_data, tmp_path):
-    recipe = RECIPE.replace(epochs=1)
+    recipe = DIGITS_RECIPE.replace(epochs=1)
     torch.manual_seed(1234)
     torch.rand(3)
     before = torch.get_rng_state()
@@ -130,17 +119,18 @@ def test_training_leaves_the_callers_random_state_as_it_was(tiny_space, digits_d
     assert torch.equal(torch.get_rng_state(), before)
 
 
-def test_resume_refuses_a_checkpoint_of_another_space(trained, digits_data, tmp_path):
+def test_resume_refuses_a_checkpoint_of_another_space(digits_checkpoint, digits_data):
     from nas.space import load_space
 
-    _, _, path = trained
+    before = digits_checkpoint.path.read_bytes()
     with pytest.raises(ValueError, match="trained for another space or data set"):
-        train_supernet(load_space("digits"), DatasetSpec("digits"), RECIPE, path, resume=True, data=digits_data,
-                       progress=False)
+        train_supernet(load_space("digits"), DatasetSpec("digits"), DIGITS_RECIPE, digits_checkpoint.path,
+                       resume=True, data=digits_data, progress=False)
+    assert digits_checkpoint.path.read_bytes() == before
 
 
-def test_evaluation_does_not_depend_on_batch_size_and_is_cached(trained, digits_data):
-    space, net, _ = trained
+def test_evaluation_does_not_depend_on_batch_size_and_is_cached(digits_checkpoint, digits_data):
+    space, net = digits_checkpoint.space, digits_checkpoint.load()
     configs = [space.largest(), space.smallest()]
     small = SubnetEvaluator(net, digits_data.train_eval, digits_data.val, settings=EvaluationSettings(batch_size=7))
     large = SubnetEvaluator(net, digits_data.train_eval, digits_data.val, settings=EvaluationSettings(batch_size=500))
@@ -152,8 +142,8 @@ def test_evaluation_does_not_depend_on_batch_size_and_is_cached(trained, digits_
     assert small(configs[0]) is small(configs[0])
 
 
-def test_recalibration_makes_scores_independent_of_history(trained, digits_data):
-    space, net, _ = trained
+def test_recalibration_makes_scores_independent_of_history(digits_checkpoint, digits_data):
+    space, net = digits_checkpoint.space, digits_checkpoint.load()
     a, b = space.largest(), space.smallest()
     first = SubnetEvaluator(net, digits_data.train_eval, digits_data.val)(a)
     SubnetEvaluator(net, digits_data.train_eval, digits_data.val)(b)
@@ -164,8 +154,8 @@ def test_recalibration_makes_scores_independent_of_history(trained, digits_data)
 
 
 @pytest.mark.parametrize("objective", ["aeb", "pareto"])
-def test_objective_records_attrs_constraints_and_reuses_twins(trained, digits_data, objective):
-    space, net, _ = trained
+def test_objective_records_attrs_constraints_and_reuses_twins(digits_checkpoint, digits_data, objective):
+    space, net = digits_checkpoint.space, digits_checkpoint.load()
     evaluator = SubnetEvaluator(net, digits_data.train_eval, digits_data.val)
     e_ref = evaluator(space.largest()).energy.energy_mj
     obj = SubnetObjective(space, evaluator, objective, AEBSettings(e_ref=e_ref), Budgets(max_params=3000))
