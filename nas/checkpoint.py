@@ -60,12 +60,13 @@ class SupernetCheckpoint:
     history: list[dict[str, Any]]
 
     def to_state(self) -> dict[str, Any]:
-        """The dict written to disk: tensors and plain containers only."""
+        """The dict written to disk: tensors (on the CPU, so that a file written on a GPU loads
+        anywhere) and plain containers only."""
         return {
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
-            "model": self.model,
-            "optimizer": self.optimizer,
+            "model": _on_cpu(self.model),
+            "optimizer": _on_cpu(self.optimizer),
             "scheduler": self.scheduler,
             "rng": self.rng,
             "space": self.space.to_dict(),
@@ -134,3 +135,14 @@ def load_checkpoint(path: str | Path) -> SupernetCheckpoint:
     state = load_tensor_file(path, what="supernet checkpoint",
                              hint="train one with `autospk-study train-supernet`")
     return SupernetCheckpoint.from_state(state, path)
+
+
+def _on_cpu(value: Any) -> Any:
+    """`value` with every tensor in it moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: _on_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(item) for item in value)
+    return value

@@ -68,11 +68,11 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, digits_data,
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train_supernet(digits_checkpoint.space, DatasetSpec("digits"), DIGITS_RECIPE, path, data=digits_data,
-                       progress=False)
+                       device="cpu", progress=False)
     assert load_checkpoint(path).epoch == 1
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
     resumed = train_supernet(digits_checkpoint.space, DatasetSpec("digits"), DIGITS_RECIPE, path, resume=True,
-                             data=digits_data, progress=False)
+                             data=digits_data, device="cpu", progress=False)
     assert load_checkpoint(path).epoch == 2
     resumed_weights = resumed.state_dict()
     assert resumed_weights.keys() == digits_checkpoint.weights.keys()
