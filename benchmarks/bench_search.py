@@ -38,6 +38,7 @@ import optuna
 from energy import analytic_energy
 from nas import (
     DatasetSpec,
+    SamplerSettings,
     SpikformerNSGAIISampler,
     SubnetEvaluator,
     load_checkpoint,
@@ -53,8 +54,9 @@ def make_samplers(space, supernet_cfg, population: int, seed: int,
     cost = analytic_energy(supernet_cfg)
 
     def ours(k: int) -> SpikformerNSGAIISampler:
-        return SpikformerNSGAIISampler(space, population_size=population, num_parents=max(2, population // 5),
-                                       candidates=k, seed=seed, cost=cost)
+        # num_parents follows the population (SamplerSettings derives it).
+        settings = SamplerSettings(population_size=population, candidates=k, seed=seed)
+        return SpikformerNSGAIISampler(space, settings=settings, cost=cost)
 
     return {
         "autospk NSGA-II": ours(candidates),
@@ -77,7 +79,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--population-size", type=int, default=20)
-    parser.add_argument("--candidates", type=int, default=4,
+    parser.add_argument("--candidates", type=int, default=SamplerSettings().candidates,
                         help="children screened per proposal by our sampler (its default)")
     parser.add_argument("--cache", default="autospk-runs/bench_search_cache.json")
     parser.add_argument("--samplers", nargs="*", default=None, help="subset of sampler names to run")
