@@ -140,6 +140,31 @@ def test_training_killed_mid_epoch_resumes_to_all_epochs(tmp_path, tiny_toml):
     assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
 
 
+def test_training_killed_while_writing_its_checkpoint_leaves_no_temp_files(tmp_path, tiny_toml):
+    from nas import load_checkpoint
+
+    out = tmp_path / "sn.pt"
+    args = ["train-supernet", "--space", str(tiny_toml), "--epochs", "6", "--batch-size", "32", "--output", str(out),
+            "--resume", "--no-progress"]
+    torn = 0
+    for _ in range(6):
+        proc = subprocess.Popen([*CLI, *args], env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        # Kill the moment a temp file appears next to a checkpoint: the next one is being written.
+        while proc.poll() is None and not (out.exists() and list(tmp_path.glob(".sn.pt.tmp*"))):
+            time.sleep(0.001)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        torn += bool(list(tmp_path.glob(".sn.pt.tmp*")))
+        assert load_checkpoint(out).epoch >= 1
+        if torn == 2:
+            break
+    assert torn, "no kill landed while a checkpoint was being written"
+    run(*args)
+    assert load_checkpoint(out).epoch == 6
+    assert [p.name for p in tmp_path.iterdir()] == ["sn.pt"]
+
+
 # Runs inside every torchrun rank: trains through the real CLI, recording the subnet of each
 # training forward pass (one per step) and, after training, the rank's final parameters. Not the
 # BN running statistics: DDP broadcasts rank 0's buffers before each forward, and each rank then
