@@ -5,6 +5,7 @@
     autospk-study create --study-name s --objective pareto --checkpoint supernet.pt
     autospk-study optimize --study-name s --n-trials 200 --workers 2
     autospk-study show --study-name s
+    autospk-study delete --study-name s --yes
     optuna-dashboard sqlite:///autospk.db
 
 The storage comes from --storage, else $AUTOSPK_STORAGE, else sqlite:///autospk.db.
@@ -228,6 +229,31 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1, default=str))
 
 
+def cmd_delete(args: argparse.Namespace) -> None:
+    from .study import delete
+
+    storage = _storage(args)
+
+    def trials(n: int) -> str:
+        return f"{n} trial{'' if n == 1 else 's'}"
+
+    def ask(n_trials: int) -> bool:
+        if not sys.stdin.isatty():
+            raise CLIError(f"not deleting study '{args.study_name}' ({trials(n_trials)}) without --yes: the input "
+                           "is not a terminal to ask on")
+        try:
+            answer = input(f"delete study '{args.study_name}' and its {trials(n_trials)} from {storage}? [y/N] ")
+        except EOFError:
+            answer = ""
+        return answer.strip().lower() in ("y", "yes")
+
+    deleted = delete(storage, args.study_name, confirm=None if args.yes else ask)
+    if deleted is None:
+        print(f"study '{args.study_name}' kept")
+    else:
+        print(f"deleted study '{args.study_name}' and its {trials(deleted)} from {storage}")
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from nas.dataspec import DatasetSpec
     from nas.recipes import get_recipe
@@ -350,6 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="subnet", help="output folder")
     p.add_argument("--device", default=None, help="where to measure")
     p.set_defaults(func=cmd_export)
+
+    p = _subparser(sub, "delete", "delete a study and all its trials",
+                   "Delete a study and all its trials, e.g. one whose create was interrupted (a plain "
+                   "create of the same name also replaces that one). Stop the study's workers first. Without "
+                   "--yes it asks, and refuses when the input is not a terminal.")
+    _add_storage(p)
+    p.add_argument("--yes", action="store_true", help="delete without asking")
+    p.set_defaults(func=cmd_delete)
 
     p = _subparser(sub, "quickstart", "the whole job on digits in one command",
                    "Train the digits supernet, create an aeb and a pareto study in one storage, search both, "

@@ -295,7 +295,7 @@ def test_console_script_exits_non_zero_on_error(tmp_path):
 
 
 def test_every_subcommand_has_help():
-    for command in ("train-supernet", "create", "optimize", "list", "show", "plot", "export", "quickstart"):
+    for command in ("train-supernet", "create", "optimize", "list", "show", "plot", "export", "delete", "quickstart"):
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         assert exit_info.value.code == 0
