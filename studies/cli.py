@@ -29,7 +29,7 @@ from nas.settings import OBJECTIVES, Budgets, EvaluationSettings, SamplerSetting
 from nas.space import presets
 
 from .errors import StudyError
-from .settings import HEARTBEAT_INTERVAL
+from .settings import HEARTBEAT_INTERVAL, check_study_name
 from .storage import DEFAULT_STORAGE, STORAGE_ENV, StorageError, default_storage, normalize_url
 
 PROG = "autospk-study"
@@ -56,6 +56,13 @@ def _probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} must be a probability in [0, 1]")
     return value
+
+
+def _study_name(text: str) -> str:
+    try:
+        return check_study_name(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 # The options of each settings dataclass: flag, parser and help. Defaults come from the
@@ -116,7 +123,7 @@ def _add_storage(p: argparse.ArgumentParser, *, study: bool = True) -> None:
                    help=f"storage URL (default: ${STORAGE_ENV} or {DEFAULT_STORAGE}); sqlite:///file.db, "
                         "postgresql://..., mysql+pymysql://..., journal:///abs/file.log")
     if study:
-        p.add_argument("--study-name", required=True, help="name of the study")
+        p.add_argument("--study-name", required=True, type=_study_name, help="name of the study")
 
 
 def _storage(args: argparse.Namespace) -> str:

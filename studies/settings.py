@@ -31,6 +31,18 @@ HEARTBEAT_INTERVAL = 10
 """Seconds between a running trial's heartbeats on database storages."""
 
 
+def check_study_name(name: str) -> str:
+    """`name`, if it can name a study: it needs a character that is not whitespace.
+
+    Raises:
+        ConfigError: for an empty or whitespace-only name.
+    """
+    if not name.strip():
+        raise ConfigError(f"study name {name!r} is blank; give a name with at least one visible character, "
+                          "e.g. 'digits-pareto'")
+    return name
+
+
 @dataclass(frozen=True)
 class StudySettings:
     """The settings of one study.

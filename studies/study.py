@@ -28,7 +28,7 @@ from nas.settings import DIRECTIONS, METRIC_NAMES, Budgets, EvaluationSettings, 
 
 from . import analysis
 from .errors import StudyError
-from .settings import HEARTBEAT_INTERVAL, SETTINGS_ATTR, StudySettings
+from .settings import HEARTBEAT_INTERVAL, SETTINGS_ATTR, StudySettings, check_study_name
 from .storage import open_storage
 
 TRIAL_CHOICES = ("best", "knee")
@@ -163,10 +163,11 @@ def create(
 
     Raises:
         StudyError: for an existing study (unless `skip_if_exists`) or a mismatch with it.
-        ConfigError: for out-of-range settings.
+        ConfigError: for a blank study name or out-of-range settings.
     """
     from nas.checkpoint import load_checkpoint
 
+    check_study_name(study_name)
     store = open_storage(storage)
     existing = optuna.load_study(study_name=study_name, storage=store) if study_name in _study_names(store) else None
     half_created = existing is not None and _half_created(existing)

@@ -286,6 +286,30 @@ def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, digits_check
     assert checkpoint.read_bytes() == trained, "the refused --resume rewrote the checkpoint"
 
 
+@pytest.mark.parametrize("patch_size,threshold,message", [
+    ("2", "[inf, 1.0]", "space 'bad': threshold=inf (block 0) must be a finite number > 0"),
+    ("[2]", "[0.8, 1.0]", "space 'bad': patch_size=[2] must be one whole number"),
+])
+def test_a_bad_space_file_is_a_one_line_error(tmp_path, capsys, patch_size, threshold, message):
+    genes = {**TINY_SPACE["genes"], "threshold": threshold}
+    space = tmp_path / "bad.toml"
+    space.write_text(f"patch_size = {patch_size}\n[genes]\n" + "\n".join(f"{k} = {v}" for k, v in genes.items()))
+    err = _fails(capsys, "train-supernet", "--space", str(space), "--epochs", "1", "--output", str(tmp_path / "x.pt"))
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_checkpoint_holding_only_its_format_is_a_one_line_error(tmp_path, capsys):
+    import torch
+
+    checkpoint = tmp_path / "only-format.pt"
+    torch.save({"format": 1}, checkpoint)
+    err = _fails(capsys, "create", "--storage", f"sqlite:///{tmp_path}/s.db", "--study-name", "s", "--objective",
+                 "aeb", "--checkpoint", str(checkpoint))
+    assert f"supernet checkpoint {checkpoint} lacks the keys ['epoch', 'model'," in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_console_script_exits_non_zero_on_error(tmp_path):
     script = Path(sys.executable).with_name("autospk-study")  # the venv's, whether or not it is on PATH
     proc = subprocess.run([str(script), "show", "--storage", f"sqlite:///{tmp_path}/x.db", "--study-name", "x"],

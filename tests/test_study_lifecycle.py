@@ -1,4 +1,4 @@
-"""A study's life: create (all of it, or a half-created study that the next create replaces), delete."""
+"""A study's life: create (all of it, or a half-created study that the next create replaces), delete, names."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -14,6 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from models import ConfigError
 from nas.settings import DIRECTIONS, METRIC_NAMES, SamplerSettings
 from studies.errors import StudyError
 from studies.settings import SETTINGS_ATTR
@@ -144,3 +146,16 @@ def test_delete_asks_on_a_terminal_and_refuses_without_yes_elsewhere(tmp_path, d
     assert "deleted study 's' and its 1 trial" in capsys.readouterr().out
     assert not optuna.get_all_study_summaries(open_storage(storage))
     assert "no study 's'" in _fails(capsys, "delete", "--storage", storage, "--study-name", "s", "--yes")
+
+
+@pytest.mark.parametrize("name", ["", " ", "\t\n"])
+def test_a_blank_study_name_is_refused(tmp_path, digits_checkpoint, capsys, name):
+    storage = f"sqlite:///{tmp_path}/names.db"
+    with pytest.raises(ConfigError, match=re.escape(f"study name {name!r} is blank; give a name with at least "
+                                                    "one visible character")):
+        create(storage, name, objective="pareto", checkpoint=digits_checkpoint.path, sampler=SMALL)
+    with pytest.raises(SystemExit) as exit_info:
+        main(_create_args(storage, name, digits_checkpoint.path))
+    assert exit_info.value.code == 2
+    assert f"argument --study-name: study name {name!r} is blank" in capsys.readouterr().err
+    assert not optuna.get_all_study_summaries(open_storage(storage))
