@@ -55,7 +55,7 @@ def _note(settings: StudySettings) -> str:
     )
 
 
-def make_evaluator(checkpoint, evaluation: EvaluationSettings, *, device: str | None = None):
+def make_evaluator(checkpoint, evaluation: EvaluationSettings, *, path: str | Path, device: str | None = None):
     """The checkpoint's supernet and data, and an evaluator with these evaluation settings.
 
     The evaluator recalibrates BN on the ``train_eval`` split and scores the ``val`` split.
@@ -63,17 +63,23 @@ def make_evaluator(checkpoint, evaluation: EvaluationSettings, *, device: str | 
     Args:
         checkpoint: A loaded `nas.checkpoint.SupernetCheckpoint`.
         evaluation: How subnets are scored.
+        path: Where `checkpoint` was read from, for messages.
         device: Where to run (default: cuda if available, else cpu).
 
     Returns:
         ``(evaluator, data)``: a `nas.SubnetEvaluator` and the data set's `nas.DataSplits`.
+
+    Raises:
+        ConfigError: if the data set no longer holds the data the supernet was trained on.
     """
-    from nas.data import load_dataset
+    from nas.data import fingerprint, load_dataset
     from nas.device import default_device
     from nas.evaluate import SubnetEvaluator
 
     dev = default_device(device)
     data = load_dataset(checkpoint.dataset)
+    checkpoint.check_data(path, checkpoint.dataset, fingerprint(data),
+                          fix="restore the data it was trained on, or train a supernet on the data as it is now")
     evaluator = SubnetEvaluator(checkpoint.build_supernet(dev), data.train_eval, data.val, settings=evaluation,
                                 device=dev)
     return evaluator, data
@@ -83,14 +89,22 @@ def load_evaluator(settings: StudySettings, *, device: str | None = None):
     """The study's supernet, data and evaluator, exactly as its search scores subnets.
 
     Raises:
-        StudyError: if the checkpoint no longer matches the study's search space.
+        StudyError: if the checkpoint no longer matches the study's search space, or was
+            trained on other data than the study's supernet.
+        ConfigError: if the data set no longer holds the data the supernet was trained on.
     """
     from nas.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(settings.checkpoint)
     if checkpoint.space != settings.space:
         raise StudyError(f"checkpoint {settings.checkpoint} does not match the study's search space")
-    return make_evaluator(checkpoint, settings.evaluation, device=device)
+    if settings.data_fingerprint is not None and checkpoint.data_fingerprint != settings.data_fingerprint:
+        raise StudyError(
+            f"checkpoint {settings.checkpoint} is not the supernet the study was created with: it was trained on "
+            f"{checkpoint.dataset.describe()} with data fingerprint {checkpoint.data_fingerprint or 'unknown'}, the "
+            f"study's on {settings.dataset.describe()} with data fingerprint {settings.data_fingerprint}; put the "
+            "study's checkpoint back, or create a new study on this one")
+    return make_evaluator(checkpoint, settings.evaluation, path=settings.checkpoint, device=device)
 
 
 def make_sampler(settings: StudySettings, *, seed_offset: int = 0):
@@ -184,12 +198,12 @@ def create(
         return study
     state = load_checkpoint(checkpoint)
     if aeb.e_ref is None:
-        evaluator, _ = make_evaluator(state, evaluation, device=device)
+        evaluator, _ = make_evaluator(state, evaluation, path=checkpoint, device=device)
         aeb = dataclasses.replace(aeb, e_ref=evaluator(state.space.largest()).energy.energy_mj)
     settings = StudySettings(
         objective=objective, checkpoint=str(Path(checkpoint).resolve()), space=state.space, dataset=state.dataset,
         supernet_cfg=state.supernet_cfg, aeb=aeb, budgets=budgets, sampler=sampler, evaluation=evaluation,
-        heartbeat_interval=heartbeat_interval,
+        heartbeat_interval=heartbeat_interval, data_fingerprint=state.data_fingerprint,
     )
     if half_created:
         _log.warning("study '%s' was half-created (an interrupted create); deleting it and creating it anew",
