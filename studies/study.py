@@ -135,7 +135,7 @@ def _half_created(study: optuna.Study) -> bool:
 
 
 def _half_created_error(study_name: str) -> StudyError:
-    return StudyError(f"study '{study_name}' is half-created: it has no autospk settings and no trials (its "
+    return StudyError(f"study '{study_name}' is half-created: it has no autospk settings and no trial has run (its "
                       "`autospk-study create` was interrupted, or another program made it); run the same create "
                       f"again to replace it, or remove it with `autospk-study delete --study-name {study_name}`")
 
