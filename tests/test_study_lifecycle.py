@@ -17,11 +17,11 @@ from optuna.trial import TrialState
 
 from models import ConfigError
 from nas.settings import DIRECTIONS, METRIC_NAMES, SamplerSettings
+from studies.cli import main
 from studies.errors import StudyError
 from studies.settings import SETTINGS_ATTR
 from studies.storage import open_storage
 from studies.study import create, load
-from studies.cli import main
 from tests.test_cli import CLI, ENV, _fails
 
 SMALL = SamplerSettings(population_size=4, num_parents=2)
@@ -119,7 +119,7 @@ def test_create_killed_at_random_moments_always_leaves_the_name_reusable(tmp_pat
 
 
 class _Terminal(io.StringIO):
-    """Standard input as a terminal where someone types `answer`."""
+    """Standard input that is a terminal, holding what someone typed."""
 
     def isatty(self) -> bool:
         return True
