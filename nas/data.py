@@ -121,13 +121,11 @@ def fingerprint(splits: DataSplits) -> str:
     return digest.hexdigest()[:16]
 
 
-def _labels(split: Dataset) -> np.ndarray:
+def _labels(split: _SplitView) -> np.ndarray:
     """The labels of `split`, in order; read from the base data set, not image by image."""
-    if isinstance(split, _SplitView):
-        base = split.dataset
-        labels = base.labels if isinstance(base, _ArrayItems) else base.targets
-        return np.asarray(labels, dtype=np.int64)[np.asarray(split.indices, dtype=np.int64)]
-    return np.asarray([split[i][1] for i in range(len(split))], dtype=np.int64)
+    base = split.dataset
+    labels = base.labels if isinstance(base, _ArrayItems) else base.targets
+    return np.asarray(labels, dtype=np.int64)[np.asarray(split.indices, dtype=np.int64)]
 
 
 class _ArrayItems(Dataset):
