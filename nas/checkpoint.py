@@ -3,7 +3,8 @@
 A checkpoint file holds only tensors and plain containers, so it loads with
 ``torch.load(weights_only=True)``. On disk it is a dict with ``format`` (1) and one key per
 field of `SupernetCheckpoint`, except that the `SupernetConfig` is stored under
-``"supernet"``; configs are stored as their ``to_dict`` output.
+``"supernet"``; configs are stored as their ``to_dict`` output. Checkpoints written before
+``data_fingerprint`` existed lack that key and load with None.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class SupernetCheckpoint:
         recipe: The training hyper-parameters.
         seed: The training seed.
         history: One dict per completed epoch: ``epoch``, mean ``loss`` and final ``lr``.
+        data_fingerprint: `nas.data.fingerprint` of the training data; None in checkpoints
+            written before fingerprints.
     """
 
     epoch: int
@@ -58,6 +61,7 @@ class SupernetCheckpoint:
     recipe: Recipe
     seed: int
     history: list[dict[str, Any]]
+    data_fingerprint: str | None = None
 
     def to_state(self) -> dict[str, Any]:
         """The dict written to disk: tensors (on the CPU, so that a file written on a GPU loads
@@ -75,6 +79,7 @@ class SupernetCheckpoint:
             "recipe": self.recipe.to_dict(),
             "seed": self.seed,
             "history": self.history,
+            "data_fingerprint": self.data_fingerprint,
         }
 
     @classmethod
@@ -94,6 +99,9 @@ class SupernetCheckpoint:
         if missing:
             raise ConfigError(f"supernet checkpoint {path} lacks the keys {missing}; "
                              "it was not written by nas.save_checkpoint")
+        data_fingerprint = state.get("data_fingerprint")
+        if data_fingerprint is not None and not isinstance(data_fingerprint, str):
+            raise ConfigError(f"supernet checkpoint {path}: data_fingerprint={data_fingerprint!r} is not a string")
         try:
             return cls(
                 epoch=state["epoch"],
@@ -107,9 +115,29 @@ class SupernetCheckpoint:
                 recipe=Recipe.from_dict(state["recipe"]),
                 seed=state["seed"],
                 history=list(state["history"]),
+                data_fingerprint=data_fingerprint,
             )
         except (TypeError, ValueError) as err:
             raise ConfigError(f"supernet checkpoint {path}: {err}") from None
+
+    def check_data(self, path: str | Path, dataset: DatasetSpec, data_fingerprint: str, *, fix: str) -> None:
+        """Refuse data other than the data this supernet was trained on.
+
+        A checkpoint without a fingerprint (written before them) cannot tell, and passes.
+
+        Args:
+            path: Where the checkpoint was read from, for the message.
+            dataset: The data set now loaded.
+            data_fingerprint: Its `nas.data.fingerprint`.
+            fix: What to do instead, ending the message.
+
+        Raises:
+            ConfigError: naming the file, both data sets and both fingerprints.
+        """
+        if self.data_fingerprint is not None and self.data_fingerprint != data_fingerprint:
+            raise ConfigError(f"supernet checkpoint {path} was trained on {self.dataset.describe()} with data "
+                              f"fingerprint {self.data_fingerprint}, but {dataset.describe()} now has data fingerprint "
+                              f"{data_fingerprint} (other images, labels or split); {fix}")
 
     def build_supernet(self, device: torch.device | str = "cpu") -> SpikformerSupernet:
         """The trained supernet on `device`, in eval mode, running its largest subnet."""

@@ -18,11 +18,17 @@ Choices where the design is silent:
   the training data.
 - A folder's default ``img_size`` is the shorter side of its first training image; every image
   is resized to that square.
+- `fingerprint` tells loaded data sets apart (checkpoints and studies store it): it hashes
+  the split sizes, the class count, the image shape, every training label and the pixels of
+  a fixed sample of training images, so another data set of the same shape, another split
+  seed or an edited folder gets another fingerprint.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import pickle
 from collections.abc import Callable, Sequence
@@ -44,6 +50,11 @@ from .dataspec import DatasetSpec
 _GRAYSCALE_MODES = ("1", "L", "LA")
 _MAX_STAT_IMAGES = 500
 _FOLDER_TEST_NAMES = ("test", "val")
+_FINGERPRINT_IMAGES = 32
+_PIXEL_STEPS = 4080
+"""Fingerprints hash pixels as multiples of 1 / 4080: 8-bit images (steps of 1/255) and digits
+(steps of 1/16) both lie on that grid, so the round-off of normalising and un-normalising,
+which may differ between machines, cannot change a fingerprint."""
 
 
 @dataclass
@@ -81,6 +92,40 @@ def load_dataset(spec: DatasetSpec) -> DataSplits:
         ConfigError: The folder tree is missing or malformed, or a split cannot be stratified.
     """
     return _LOADERS[spec.name](spec)
+
+
+def fingerprint(splits: DataSplits) -> str:
+    """A short hash of the data in `splits`, the same for the same data on any machine.
+
+    It covers the sizes of the splits, the class count, the image shape, every training
+    label (in split order) and the pixels of up to 32 training images spread evenly over
+    the split. Reading it costs a pass over the labels and those few images.
+
+    Args:
+        splits: A data set as `load_dataset` returns it.
+
+    Returns:
+        16 hexadecimal digits.
+    """
+    train = splits.train_eval
+    digest = hashlib.sha256()
+    shape = [len(train), len(splits.val), len(splits.test), splits.num_classes, splits.in_channels, splits.img_size]
+    digest.update(json.dumps(shape).encode())
+    digest.update(_labels(train).astype("<i8").tobytes())
+    mean = torch.tensor(splits.mean).view(-1, 1, 1)
+    std = torch.tensor(splits.std).view(-1, 1, 1)
+    for index in np.unique(np.linspace(0, len(train) - 1, num=min(len(train), _FINGERPRINT_IMAGES)).round()):
+        image, _ = train[int(index)]
+        pixels = torch.round((image * std + mean) * _PIXEL_STEPS).to(torch.int32)
+        digest.update(pixels.numpy().astype("<i4").tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _labels(split: _SplitView) -> np.ndarray:
+    """The labels of `split`, in order; read from the base data set, not image by image."""
+    base = split.dataset
+    labels = base.labels if isinstance(base, _ArrayItems) else base.targets
+    return np.asarray(labels, dtype=np.int64)[np.asarray(split.indices, dtype=np.int64)]
 
 
 class _ArrayItems(Dataset):

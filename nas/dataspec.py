@@ -47,6 +47,11 @@ class DatasetSpec:
         if self.img_size is not None and self.img_size < 1:
             raise ConfigError(f"img_size={self.img_size} must be a positive number of pixels or None")
 
+    def describe(self) -> str:
+        """The data set in a few words for messages: name, folder (if it has one) and split seed."""
+        where = f" {self.root}" if self.root and self.name in _NEEDS_ROOT else ""
+        return f"{self.name}{where}, split seed {self.seed}"
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON-friendly values."""
         return asdict(self)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from models import ConfigError, SpikformerSupernet, SubnetConfig, SupernetConfig
 
 from .checkpoint import SupernetCheckpoint, load_checkpoint, save_checkpoint
-from .data import DataSplits, load_dataset
+from .data import DataSplits, fingerprint, load_dataset
 from .dataspec import DatasetSpec
 from .device import default_device
 from .recipes import Recipe
@@ -150,6 +150,7 @@ class _Run:
     space: SearchSpace
     supernet_cfg: SupernetConfig
     dataset: DatasetSpec
+    data_fingerprint: str
     recipe: Recipe
     seed: int
     net: SpikformerSupernet
@@ -164,11 +165,13 @@ class _Run:
         """Continue from `ckpt`, read from `path`, as if training had never stopped.
 
         Raises:
-            ConfigError: if `ckpt` was trained for another space or data shape.
+            ConfigError: if `ckpt` was trained for another space, data shape or data set.
         """
         if ckpt.space.to_dict() != self.space.to_dict() or ckpt.supernet_cfg != self.supernet_cfg:
             raise ConfigError(f"checkpoint {path} was trained for another space or data set; "
                              "resume it with the same settings or choose another --output")
+        ckpt.check_data(path, self.dataset, self.data_fingerprint,
+                        fix="resume it on the data it was trained on, or choose another --output")
         self.net.load_state_dict(ckpt.model)
         self.optimizer.load_state_dict(ckpt.optimizer)
         self.scheduler.load_state_dict(ckpt.scheduler)
@@ -191,6 +194,7 @@ class _Run:
             recipe=self.recipe,
             seed=self.seed,
             history=list(self.history),
+            data_fingerprint=self.data_fingerprint,
         )
 
 
@@ -251,7 +255,8 @@ def train_supernet(
         dataset: The data set.
         recipe: Training hyper-parameters.
         checkpoint: Where the checkpoint is written (and read when resuming).
-        resume: Continue from `checkpoint` if it exists.
+        resume: Continue from `checkpoint` if it exists. A checkpoint of another space, data
+            shape or data set (`nas.data.fingerprint`) is refused with a ConfigError.
         seed: Seed of weights, data order and subnet draws.
         device: Where to train (default: cuda if available, else cpu).
         progress: Show a progress bar (rank 0 only).
@@ -263,6 +268,7 @@ def train_supernet(
     checkpoint = Path(checkpoint)
     device = default_device(device)
     data = data or load_dataset(dataset)
+    data_fingerprint = fingerprint(data)
     supernet_cfg = space.supernet_config(in_channels=data.in_channels, img_size=data.img_size,
                                          num_classes=data.num_classes)
     with _seeded_rng(seed, device):
@@ -271,9 +277,9 @@ def train_supernet(
         loader = _train_loader(data.train, recipe, seed=seed, device=device)
         optimizer, scheduler = _optimizer_and_scheduler(net, recipe, len(loader))
         losses = _Losses.from_recipe(recipe, data.num_classes)
-        run = _Run(space=space, supernet_cfg=supernet_cfg, dataset=dataset, recipe=recipe, seed=seed, net=net,
-                   optimizer=optimizer, scheduler=scheduler, loader_rng=loader.generator,
-                   subnet_rng=random.Random(seed))
+        run = _Run(space=space, supernet_cfg=supernet_cfg, dataset=dataset, data_fingerprint=data_fingerprint,
+                   recipe=recipe, seed=seed, net=net, optimizer=optimizer, scheduler=scheduler,
+                   loader_rng=loader.generator, subnet_rng=random.Random(seed))
         if resume and checkpoint.exists():
             run.resume(load_checkpoint(checkpoint), checkpoint)
         for epoch in range(run.epoch, recipe.epochs):

@@ -5,6 +5,7 @@
     autospk-study create --study-name s --objective pareto --checkpoint supernet.pt
     autospk-study optimize --study-name s --n-trials 200 --workers 2
     autospk-study show --study-name s
+    autospk-study delete --study-name s --yes
     optuna-dashboard sqlite:///autospk.db
 
 The storage comes from --storage, else $AUTOSPK_STORAGE, else sqlite:///autospk.db.
@@ -28,7 +29,7 @@ from nas.settings import OBJECTIVES, Budgets, EvaluationSettings, SamplerSetting
 from nas.space import presets
 
 from .errors import StudyError
-from .settings import HEARTBEAT_INTERVAL
+from .settings import HEARTBEAT_INTERVAL, check_study_name
 from .storage import DEFAULT_STORAGE, STORAGE_ENV, StorageError, default_storage, normalize_url
 
 PROG = "autospk-study"
@@ -55,6 +56,13 @@ def _probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} must be a probability in [0, 1]")
     return value
+
+
+def _study_name(text: str) -> str:
+    try:
+        return check_study_name(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 # The options of each settings dataclass: flag, parser and help. Defaults come from the
@@ -115,7 +123,7 @@ def _add_storage(p: argparse.ArgumentParser, *, study: bool = True) -> None:
                    help=f"storage URL (default: ${STORAGE_ENV} or {DEFAULT_STORAGE}); sqlite:///file.db, "
                         "postgresql://..., mysql+pymysql://..., journal:///abs/file.log")
     if study:
-        p.add_argument("--study-name", required=True, help="name of the study")
+        p.add_argument("--study-name", required=True, type=_study_name, help="name of the study")
 
 
 def _storage(args: argparse.Namespace) -> str:
@@ -226,6 +234,31 @@ def cmd_export(args: argparse.Namespace) -> None:
     study, settings = load(_storage(args), args.study_name)
     result = export_trial(study, settings, args.output, trial=trial, device=args.device)
     print(json.dumps(result, indent=1, default=str))
+
+
+def cmd_delete(args: argparse.Namespace) -> None:
+    from .study import delete
+
+    storage = _storage(args)
+
+    def trials(n: int) -> str:
+        return f"{n} trial{'' if n == 1 else 's'}"
+
+    def ask(n_trials: int) -> bool:
+        if not sys.stdin.isatty():
+            raise CLIError(f"not deleting study '{args.study_name}' ({trials(n_trials)}) without --yes: the input "
+                           "is not a terminal to ask on")
+        try:
+            answer = input(f"delete study '{args.study_name}' and its {trials(n_trials)} from {storage}? [y/N] ")
+        except EOFError:
+            answer = ""
+        return answer.strip().lower() in ("y", "yes")
+
+    deleted = delete(storage, args.study_name, confirm=None if args.yes else ask)
+    if deleted is None:
+        print(f"study '{args.study_name}' kept")
+    else:
+        print(f"deleted study '{args.study_name}' and its {trials(deleted)} from {storage}")
 
 
 def cmd_quickstart(args: argparse.Namespace) -> None:
@@ -350,6 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="subnet", help="output folder")
     p.add_argument("--device", default=None, help="where to measure")
     p.set_defaults(func=cmd_export)
+
+    p = _subparser(sub, "delete", "delete a study and all its trials",
+                   "Delete a study and all its trials, e.g. one whose create was interrupted (a plain "
+                   "create of the same name also replaces that one). Stop the study's workers first. Without "
+                   "--yes it asks, and refuses when the input is not a terminal.")
+    _add_storage(p)
+    p.add_argument("--yes", action="store_true", help="delete without asking")
+    p.set_defaults(func=cmd_delete)
 
     p = _subparser(sub, "quickstart", "the whole job on digits in one command",
                    "Train the digits supernet, create an aeb and a pareto study in one storage, search both, "

@@ -9,6 +9,8 @@ Versions:
     1: the first layout; the supernet's config was stored under ``supernet`` and the
        sampler's settings lacked ``swap_prob``.
     2: the supernet's config under ``supernet_cfg``; every sampler setting stored.
+    3: adds ``data_fingerprint``, the checkpoint's (None for checkpoints older than
+       fingerprints); versions 1 and 2 read with None.
 """
 
 from __future__ import annotations
@@ -25,10 +27,22 @@ from nas.space import SearchSpace
 SETTINGS_ATTR = "autospk"
 """The study user attr that holds `StudySettings.to_dict()`."""
 
-SETTINGS_VERSION = 2
+SETTINGS_VERSION = 3
 
 HEARTBEAT_INTERVAL = 10
 """Seconds between a running trial's heartbeats on database storages."""
+
+
+def check_study_name(name: str) -> str:
+    """`name`, if it can name a study: it needs a character that is not whitespace.
+
+    Raises:
+        ConfigError: for an empty or whitespace-only name.
+    """
+    if not name.strip():
+        raise ConfigError(f"study name {name!r} is blank; give a name with at least one visible character, "
+                          "e.g. 'digits-pareto'")
+    return name
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,8 @@ class StudySettings:
         sampler: Settings of our NSGA-II sampler.
         evaluation: How a subnet is scored.
         heartbeat_interval: Seconds between heartbeats of a running trial (database storages).
+        data_fingerprint: `nas.data.fingerprint` of the data the supernet was trained on, as
+            its checkpoint recorded it; None if the checkpoint has none.
     """
 
     objective: str
@@ -58,6 +74,7 @@ class StudySettings:
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     heartbeat_interval: int = HEARTBEAT_INTERVAL
+    data_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -66,6 +83,8 @@ class StudySettings:
             raise ConfigError("a study's F_AEB settings need the reference energy e_ref")
         if self.heartbeat_interval < 1:
             raise ConfigError(f"heartbeat_interval={self.heartbeat_interval} must be >= 1 (seconds)")
+        if self.data_fingerprint is not None and not isinstance(self.data_fingerprint, str):
+            raise ConfigError(f"data_fingerprint={self.data_fingerprint!r} must be a string or None")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values, with the settings version."""
@@ -81,6 +100,7 @@ class StudySettings:
             "sampler": self.sampler.to_dict(),
             "evaluation": self.evaluation.to_dict(),
             "heartbeat_interval": self.heartbeat_interval,
+            "data_fingerprint": self.data_fingerprint,
         }
 
     @classmethod
@@ -94,6 +114,8 @@ class StudySettings:
         version = data.pop("version", None)
         if version == 1:
             data["supernet_cfg"] = data.pop("supernet")
+        if version in (1, 2):
+            data["data_fingerprint"] = None
         elif version != SETTINGS_VERSION:
             raise ConfigError(f"study settings version {version!r} is unknown; this autospk reads versions "
                               f"1..{SETTINGS_VERSION} (a newer autospk may have written them)")
@@ -109,6 +131,7 @@ class StudySettings:
                 sampler=settings_from_dict(SamplerSettings, data["sampler"], "sampler"),
                 evaluation=settings_from_dict(EvaluationSettings, data["evaluation"], "evaluation"),
                 heartbeat_interval=data["heartbeat_interval"],
+                data_fingerprint=data["data_fingerprint"],
             )
         except KeyError as err:
             raise ConfigError(f"study settings lack {err.args[0]!r}") from None

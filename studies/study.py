@@ -3,11 +3,18 @@
 A study's user attr ``autospk`` holds its `StudySettings`; Optuna does not store samplers,
 so `load` re-creates ours from them. Each study also gets metric names and an
 optuna-dashboard note.
+
+`create` takes several writes, and a process killed among them leaves a study behind. The
+settings are written last, so a study without them that holds no trials but the largest
+subnet `create` enqueues is half-created: `load` refuses it, saying so, and `create` of the
+same name replaces it. `delete` removes any study.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +28,16 @@ from nas.settings import DIRECTIONS, METRIC_NAMES, Budgets, EvaluationSettings, 
 
 from . import analysis
 from .errors import StudyError
-from .settings import HEARTBEAT_INTERVAL, SETTINGS_ATTR, StudySettings
+from .settings import HEARTBEAT_INTERVAL, SETTINGS_ATTR, StudySettings, check_study_name
 from .storage import open_storage
 
 TRIAL_CHOICES = ("best", "knee")
 """Names `select_trial` accepts besides a trial number."""
+
+_ENQUEUED_LARGEST = {"enqueued": "largest"}
+"""User attrs of the trial `create` enqueues."""
+
+_log = logging.getLogger(__name__)
 
 
 def _note(settings: StudySettings) -> str:
@@ -43,7 +55,7 @@ def _note(settings: StudySettings) -> str:
     )
 
 
-def make_evaluator(checkpoint, evaluation: EvaluationSettings, *, device: str | None = None):
+def make_evaluator(checkpoint, evaluation: EvaluationSettings, *, path: str | Path, device: str | None = None):
     """The checkpoint's supernet and data, and an evaluator with these evaluation settings.
 
     The evaluator recalibrates BN on the ``train_eval`` split and scores the ``val`` split.
@@ -51,17 +63,23 @@ def make_evaluator(checkpoint, evaluation: EvaluationSettings, *, device: str | 
     Args:
         checkpoint: A loaded `nas.checkpoint.SupernetCheckpoint`.
         evaluation: How subnets are scored.
+        path: Where `checkpoint` was read from, for messages.
         device: Where to run (default: cuda if available, else cpu).
 
     Returns:
         ``(evaluator, data)``: a `nas.SubnetEvaluator` and the data set's `nas.DataSplits`.
+
+    Raises:
+        ConfigError: if the data set no longer holds the data the supernet was trained on.
     """
-    from nas.data import load_dataset
+    from nas.data import fingerprint, load_dataset
     from nas.device import default_device
     from nas.evaluate import SubnetEvaluator
 
     dev = default_device(device)
     data = load_dataset(checkpoint.dataset)
+    checkpoint.check_data(path, checkpoint.dataset, fingerprint(data),
+                          fix="restore the data it was trained on, or train a supernet on the data as it is now")
     evaluator = SubnetEvaluator(checkpoint.build_supernet(dev), data.train_eval, data.val, settings=evaluation,
                                 device=dev)
     return evaluator, data
@@ -71,14 +89,22 @@ def load_evaluator(settings: StudySettings, *, device: str | None = None):
     """The study's supernet, data and evaluator, exactly as its search scores subnets.
 
     Raises:
-        StudyError: if the checkpoint no longer matches the study's search space.
+        StudyError: if the checkpoint no longer matches the study's search space, or was
+            trained on other data than the study's supernet.
+        ConfigError: if the data set no longer holds the data the supernet was trained on.
     """
     from nas.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(settings.checkpoint)
     if checkpoint.space != settings.space:
         raise StudyError(f"checkpoint {settings.checkpoint} does not match the study's search space")
-    return make_evaluator(checkpoint, settings.evaluation, device=device)
+    if settings.data_fingerprint is not None and checkpoint.data_fingerprint != settings.data_fingerprint:
+        raise StudyError(
+            f"checkpoint {settings.checkpoint} is not the supernet the study was created with: it was trained on "
+            f"{checkpoint.dataset.describe()} with data fingerprint {checkpoint.data_fingerprint or 'unknown'}, the "
+            f"study's on {settings.dataset.describe()} with data fingerprint {settings.data_fingerprint}; put the "
+            "study's checkpoint back, or create a new study on this one")
+    return make_evaluator(checkpoint, settings.evaluation, path=settings.checkpoint, device=device)
 
 
 def make_sampler(settings: StudySettings, *, seed_offset: int = 0):
@@ -93,6 +119,25 @@ def make_sampler(settings: StudySettings, *, seed_offset: int = 0):
 
 def _study_names(store: optuna.storages.BaseStorage) -> list[str]:
     return sorted(s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False))
+
+
+def _half_created(study: optuna.Study) -> bool:
+    """Whether `study` has no settings and no trials but the largest subnet `create` enqueues.
+
+    `create` writes the settings last, so this is what a `create` killed midway leaves. A
+    study another program made and left empty looks the same, and holds nothing to lose
+    either.
+    """
+    if SETTINGS_ATTR in study.user_attrs:
+        return False
+    return all(t.state == TrialState.WAITING and t.user_attrs == _ENQUEUED_LARGEST
+               for t in study.get_trials(deepcopy=False))
+
+
+def _half_created_error(study_name: str) -> StudyError:
+    return StudyError(f"study '{study_name}' is half-created: it has no autospk settings and no trial has run (its "
+                      "`autospk-study create` was interrupted, or another program made it); run the same create "
+                      f"again to replace it, or remove it with `autospk-study delete --study-name {study_name}`")
 
 
 def create(
@@ -126,17 +171,21 @@ def create(
         evaluation: How subnets are scored.
         heartbeat_interval: Seconds between heartbeats of a running trial (database storages).
         enqueue_largest: Evaluate the largest subnet first.
-        skip_if_exists: Return the existing study of that name instead of failing.
+        skip_if_exists: Return the existing study of that name instead of failing. A
+            half-created study (see the module doc) is replaced whether or not this is set.
         device: Where to measure the reference energy.
 
     Raises:
         StudyError: for an existing study (unless `skip_if_exists`) or a mismatch with it.
-        ConfigError: for out-of-range settings.
+        ConfigError: for a blank study name or out-of-range settings.
     """
     from nas.checkpoint import load_checkpoint
 
+    check_study_name(study_name)
     store = open_storage(storage)
-    if study_name in _study_names(store):
+    existing = optuna.load_study(study_name=study_name, storage=store) if study_name in _study_names(store) else None
+    half_created = existing is not None and _half_created(existing)
+    if existing is not None and not half_created:
         if not skip_if_exists:
             raise StudyError(f"study '{study_name}' already exists in {storage}; choose another --study-name "
                              "or pass --skip-if-exists")
@@ -149,17 +198,20 @@ def create(
         return study
     state = load_checkpoint(checkpoint)
     if aeb.e_ref is None:
-        evaluator, _ = make_evaluator(state, evaluation, device=device)
+        evaluator, _ = make_evaluator(state, evaluation, path=checkpoint, device=device)
         aeb = dataclasses.replace(aeb, e_ref=evaluator(state.space.largest()).energy.energy_mj)
     settings = StudySettings(
         objective=objective, checkpoint=str(Path(checkpoint).resolve()), space=state.space, dataset=state.dataset,
         supernet_cfg=state.supernet_cfg, aeb=aeb, budgets=budgets, sampler=sampler, evaluation=evaluation,
-        heartbeat_interval=heartbeat_interval,
+        heartbeat_interval=heartbeat_interval, data_fingerprint=state.data_fingerprint,
     )
+    if half_created:
+        _log.warning("study '%s' was half-created (an interrupted create); deleting it and creating it anew",
+                     study_name)
+        optuna.delete_study(study_name=study_name, storage=store)
     study = optuna.create_study(storage=store, study_name=study_name, directions=DIRECTIONS[objective],
                                 sampler=make_sampler(settings))
     study.set_metric_names(METRIC_NAMES[objective])
-    study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     # Plain attrs that optuna-dashboard and `list` show without parsing the settings.
     study.set_user_attr("objective", objective)
     study.set_user_attr("dataset", settings.dataset.name)
@@ -170,7 +222,9 @@ def create(
     save_note(study, _note(settings))
     if enqueue_largest:
         study.enqueue_trial(settings.space.params_from_config(settings.space.largest()),
-                            user_attrs={"enqueued": "largest"})
+                            user_attrs=_ENQUEUED_LARGEST)
+    # Last, so that a study without settings is one whose create did not finish.
+    study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     return study
 
 
@@ -185,13 +239,16 @@ def load(storage: str, study_name: str, *, seed_offset: int = 0,
         heartbeat: Open the storage with the study's heartbeat (for workers).
 
     Raises:
-        StudyError: if the study does not exist or was not created by autospk.
+        StudyError: if the study does not exist, is half-created or was not created by autospk.
     """
     store = open_storage(storage)
     names = _study_names(store)
     if study_name not in names:
         raise StudyError(f"no study '{study_name}' in {storage}; studies there: {names or 'none'}")
-    stored = optuna.load_study(study_name=study_name, storage=store).user_attrs.get(SETTINGS_ATTR)
+    study = optuna.load_study(study_name=study_name, storage=store)
+    if _half_created(study):
+        raise _half_created_error(study_name)
+    stored = study.user_attrs.get(SETTINGS_ATTR)
     if not isinstance(stored, dict):
         raise StudyError(f"study '{study_name}' was not created by autospk-study create")
     try:
@@ -202,6 +259,32 @@ def load(storage: str, study_name: str, *, seed_offset: int = 0,
         store = open_storage(storage, heartbeat_interval=settings.heartbeat_interval)
     return optuna.load_study(study_name=study_name, storage=store,
                              sampler=make_sampler(settings, seed_offset=seed_offset)), settings
+
+
+def delete(storage: str, study_name: str, *, confirm: Callable[[int], bool] | None = None) -> int | None:
+    """Delete a study and all its trials, whole or half-created. Stop its workers first.
+
+    Args:
+        storage: Storage URL.
+        study_name: The study.
+        confirm: Called with the study's number of trials before anything is deleted; the
+            study is deleted only if it returns True. None: delete without asking.
+
+    Returns:
+        The number of trials deleted, or None if `confirm` declined.
+
+    Raises:
+        StudyError: if there is no such study.
+    """
+    store = open_storage(storage)
+    names = _study_names(store)
+    if study_name not in names:
+        raise StudyError(f"no study '{study_name}' in {storage}; studies there: {names or 'none'}")
+    n_trials = len(optuna.load_study(study_name=study_name, storage=store).get_trials(deepcopy=False))
+    if confirm is not None and not confirm(n_trials):
+        return None
+    optuna.delete_study(study_name=study_name, storage=store)
+    return n_trials
 
 
 def open_study(storage: str, name: str | None = None) -> tuple[optuna.Study, StudySettings]:

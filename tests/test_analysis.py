@@ -157,7 +157,7 @@ def test_empty_and_unknown_trials_are_clear_errors(space, tmp_path):
         export_trial(study, settings, tmp_path, trial="worst")
     assert not list(tmp_path.iterdir())
     storage = f"sqlite:///{tmp_path}/plain.db"
-    optuna.create_study(storage=storage, study_name="plain")
+    optuna.create_study(storage=storage, study_name="plain").add_trial(optuna.trial.create_trial(value=0.0))
     with pytest.raises(StudyError, match="study 'plain' was not created by autospk-study create"):
         load(storage, "plain")
 

@@ -140,6 +140,31 @@ def test_training_killed_mid_epoch_resumes_to_all_epochs(tmp_path, tiny_toml):
     assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
 
 
+def test_training_killed_while_writing_its_checkpoint_leaves_no_temp_files(tmp_path, tiny_toml):
+    from nas import load_checkpoint
+
+    out = tmp_path / "sn.pt"
+    args = ["train-supernet", "--space", str(tiny_toml), "--epochs", "6", "--batch-size", "32", "--output", str(out),
+            "--resume", "--no-progress"]
+    torn = 0
+    for _ in range(6):
+        proc = subprocess.Popen([*CLI, *args], env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        # Kill the moment a temp file appears next to a checkpoint: the next one is being written.
+        while proc.poll() is None and not (out.exists() and list(tmp_path.glob(".sn.pt.tmp*"))):
+            time.sleep(0.001)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        torn += bool(list(tmp_path.glob(".sn.pt.tmp*")))
+        assert load_checkpoint(out).epoch >= 1
+        if torn == 2:
+            break
+    assert torn, "no kill landed while a checkpoint was being written"
+    run(*args)
+    assert load_checkpoint(out).epoch == 6
+    assert [p.name for p in tmp_path.iterdir()] == ["sn.pt"]
+
+
 # Runs inside every torchrun rank: trains through the real CLI, recording the subnet of each
 # training forward pass (one per step) and, after training, the rank's final parameters. Not the
 # BN running statistics: DDP broadcasts rank 0's buffers before each forward, and each rank then
@@ -261,6 +286,30 @@ def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, digits_check
     assert checkpoint.read_bytes() == trained, "the refused --resume rewrote the checkpoint"
 
 
+@pytest.mark.parametrize("patch_size,threshold,message", [
+    ("2", "[inf, 1.0]", "space 'bad': threshold=inf (block 0) must be a finite number > 0"),
+    ("[2]", "[0.8, 1.0]", "space 'bad': patch_size=[2] must be one whole number"),
+])
+def test_a_bad_space_file_is_a_one_line_error(tmp_path, capsys, patch_size, threshold, message):
+    genes = {**TINY_SPACE["genes"], "threshold": threshold}
+    space = tmp_path / "bad.toml"
+    space.write_text(f"patch_size = {patch_size}\n[genes]\n" + "\n".join(f"{k} = {v}" for k, v in genes.items()))
+    err = _fails(capsys, "train-supernet", "--space", str(space), "--epochs", "1", "--output", str(tmp_path / "x.pt"))
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_checkpoint_holding_only_its_format_is_a_one_line_error(tmp_path, capsys):
+    import torch
+
+    checkpoint = tmp_path / "only-format.pt"
+    torch.save({"format": 1}, checkpoint)
+    err = _fails(capsys, "create", "--storage", f"sqlite:///{tmp_path}/s.db", "--study-name", "s", "--objective",
+                 "aeb", "--checkpoint", str(checkpoint))
+    assert f"supernet checkpoint {checkpoint} lacks the keys ['epoch', 'model'," in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_console_script_exits_non_zero_on_error(tmp_path):
     script = Path(sys.executable).with_name("autospk-study")  # the venv's, whether or not it is on PATH
     proc = subprocess.run([str(script), "show", "--storage", f"sqlite:///{tmp_path}/x.db", "--study-name", "x"],
@@ -270,7 +319,7 @@ def test_console_script_exits_non_zero_on_error(tmp_path):
 
 
 def test_every_subcommand_has_help():
-    for command in ("train-supernet", "create", "optimize", "list", "show", "plot", "export", "quickstart"):
+    for command in ("train-supernet", "create", "optimize", "list", "show", "plot", "export", "delete", "quickstart"):
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         assert exit_info.value.code == 0

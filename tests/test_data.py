@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -282,3 +283,27 @@ def test_a_split_too_small_to_stratify_says_so(tmp_path: Path):
     _fake_cifar100(tmp_path, n_train=200)
     with pytest.raises(ValueError, match="stratified val split"):
         load_dataset(DatasetSpec(name="cifar100", root=str(tmp_path)))
+
+
+DIGITS_FINGERPRINT = "7f964385b4d94202"
+"""Pinned: checkpoints and studies store fingerprints, so a change to how they are computed
+makes every one made before refuse its own data."""
+
+
+def test_a_fingerprint_repeats_for_the_same_data_and_changes_with_any_of_it(digits: DataSplits, tmp_path: Path):
+    from nas.data import fingerprint
+
+    assert fingerprint(digits) == fingerprint(load_dataset(DatasetSpec(name="digits"))) == DIGITS_FINGERPRINT
+    # Round-off in the normalisation statistics (another machine's reductions) changes nothing.
+    nudged = dataclasses.replace(digits, mean=(digits.mean[0] + 1e-6,), std=(digits.std[0] * (1 + 1e-6),))
+    assert fingerprint(nudged) == DIGITS_FINGERPRINT
+    assert fingerprint(load_dataset(DatasetSpec(name="digits", seed=1))) != DIGITS_FINGERPRINT
+
+    _image_tree(tmp_path, tuple("abcdefghij"), 8, 8, "L")  # digits' shape: 10 classes of 8x8 grayscale
+    spec = DatasetSpec(name="folder", root=str(tmp_path))
+    folder = fingerprint(load_dataset(spec))
+    assert folder == fingerprint(load_dataset(spec)) and folder != DIGITS_FINGERPRINT
+    train = load_dataset(spec).train_eval
+    first = train.dataset.samples[train.indices[0]][0]  # an image that is hashed
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8), mode="L").save(first)
+    assert fingerprint(load_dataset(spec)) != folder

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -41,6 +45,44 @@ def test_a_failing_writer_leaves_no_temp_file_and_the_old_target(tmp_path):
         atomic_write(target, half_then_fail)
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_full_disk_leaves_no_temp_file_and_the_old_target(tmp_path):
+    target = tmp_path / "out.pt"
+    target.write_bytes(b"good")
+
+    def fill_the_disk(tmp):
+        tmp.write_bytes(b"\0" * 4096)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+
+    with pytest.raises(OSError) as err:
+        atomic_write(target, fill_the_disk)
+    assert err.value.errno == errno.ENOSPC
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.pt"]
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_the_next_write_removes_temp_files_of_killed_writers_only(tmp_path):
+    target = tmp_path / "supernet.pt"
+    save_checkpoint(target, _checkpoint())
+    dead = tmp_path / f".supernet.pt.tmp{_dead_pid()}"
+    dead.write_bytes(b"half a checkpoint")  # as a writer killed mid-write leaves it
+    live = tmp_path / f".supernet.pt.tmp{os.getppid()}"  # a running process may still be writing it
+    live.write_bytes(b"being written")
+    others = [tmp_path / f".other.pt.tmp{_dead_pid()}", tmp_path / ".supernet.pt.tmpx"]
+    for other in others:
+        other.write_bytes(b"not ours")
+    save_checkpoint(target, _checkpoint(epoch=2))
+    assert load_checkpoint(target).epoch == 2
+    assert not dead.exists()
+    assert live.exists() and all(other.exists() for other in others)
 
 
 def _checkpoint(**changes) -> SupernetCheckpoint:

@@ -41,6 +41,16 @@ def test_version_1_settings_read_into_the_typed_settings():
     assert "supernet_cfg" in settings.to_dict() and "supernet" not in settings.to_dict()
 
 
+def test_version_2_settings_read_without_a_data_fingerprint():
+    current = StudySettings.from_dict(_v1()).to_dict()
+    version_2 = {key: value for key, value in current.items() if key != "data_fingerprint"}
+    assert StudySettings.from_dict({**version_2, "version": 2}).data_fingerprint is None
+    with pytest.raises(ConfigError, match="study settings lack 'data_fingerprint'"):
+        StudySettings.from_dict(version_2)
+    with_fingerprint = StudySettings.from_dict({**current, "data_fingerprint": "0123456789abcdef"})
+    assert StudySettings.from_dict(with_fingerprint.to_dict()) == with_fingerprint
+
+
 def test_a_version_1_study_still_loads(tmp_path):
     storage = f"sqlite:///{tmp_path}/old.db"
     study = optuna.create_study(storage=storage, study_name="old", directions=["maximize", "minimize"])
@@ -51,7 +61,7 @@ def test_a_version_1_study_still_loads(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"version": 7}, r"study settings version 7 is unknown; this autospk reads versions 1..2"),
+    ({"version": 7}, r"study settings version 7 is unknown; this autospk reads versions 1..3"),
     ({"objective": "fast"}, r"unknown objective 'fast'; choose from \['aeb', 'pareto'\]"),
     ({"sampler": {"population_size": 4, "parents": 2}}, r"sampler: unknown settings \['parents'\]"),
     ({"budgets": {"max_params": -1}}, r"budget max_params=-1 must be a finite number > 0"),
