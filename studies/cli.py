@@ -159,9 +159,11 @@ def cmd_optimize(args: argparse.Namespace) -> None:
 
     if args.n_trials is None and args.timeout is None:
         raise CLIError("give --n-trials and/or --timeout")
-    done = optimize(_storage(args), args.study_name, n_trials=args.n_trials, timeout=args.timeout,
-                    workers=args.workers, device=args.device, progress=not args.no_progress)
-    print(f"study '{args.study_name}': {done} complete trials")
+    result = optimize(_storage(args), args.study_name, n_trials=args.n_trials, timeout=args.timeout,
+                      workers=args.workers, device=args.device, progress=not args.no_progress)
+    if result.lost:
+        print(f"{PROG}: warning: {result.lost_summary}", file=sys.stderr)
+    print(f"study '{args.study_name}': {result.complete} complete trials")
 
 
 def cmd_list(args: argparse.Namespace) -> None:

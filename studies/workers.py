@@ -3,15 +3,25 @@
 `run_worker` runs trials in this process; `optimize` starts several worker processes on
 this host and follows their progress. Workers on other hosts run `run_worker` (through
 ``autospk-study optimize``) against the same database storage.
+
+Crash recovery: a worker records itself on each trial (`WORKER_ATTR`). `fail_dead_trials`
+fails and re-enqueues the RUNNING trials whose worker on this host has ended; every worker
+runs it before each trial, and `optimize` as soon as one of its workers dies. Database
+heartbeats recover the trials of workers on other hosts.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import socket
 import time
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -22,11 +32,78 @@ from .storage import open_storage
 from .study import load, load_evaluator
 
 WORKER_ATTR = "autospk:worker"
-"""Trial system attr: the host and process id of the worker running the trial."""
+"""Trial system attr: the worker running the trial, ``{"host", "pid", "started"}``.
+
+``started`` is the process's start time in clock ticks since boot (None without /proc), so
+that a new process reusing the pid is not taken for the worker.
+"""
+
+_PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    """What `optimize` did.
+
+    Attributes:
+        complete: Complete trials the study holds at the end.
+        workers: Worker processes started.
+        lost: One entry per worker that died, e.g. ``"worker 1, pid 4242: killed by SIGKILL"``.
+    """
+
+    complete: int
+    workers: int
+    lost: tuple[str, ...] = ()
+
+    @property
+    def lost_summary(self) -> str:
+        """One line on the workers that died and what became of their trials."""
+        return (f"{len(self.lost)} of {self.workers} workers died ({'; '.join(self.lost)}); "
+                "their running trials were failed and re-enqueued")
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """The state letter and start time (clock ticks since boot) of process `pid` from /proc,
+    or None where /proc has no record of it."""
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; the fields after it do not.
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[19])
+
+
+def _this_worker() -> dict[str, Any]:
+    pid = os.getpid()
+    stat = _proc_stat(pid)
+    return {"host": socket.gethostname(), "pid": pid, "started": stat[1] if stat else None}
+
+
+def _alive(owner: Mapping[str, Any]) -> bool:
+    """Whether the process an owner record names, on this host, still runs.
+
+    A zombie has ended (its parent has not yet collected it), and a process with the pid
+    but another start time is a new one that reuses the pid.
+    """
+    pid = owner["pid"]
+    stat = _proc_stat(pid)
+    if stat is None:
+        # No /proc (not Linux), or one that hides other users' processes: ask the kernel.
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    state, started = stat
+    return state not in ("Z", "X") and owner.get("started") in (None, started)
 
 
 def fail_dead_trials(study: optuna.Study) -> list[int]:
-    """Fail and re-enqueue RUNNING trials whose worker process on this host has died.
+    """Fail and re-enqueue (user attr ``retry_of``) the RUNNING trials whose worker on this
+    host has ended.
 
     Complements database heartbeats, and is the crash recovery of journal storages.
     A trial another worker finishes first is left to it.
@@ -40,22 +117,12 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.system_attrs.get(WORKER_ATTR)
-        if not worker or worker.get("host") != host or _alive(worker.get("pid", -1)):
+        if not worker or worker.get("host") != host or _alive(worker):
             continue
         if fail_running_trial(study, t):
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
             failed.append(t.number)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def quiet_optuna() -> None:
@@ -92,7 +159,7 @@ def run_worker(
     study, settings = load(storage, study_name, seed_offset=seed_offset, heartbeat=True)
     evaluator, _ = load_evaluator(settings, device=device)
     evaluate = SubnetObjective(settings.space, evaluator, settings.objective, settings.aeb, settings.budgets)
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    me = _this_worker()
 
     def objective(trial: optuna.Trial):
         set_trial_system_attr(study, trial, WORKER_ATTR, me)
@@ -122,9 +189,24 @@ def _worker_main(storage: str, name: str, n_trials: int | None, timeout: float |
     run_worker(storage, name, n_trials=n_trials, timeout=timeout, seed_offset=index, device=device)
 
 
+def _death(index: int, proc: multiprocessing.process.BaseProcess) -> str:
+    code = proc.exitcode
+    if code > 0:
+        return f"worker {index}, pid {proc.pid}: exited with status {code}, see its messages above"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"worker {index}, pid {proc.pid}: killed by {name}"
+
+
 def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | None, workers: int = 1,
-             device: str | None = None, progress: bool = True) -> int:
+             device: str | None = None, progress: bool = True) -> OptimizeResult:
     """Run `workers` processes on one study until it holds `n_trials` complete trials.
+
+    Every second the parent collects each worker that ended; as soon as one died, it fails
+    and re-enqueues the trial it was running. If the study still reaches `n_trials`, the
+    run succeeds and `OptimizeResult.lost` names the workers that died.
 
     Args:
         storage: Storage URL.
@@ -136,12 +218,13 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
         progress: Show a progress bar of complete trials.
 
     Returns:
-        The number of complete trials at the end.
+        The complete trials at the end, and the workers that died.
 
     Raises:
-        StudyError: if a worker failed.
+        StudyError: if a worker died and the study does not hold `n_trials` complete trials
+            (or no `n_trials` was given).
     """
-    load(storage, name)
+    study, _ = load(storage, name)
     # One storage for the whole poll: on a database each open builds a connection pool.
     store = open_storage(storage)
     study_id = store.get_study_id_from_name(name)
@@ -157,9 +240,18 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
              for i in range(workers)]
     for p in procs:
         p.start()
+    running = set(range(workers))
+    lost: list[str] = []
     try:
-        while any(p.is_alive() for p in procs):
+        while running:
             time.sleep(1.0)
+            # is_alive() collects a worker that ended, so none is left a zombie.
+            ended = {i for i in running if not procs[i].is_alive()}
+            running -= ended
+            died = sorted(i for i in ended if procs[i].exitcode)
+            if died:
+                lost += [_death(i, procs[i]) for i in died]
+                fail_dead_trials(study)
             bar.n = min(complete(), bar.total or 10**9)
             bar.refresh()
     finally:
@@ -168,7 +260,9 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
         done = complete()
         bar.n = min(done, bar.total or 10**9)
         bar.close()
-    failed = [p.exitcode for p in procs if p.exitcode]
-    if failed:
-        raise StudyError(f"{len(failed)} of {workers} workers failed (exit codes {failed}); see their messages above")
-    return done
+    result = OptimizeResult(done, workers, tuple(lost))
+    if lost and (n_trials is None or done < n_trials):
+        target = f" of {n_trials}" if n_trials is not None else ""
+        raise StudyError(f"{result.lost_summary}; the study holds {done}{target} complete trials; "
+                         "run optimize again to go on")
+    return result
