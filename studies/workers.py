@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from .errors import StudyError
@@ -32,10 +32,12 @@ from .storage import open_storage
 from .study import load, load_evaluator
 
 WORKER_ATTR = "autospk:worker"
-"""Trial system attr: the worker running the trial, ``{"host", "pid", "started"}``.
+"""Trial system attr: the worker running the trial, ``{"host", "pid", "started", "trial"}``.
 
 ``started`` is the process's start time in clock ticks since boot (None without /proc), so
-that a new process reusing the pid is not taken for the worker.
+that a new process reusing the pid is not taken for the worker; ``trial`` is the number of
+the trial the record was written for, so that a retry carrying a copy of its predecessor's
+system attrs (Optuna's heartbeat retries copy them all) is not taken for a dead worker's.
 """
 
 _PROC = Path("/proc")
@@ -101,12 +103,22 @@ def _alive(owner: Mapping[str, Any]) -> bool:
     return state not in ("Z", "X") and owner.get("started") in (None, started)
 
 
+def _owner(trial: FrozenTrial) -> Mapping[str, Any] | None:
+    """The trial's owner record, if one was written for this trial."""
+    owner = trial.system_attrs.get(WORKER_ATTR)
+    if not isinstance(owner, Mapping) or not isinstance(owner.get("pid"), int) or owner["pid"] <= 0:
+        return None
+    # Records written before the trial number was recorded count as the trial's own.
+    return owner if owner.get("trial", trial.number) == trial.number else None
+
+
 def fail_dead_trials(study: optuna.Study) -> list[int]:
     """Fail and re-enqueue (user attr ``retry_of``) the RUNNING trials whose worker on this
     host has ended.
 
     Complements database heartbeats, and is the crash recovery of journal storages.
-    A trial another worker finishes first is left to it.
+    Many processes may recover the same trials at once: only the one whose FAIL lands
+    re-enqueues a trial, so each is retried once.
 
     Returns:
         The numbers of the trials failed here.
@@ -116,8 +128,8 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     failed = []
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.system_attrs.get(WORKER_ATTR)
-        if not worker or worker.get("host") != host or _alive(worker):
+        owner = _owner(t)
+        if owner is None or owner.get("host") != host or _alive(owner):
             continue
         if fail_running_trial(study, t):
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
@@ -162,7 +174,7 @@ def run_worker(
     me = _this_worker()
 
     def objective(trial: optuna.Trial):
-        set_trial_system_attr(study, trial, WORKER_ATTR, me)
+        set_trial_system_attr(study, trial, WORKER_ATTR, {**me, "trial": trial.number})
         fail_dead_trials(study)
         return evaluate(trial)
 

@@ -3,8 +3,11 @@ trials planted in real storages (journal files, PostgreSQL), and too many worker
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import random
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -12,12 +15,22 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
+from nas._optuna_private import set_trial_system_attr
 from studies.cli import main
 from studies.storage import open_storage
-from studies.workers import WORKER_ATTR
-from tests.test_cli import CLI, ENV
+from studies.workers import WORKER_ATTR, fail_dead_trials
+from tests.test_cli import CLI, ENV, POSTGRES, _server_answers, run
+
+
+def _storage(backend: str, tmp_path: Path) -> str:
+    if backend == "journal":
+        return f"journal://{tmp_path}/study.log"
+    if not _server_answers(POSTGRES):
+        pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
+    return POSTGRES
 
 
 def _create(storage: str, checkpoint: Path, *extra: str) -> str:
@@ -31,6 +44,25 @@ def _create(storage: str, checkpoint: Path, *extra: str) -> str:
 
 def _study(storage: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(storage))
+
+
+def _dead_pid() -> int:
+    """The pid of a process of ours that has exited and been reaped."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _plant_running(study: optuna.Study, space, n: int, owner: dict | None) -> list[int]:
+    """Add `n` RUNNING trials of random architectures, as a crash leaves them."""
+    rng = random.Random(0)
+    first = len(study.get_trials(deepcopy=False))
+    for _ in range(n):
+        attrs = {WORKER_ATTR: owner} if owner else {}
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState.RUNNING, params=space.params_from_config(space.sample(rng)),
+            distributions=space.distributions(), system_attrs=attrs))
+    return list(range(first, first + n))
 
 
 def _retries(study: optuna.Study) -> Counter:
@@ -105,3 +137,76 @@ def test_a_killed_second_worker_is_reaped_and_its_trial_retried_at_once(tmp_path
                for t in trials), [(t.number, t.state.name) for t in trials]
 
 
+# Defect 3: workers recovering the same dead trials at once.
+
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_two_workers_recover_thirty_dead_trials_once_each(tmp_path, digits_checkpoint, backend):
+    storage = _storage(backend, tmp_path)
+    name = _create(storage, digits_checkpoint.path)
+    study = _study(storage, name)
+    planted = _plant_running(study, digits_checkpoint.space, 30, {"host": socket.gethostname(), "pid": _dead_pid()})
+    if backend == "postgresql":
+        # A crash on a database leaves heartbeats too: Optuna's stale-trial recovery joins in.
+        beat = open_storage(storage, heartbeat_interval=1)
+        for number in planted:
+            beat.record_heartbeat(study.get_trials(deepcopy=False)[number]._trial_id)
+    proc = run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "3", "--workers", "2",
+               "--no-progress", check=False)
+    assert proc.returncode == 0 and "died" not in proc.stderr, proc.stderr
+    trials = study.get_trials()
+    retries = _retries(study)
+    assert all(trials[n].state == TrialState.FAIL and retries[n] == 1 for n in planted), retries
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def _sweep_at_once(storage: str, name: str, barrier, results) -> None:
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    barrier.wait()
+    results.put(fail_dead_trials(study))
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_sweeps_racing_on_the_same_dead_trials_fail_and_retry_each_once(tmp_path, backend):
+    storage = _storage(backend, tmp_path)
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    study = optuna.create_study(study_name=name, storage=open_storage(storage))
+    dist = {"x": optuna.distributions.CategoricalDistribution([0, 1])}
+    owner = {"host": socket.gethostname(), "pid": _dead_pid()}
+    for _ in range(100):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.RUNNING, params={"x": 0}, distributions=dist,
+                                                  system_attrs={WORKER_ATTR: owner}))
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=_sweep_at_once, args=(storage, name, barrier, results)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    failed = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert sorted(n for numbers in failed for n in numbers) == list(range(100))
+    assert _retries(study) == Counter(range(100))
+
+
+def test_recovery_leaves_alone_a_retry_that_carries_its_dead_predecessors_owner(digits_checkpoint):
+    if not _server_answers(POSTGRES):
+        pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
+    # A long heartbeat: the retry below is taken as an orphan only after 3 minutes.
+    name = _create(POSTGRES, digits_checkpoint.path, "--heartbeat-interval", "60")
+    study = _study(POSTGRES, name)
+    dead = _plant_running(study, digits_checkpoint.space, 1, None)[0]
+    owner = {"host": socket.gethostname(), "pid": _dead_pid(), "trial": dead}
+    trial = study.get_trials(deepcopy=False)[dead]
+    set_trial_system_attr(study, trial, WORKER_ATTR, owner)
+    beat = open_storage(POSTGRES, heartbeat_interval=1, grace_period=1)
+    beat.record_heartbeat(trial._trial_id)
+    time.sleep(1.5)
+    # Optuna's heartbeat recovery fails the trial and enqueues a retry with a copy of its system
+    # attrs, owner included; a live worker (this test) pops the retry and is about to run it.
+    optuna.storages.fail_stale_trials(optuna.load_study(study_name=name, storage=beat))
+    retry = study.ask()
+    assert study.get_trials()[retry.number].system_attrs[WORKER_ATTR] == owner
+    run("optimize", "--storage", POSTGRES, "--study-name", name, "--n-trials", "1", "--no-progress")
+    assert study.get_trials()[retry.number].state == TrialState.RUNNING, "another worker failed a live trial"
+    study.tell(retry, 0.5)
+    assert _retries(study) == Counter([dead])
