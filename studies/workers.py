@@ -4,10 +4,11 @@
 this host and follows their progress. Workers on other hosts run `run_worker` (through
 ``autospk-study optimize``) against the same database storage.
 
-Crash recovery: a worker records itself on each trial (`WORKER_ATTR`). `fail_dead_trials`
-fails and re-enqueues the RUNNING trials whose worker on this host has ended; every worker
-runs it before each trial, and `optimize` as soon as one of its workers dies. Database
-heartbeats recover the trials of workers on other hosts.
+Crash recovery: a worker records itself on each trial (`WORKER_ATTR`) before its sampler
+proposes anything. `fail_dead_trials` fails and re-enqueues the RUNNING trials whose worker
+on this host has ended, and those without an owner of their own once they are older than
+a grace period; every worker runs it before each trial, and `optimize` as soon as one of
+its workers dies. Database heartbeats recover the trials of workers on other hosts.
 """
 
 from __future__ import annotations
@@ -18,18 +19,25 @@ import signal
 import socket
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from .errors import StudyError
 from .storage import open_storage
 from .study import load, load_evaluator
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+
+    from .settings import StudySettings
 
 WORKER_ATTR = "autospk:worker"
 """Trial system attr: the worker running the trial, ``{"host", "pid", "started", "trial"}``.
@@ -39,6 +47,9 @@ that a new process reusing the pid is not taken for the worker; ``trial`` is the
 the trial the record was written for, so that a retry carrying a copy of its predecessor's
 system attrs (Optuna's heartbeat retries copy them all) is not taken for a dead worker's.
 """
+
+ORPHAN_HEARTBEATS = 3
+"""A RUNNING trial without an owner of its own is orphaned after this many heartbeat intervals."""
 
 _PROC = Path("/proc")
 
@@ -112,29 +123,87 @@ def _owner(trial: FrozenTrial) -> Mapping[str, Any] | None:
     return owner if owner.get("trial", trial.number) == trial.number else None
 
 
-def fail_dead_trials(study: optuna.Study) -> list[int]:
-    """Fail and re-enqueue (user attr ``retry_of``) the RUNNING trials whose worker on this
-    host has ended.
+def fail_dead_trials(study: optuna.Study, *, orphan_grace: float) -> list[int]:
+    """Fail and re-enqueue (user attr ``retry_of``) the RUNNING trials whose worker died.
 
-    Complements database heartbeats, and is the crash recovery of journal storages.
+    A trial's worker died when its owner record names this host and a process that has
+    ended, or when the trial has no owner record of its own and started more than
+    `orphan_grace` seconds ago: its worker died between creating it and recording itself
+    (a live worker records itself one storage read after the trial starts). Trials of
+    workers on other hosts are left to database heartbeats. Start times are compared on
+    this host's clock, so hosts sharing a storage need clocks closer than `orphan_grace`.
+
     Many processes may recover the same trials at once: only the one whose FAIL lands
     re-enqueues a trial, so each is retried once.
+
+    Args:
+        study: The study.
+        orphan_grace: Seconds a RUNNING trial may go without an owner.
 
     Returns:
         The numbers of the trials failed here.
     """
     from nas._optuna_private import fail_running_trial
 
-    failed = []
     host = socket.gethostname()
+    # Every storage returns datetime_start as naive local time.
+    orphaned_before = datetime.now() - timedelta(seconds=orphan_grace)
+    failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = _owner(t)
-        if owner is None or owner.get("host") != host or _alive(owner):
-            continue
-        if fail_running_trial(study, t):
+        if owner is None:
+            dead = t.datetime_start is not None and t.datetime_start < orphaned_before
+        else:
+            dead = owner.get("host") == host and not _alive(owner)
+        if dead and fail_running_trial(study, t):
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
             failed.append(t.number)
     return failed
+
+
+def _orphan_grace(settings: StudySettings) -> float:
+    return ORPHAN_HEARTBEATS * settings.heartbeat_interval
+
+
+class _OwnerRecordingSampler(BaseSampler):
+    """A study's sampler that first records, on each trial, the worker running it.
+
+    `before_trial` is the first of our code that Optuna runs on a trial it has just created
+    or taken from the queue, before the sampler proposes (which reads the whole study);
+    so a trial goes without its owner for one storage read only.
+
+    Args:
+        sampler: The study's sampler; everything else is left to it.
+        worker: This process's owner record (without the trial number).
+    """
+
+    def __init__(self, sampler: BaseSampler, worker: Mapping[str, Any]) -> None:
+        self.sampler = sampler
+        self.worker = dict(worker)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        from nas._optuna_private import set_trial_system_attr
+
+        set_trial_system_attr(study, trial, WORKER_ATTR, {**self.worker, "trial": trial.number})
+        self.sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self.sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self.sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self.sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
 
 
 def quiet_optuna() -> None:
@@ -165,20 +234,19 @@ def run_worker(
         device: Where to evaluate (default: cuda if available, else cpu).
         show_progress_bar: Optuna's progress bar.
     """
-    from nas._optuna_private import set_trial_system_attr
     from nas.objective import SubnetObjective
 
     study, settings = load(storage, study_name, seed_offset=seed_offset, heartbeat=True)
     evaluator, _ = load_evaluator(settings, device=device)
     evaluate = SubnetObjective(settings.space, evaluator, settings.objective, settings.aeb, settings.budgets)
-    me = _this_worker()
+    study.sampler = _OwnerRecordingSampler(study.sampler, _this_worker())
+    grace = _orphan_grace(settings)
 
     def objective(trial: optuna.Trial):
-        set_trial_system_attr(study, trial, WORKER_ATTR, {**me, "trial": trial.number})
-        fail_dead_trials(study)
+        fail_dead_trials(study, orphan_grace=grace)
         return evaluate(trial)
 
-    fail_dead_trials(study)
+    fail_dead_trials(study, orphan_grace=grace)
     callbacks = []
     remaining = None
     if n_trials is not None:
@@ -236,7 +304,8 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
         StudyError: if a worker died and the study does not hold `n_trials` complete trials
             (or no `n_trials` was given).
     """
-    study, _ = load(storage, name)
+    study, settings = load(storage, name)
+    grace = _orphan_grace(settings)
     # One storage for the whole poll: on a database each open builds a connection pool.
     store = open_storage(storage)
     study_id = store.get_study_id_from_name(name)
@@ -263,7 +332,7 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
             died = sorted(i for i in ended if procs[i].exitcode)
             if died:
                 lost += [_death(i, procs[i]) for i in died]
-                fail_dead_trials(study)
+                fail_dead_trials(study, orphan_grace=grace)
             bar.n = min(complete(), bar.total or 10**9)
             bar.refresh()
     finally:
@@ -272,6 +341,9 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
         done = complete()
         bar.n = min(done, bar.total or 10**9)
         bar.close()
+    if lost:
+        # A trial whose worker died before recording itself may be past its grace period by now.
+        fail_dead_trials(study, orphan_grace=grace)
     result = OptimizeResult(done, workers, tuple(lost))
     if lost and (n_trials is None or done < n_trials):
         target = f" of {n_trials}" if n_trials is not None else ""

@@ -162,7 +162,7 @@ def test_two_workers_recover_thirty_dead_trials_once_each(tmp_path, digits_check
 def _sweep_at_once(storage: str, name: str, barrier, results) -> None:
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
     barrier.wait()
-    results.put(fail_dead_trials(study))
+    results.put(fail_dead_trials(study, orphan_grace=60.0))
 
 
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])
@@ -210,3 +210,19 @@ def test_recovery_leaves_alone_a_retry_that_carries_its_dead_predecessors_owner(
     assert study.get_trials()[retry.number].state == TrialState.RUNNING, "another worker failed a live trial"
     study.tell(retry, 0.5)
     assert _retries(study) == Counter([dead])
+
+
+# Defect 12: a worker killed between creating its trial and writing its owner.
+
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_a_trial_left_running_without_owner_is_recovered_after_the_grace_period(tmp_path, digits_checkpoint,
+                                                                               backend):
+    storage = _storage(backend, tmp_path)
+    name = _create(storage, digits_checkpoint.path)
+    study = _study(storage, name)
+    orphan = study.ask().number  # as if its worker died right after creating it
+    time.sleep(3.5)  # the grace period: 3 heartbeats of 1 s
+    run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "1", "--no-progress")
+    assert study.get_trials()[orphan].state == TrialState.FAIL
+    assert _retries(study) == Counter([orphan])
+    assert not study.get_trials(states=(TrialState.RUNNING,))
