@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(p)
     p.add_argument("--n-trials", type=_positive(int), default=None, help="complete trials the study should hold")
     p.add_argument("--timeout", type=_positive(float), default=None, help="seconds")
-    p.add_argument("--workers", type=_positive(int), default=1, help="worker processes on this host")
+    p.add_argument("--workers", type=_positive(int), default=1,
+                   help="worker processes on this host: at most one per CPU core, and as many as its memory holds")
     p.add_argument("--device", default=None, help="cpu, cuda ... (None: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_optimize)

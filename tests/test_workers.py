@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -21,8 +22,10 @@ from optuna.trial import TrialState
 from nas._optuna_private import set_trial_system_attr
 from studies.cli import main
 from studies.storage import open_storage
-from studies.workers import WORKER_ATTR, fail_dead_trials
+from studies.workers import WORKER_ATTR, fail_dead_trials, worker_limit
 from tests.test_cli import CLI, ENV, POSTGRES, _server_answers, run
+
+GIB = 2**30
 
 
 def _storage(backend: str, tmp_path: Path) -> str:
@@ -210,6 +213,30 @@ def test_recovery_leaves_alone_a_retry_that_carries_its_dead_predecessors_owner(
     assert study.get_trials()[retry.number].state == TrialState.RUNNING, "another worker failed a live trial"
     study.tell(retry, 0.5)
     assert _retries(study) == Counter([dead])
+
+
+# Defect 7: --workers had no upper bound.
+
+def test_too_many_workers_are_refused_before_any_starts(tmp_path, digits_checkpoint):
+    storage = f"journal://{tmp_path}/many.log"
+    name = _create(storage, digits_checkpoint.path)
+    cores = len(os.sched_getaffinity(0))
+    for workers in (cores + 1, 64):
+        proc = run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "2", "--workers",
+                   str(workers), "--no-progress", check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert re.search(rf"{workers} workers are more than this host can run: at most \d+", proc.stderr)
+        assert f"(its {cores} CPU cores)" in proc.stderr or "GiB available memory" in proc.stderr
+        assert not _study(storage, name).get_trials(), "a worker started"
+
+
+def test_worker_limit_names_what_limits_it():
+    assert worker_limit(cores=2, available=64 * GIB) == (2, "its 2 CPU cores")
+    limit, reason = worker_limit(cores=32, available=int(3.5 * GIB))
+    assert limit == 3 and "3.5 GiB available memory" in reason and "per worker" in reason
+    assert worker_limit(cores=8, available=None) == (8, "its 8 CPU cores")
+    assert worker_limit(cores=8, available=GIB // 4)[0] == 1, "one worker is always allowed"
 
 
 # Defect 12: a worker killed between creating its trial and writing its owner.
