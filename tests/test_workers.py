@@ -36,12 +36,12 @@ def _storage(backend: str, tmp_path: Path) -> str:
     return POSTGRES
 
 
-def _create(storage: str, checkpoint: Path, *extra: str) -> str:
-    """A fresh aeb study whose heartbeat (and so orphan grace period, 3 heartbeats) is short."""
+def _create(storage: str, checkpoint: Path, *extra: str, heartbeat: int = 1) -> str:
+    """A fresh aeb study, by default with a short heartbeat (and orphan grace period: 3 heartbeats)."""
     name = f"w-{uuid.uuid4().hex[:8]}"
     assert main(["create", "--storage", storage, "--study-name", name, "--objective", "aeb", "--checkpoint",
                  str(checkpoint), "--population-size", "4", "--num-parents", "2", "--no-enqueue-largest",
-                 "--heartbeat-interval", "1", *extra]) == 0
+                 "--heartbeat-interval", str(heartbeat), *extra]) == 0
     return name
 
 
@@ -195,7 +195,7 @@ def test_recovery_leaves_alone_a_retry_that_carries_its_dead_predecessors_owner(
     if not _server_answers(POSTGRES):
         pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
     # A long heartbeat: the retry below is taken as an orphan only after 3 minutes.
-    name = _create(POSTGRES, digits_checkpoint.path, "--heartbeat-interval", "60")
+    name = _create(POSTGRES, digits_checkpoint.path, heartbeat=60)
     study = _study(POSTGRES, name)
     dead = _plant_running(study, digits_checkpoint.space, 1, None)[0]
     owner = {"host": socket.gethostname(), "pid": _dead_pid(), "trial": dead}
