@@ -167,9 +167,11 @@ def cmd_optimize(args: argparse.Namespace) -> None:
 
     if args.n_trials is None and args.timeout is None:
         raise CLIError("give --n-trials and/or --timeout")
-    done = optimize(_storage(args), args.study_name, n_trials=args.n_trials, timeout=args.timeout,
-                    workers=args.workers, device=args.device, progress=not args.no_progress)
-    print(f"study '{args.study_name}': {done} complete trials")
+    result = optimize(_storage(args), args.study_name, n_trials=args.n_trials, timeout=args.timeout,
+                      workers=args.workers, device=args.device, progress=not args.no_progress)
+    if result.lost:
+        print(f"{PROG}: warning: {result.lost_summary}", file=sys.stderr)
+    print(f"study '{args.study_name}': {result.complete} complete trials")
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -355,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(p)
     p.add_argument("--n-trials", type=_positive(int), default=None, help="complete trials the study should hold")
     p.add_argument("--timeout", type=_positive(float), default=None, help="seconds")
-    p.add_argument("--workers", type=_positive(int), default=1, help="worker processes on this host")
+    p.add_argument("--workers", type=_positive(int), default=1,
+                   help="worker processes on this host: at most one per CPU core, and as many as its memory holds")
     p.add_argument("--device", default=None, help="cpu, cuda ... (None: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_optimize)
