@@ -29,7 +29,7 @@ from nas.space import presets
 
 from .errors import StudyError
 from .settings import HEARTBEAT_INTERVAL
-from .storage import DEFAULT_STORAGE, STORAGE_ENV, StorageError, default_storage, normalize_url
+from .storage import DEFAULT_STORAGE, STORAGE_ENV, StorageError, default_storage, mask_url, normalize_url
 
 PROG = "autospk-study"
 
@@ -151,7 +151,7 @@ def cmd_create(args: argparse.Namespace) -> None:
         evaluation=_settings(args, EvaluationSettings), heartbeat_interval=args.heartbeat_interval,
         enqueue_largest=not args.no_enqueue_largest, skip_if_exists=args.skip_if_exists, device=args.device,
     )
-    print(f"study '{study.study_name}' ({args.objective}) in {_storage(args)}")
+    print(f"study '{study.study_name}' ({args.objective}) in {mask_url(_storage(args))}")
 
 
 def cmd_optimize(args: argparse.Namespace) -> None:
@@ -171,7 +171,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
     summaries = optuna.get_all_study_summaries(open_storage(_storage(args)), include_best_trial=False)
     if not summaries:
-        print(f"no studies in {_storage(args)}")
+        print(f"no studies in {mask_url(_storage(args))}")
         return
     print(f"{'study':24} {'objective':9} {'data set':9} {'trials':>6}  created")
     for s in sorted(summaries, key=lambda s: s.study_name):
@@ -256,7 +256,8 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     for objective in OBJECTIVES:
         print()
         _print_shown(storage, f"{args.prefix}-{objective}", top=5, fmt="table")
-    print(f"\ntotal {time.perf_counter() - t0:.0f} s. Browse the studies with:\n\n    optuna-dashboard {storage}\n")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s. Browse the studies with:\n\n"
+          f"    optuna-dashboard {mask_url(storage)}\n")
 
 
 # ----------------------------------------------------------------------------- parser

@@ -10,8 +10,8 @@ SQLite paths are made absolute, so workers started elsewhere open the same file.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,6 +27,23 @@ class StorageError(RuntimeError):
 
 def default_storage() -> str:
     return os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
+
+
+def mask_url(url: str) -> str:
+    """The URL as it may be printed: a database password becomes ``***``.
+
+    SQLite and journal URLs hold no password and are returned unchanged.
+    """
+    if "://" not in url or url.startswith(("sqlite:", "journal:")):
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        # Not a URL SQLAlchemy can open, yet it may still spell out a password.
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def normalize_url(url: str) -> str:
@@ -58,6 +75,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     from optuna.storages.journal import JournalFileBackend
 
     url = normalize_url(url)
+    shown = mask_url(url)
     if url.startswith("journal://"):
         path = Path(url[len("journal://"):])
         if not path.parent.is_dir():
@@ -74,11 +92,11 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     try:
         return RDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
     except ImportError:
-        raise StorageError(f"cannot open storage {url}: its database driver is not installed; "
+        raise StorageError(f"cannot open storage {shown}: its database driver is not installed; "
                            "pip install 'autospk[postgres]' or 'autospk[mysql]'") from None
     except Exception as err:  # sqlalchemy raises driver-specific errors
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot open storage {url}: {reason[:300]}") from None
+        raise StorageError(f"cannot open storage {shown}: {reason[:300]}") from None
 
 
 def _engine_kwargs(url: str) -> dict:
