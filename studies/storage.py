@@ -5,12 +5,17 @@
     journal:///abs/path.log  (or any path ending in .log/.journal)   many workers, one host/NFS
 
 SQLite paths are made absolute, so workers started elsewhere open the same file.
+
+A process opens each storage once: `open_storage` returns the same object for the same URL,
+so a database sees one connection pool per process however often studies are loaded. A
+forked child forgets its parent's storages and opens its own.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +24,11 @@ if TYPE_CHECKING:
 
 DEFAULT_STORAGE = "sqlite:///autospk.db"
 STORAGE_ENV = "AUTOSPK_STORAGE"
+
+_STORAGES: dict[str, tuple[optuna.storages.BaseStorage, tuple[int, int] | None]] = {}
+"""The storages this process opened, by normalized URL, with the identity of their file."""
+
+_LOCK = threading.Lock()
 
 
 class StorageError(RuntimeError):
@@ -59,25 +69,80 @@ def normalize_url(url: str) -> str:
 
 def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
                  max_retry: int = 3) -> optuna.storages.BaseStorage:
-    """Open a storage URL.
+    """The storage of a URL, opened once per process and shared by every later call.
+
+    Heartbeat settings, when given, are applied to the shared storage and stay until other
+    settings are given; a call without them leaves them as they are. They only act inside
+    `optuna.Study.optimize`, which only workers call.
 
     Args:
         url: A storage URL (see the module doc).
         heartbeat_interval: For database storages, seconds between a running trial's
             heartbeats; a trial silent for `grace_period` is failed and retried.
-        grace_period: See `heartbeat_interval`.
+        grace_period: See `heartbeat_interval` (None: three intervals).
         max_retry: Retries of a trial whose worker died.
 
     Raises:
         StorageError: naming the URL and the reason.
     """
-    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     url = normalize_url(url)
+    with _LOCK:
+        store, identity = _STORAGES.get(url, (None, None))
+        if store is None or identity != _file_identity(url):
+            store = _open(url)
+            _STORAGES[url] = store, _file_identity(url)
+    if heartbeat_interval and isinstance(store, RDBStorage):
+        # The attributes RDBStorage.__init__ sets; optuna reads them at each optimize().
+        store.heartbeat_interval = heartbeat_interval
+        store.grace_period = grace_period or 3 * heartbeat_interval
+        store.heartbeat_stale_trial_callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        store.failed_trial_callback = store.heartbeat_stale_trial_callback
+    return store
+
+
+def _file_path(url: str) -> Path | None:
+    """The file of a SQLite or journal URL; None for database servers and in-memory SQLite."""
+    if url.startswith("journal://"):
+        return Path(url[len("journal://"):])
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
+def _file_identity(url: str) -> tuple[int, int] | None:
+    # A storage whose file was deleted or replaced would go on writing to the old inode.
+    path = _file_path(url)
+    try:
+        stat = path.stat() if path is not None else None
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino) if stat is not None else None
+
+
+def _forget_after_fork() -> None:
+    global _LOCK
+    # A forked child shares its parent's sockets and file handles: it must neither use nor close
+    # them (SQLAlchemy's recipe for fork), nor wait on a lock a parent's thread held.
+    for store, _ in _STORAGES.values():
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            engine.dispose(close=False)
+    _STORAGES.clear()
+    _LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _open(url: str) -> optuna.storages.BaseStorage:
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
     shown = mask_url(url)
     if url.startswith("journal://"):
-        path = Path(url[len("journal://"):])
+        path = _file_path(url)
         if not path.parent.is_dir():
             raise StorageError(f"cannot open storage {url}: folder {path.parent} does not exist")
         return JournalStorage(JournalFileBackend(str(path)))
@@ -85,12 +150,8 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
         folder = Path(url[len("sqlite:///"):]).parent
         if not folder.is_dir():
             raise StorageError(f"cannot open storage {url}: folder {folder} does not exist")
-    kwargs = {}
-    if heartbeat_interval:
-        kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period or 3 * heartbeat_interval,
-                  "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=max_retry)}
     try:
-        return RDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
+        return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except ImportError:
         raise StorageError(f"cannot open storage {shown}: its database driver is not installed; "
                            "pip install 'autospk[postgres]' or 'autospk[mysql]'") from None

@@ -6,6 +6,7 @@ not answer); the CLI runs in subprocesses where a fault needs a process of its o
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -13,9 +14,15 @@ import uuid
 
 import optuna
 import pytest
+import sqlalchemy
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import is_heartbeat_enabled
 
+from nas.fitness import AEBSettings
+from nas.settings import SamplerSettings
 from studies.cli import main
 from studies.storage import mask_url, open_storage
+from studies.study import create, load
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 CLI = [sys.executable, "-m", "studies.cli"]
@@ -45,6 +52,91 @@ def _create_args(storage: str, name: str, checkpoint) -> list[str]:
     # A given E_ref skips measuring the largest subnet: these tests are about the storage.
     return ["create", "--storage", storage, "--study-name", name, "--objective", "aeb", "--checkpoint",
             str(checkpoint), "--e-ref", "1.0", "--population-size", "4", "--num-parents", "2"]
+
+
+def _tagged(url: str) -> tuple[str, str]:
+    """`url` with a fresh PostgreSQL application name, and the name: the server counts its connections."""
+    name = f"autospk-test-{uuid.uuid4().hex[:8]}"
+    return f"{url}?application_name={name}", name
+
+
+def _backends(url: str, application_name: str) -> set[int]:
+    """The server processes of the connections with this application name."""
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
+    try:
+        with engine.connect() as conn:
+            return set(conn.execute(sqlalchemy.text("SELECT pid FROM pg_stat_activity WHERE application_name = :a"),
+                                    {"a": application_name}).scalars())
+    finally:
+        engine.dispose()
+
+
+def _backend_pid(store) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar_one()
+
+
+# ----------------------------------------------------------------------------- 1: one storage per process
+
+
+def test_repeated_opens_and_loads_share_one_pool_of_connections(postgres, digits_checkpoint):
+    url, application_name = _tagged(postgres)
+    name = f"pool-{uuid.uuid4().hex[:8]}"
+    create(url, name, objective="aeb", checkpoint=digits_checkpoint.path, aeb=AEBSettings(e_ref=1.0),
+           sampler=SamplerSettings(population_size=4, num_parents=2), enqueue_largest=False)
+    try:
+        # Held, as a worker holds its study and a progress poll its storage.
+        held = [open_storage(url) for _ in range(3)]
+        held += [load(url, name) for _ in range(3)]
+        held += [load(url, name, heartbeat=True) for _ in range(3)]
+        for study, _ in held[3:]:
+            study.get_trials(deepcopy=False)
+        pool_size = held[0].engine.pool.size()
+        assert len(_backends(postgres, application_name)) <= pool_size
+    finally:
+        optuna.delete_study(study_name=name, storage=open_storage(postgres))
+
+
+def test_heartbeat_settings_are_applied_to_the_one_storage(tmp_path):
+    url = f"sqlite:///{tmp_path}/beat.db"
+    plain = open_storage(url)
+    assert not is_heartbeat_enabled(plain)
+    beating = open_storage(url, heartbeat_interval=7, max_retry=2)
+    assert beating is plain
+    assert is_heartbeat_enabled(plain) and plain.heartbeat_interval == 7 and plain.grace_period == 21
+    callback = plain.get_heartbeat_stale_trial_callback()
+    assert isinstance(callback, RetryHeartbeatStaleTrialCallback) and callback._max_retry == 2
+    assert open_storage(url) is plain and is_heartbeat_enabled(plain), "a plain open switched the heartbeat off"
+
+
+def test_a_replaced_sqlite_file_gets_a_new_storage(tmp_path):
+    url = f"sqlite:///{tmp_path}/replaced.db"
+    first = open_storage(url)
+    optuna.create_study(storage=first, study_name="old")
+    (tmp_path / "replaced.db").unlink()
+    second = open_storage(url)
+    assert second is not first
+    assert optuna.get_all_study_summaries(second) == []
+
+
+def _child_opens_its_own(url: str, parent_id: int) -> None:
+    store = open_storage(url)
+    optuna.get_all_study_summaries(store)
+    sys.exit(0 if id(store) != parent_id and open_storage(url) is store else 3)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_child_process_builds_its_own_storage_and_leaves_the_parents_alone(postgres, method):
+    url, application_name = _tagged(postgres)
+    store = open_storage(url)
+    parents = _backends(postgres, application_name)
+    child = multiprocessing.get_context(method).Process(target=_child_opens_its_own, args=(url, id(store)))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0, f"the {method}ed child reused or could not open a storage ({child.exitcode})"
+    assert open_storage(url) is store
+    for _ in parents:  # each pooled connection in turn; one the child closed would be replaced
+        assert _backend_pid(store) in parents, "the child closed the parent's connection"
 
 
 # ----------------------------------------------------------------------------- 9: passwords
