@@ -17,6 +17,7 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from nas.space import presets
 
 from .errors import StudyError
 from .settings import HEARTBEAT_INTERVAL
-from .storage import DEFAULT_STORAGE, STORAGE_ENV, StorageError, default_storage, mask_url, normalize_url
+from .storage import (DEFAULT_STORAGE, STORAGE_ENV, StorageError, StorageWarning, default_storage, mask_url,
+                      normalize_url)
 
 PROG = "autospk-study"
 
@@ -368,13 +370,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    # A repaired storage is news for the user, not a bug report: one line, like the errors.
+    if issubclass(category, StorageWarning):
+        text = f"{PROG}: warning: {message}\n"
+    else:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+    (file or sys.stderr).write(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .workers import quiet_optuna
 
     quiet_optuna()
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.func(args)
     except (CLIError, ConfigError, StudyError, StorageError, FileNotFoundError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2

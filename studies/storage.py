@@ -4,7 +4,8 @@
     postgresql://user@host/db  mysql+pymysql://root@host/db   many workers, many hosts
     journal:///abs/path.log  (or any path ending in .log/.journal)   many workers, one host/NFS
 
-SQLite paths are made absolute, so workers started elsewhere open the same file.
+SQLite paths are made absolute, so workers started elsewhere open the same file. Journal
+files are written so that a write cut short (a full disk) costs only the entry it was writing.
 
 A process opens each storage once: `open_storage` returns the same object for the same URL,
 so a database sees one connection pool per process however often studies are loaded. A
@@ -33,6 +34,10 @@ _LOCK = threading.Lock()
 
 class StorageError(RuntimeError):
     """The storage cannot be opened or reached."""
+
+
+class StorageWarning(UserWarning):
+    """The storage was repaired on the way: nothing was lost, but a user may want to know why."""
 
 
 def default_storage() -> str:
@@ -138,14 +143,15 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 def _open(url: str) -> optuna.storages.BaseStorage:
     from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend
+
+    from ._journal import JournalFile
 
     shown = mask_url(url)
     if url.startswith("journal://"):
         path = _file_path(url)
         if not path.parent.is_dir():
             raise StorageError(f"cannot open storage {url}: folder {path.parent} does not exist")
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFile(str(path)))
     if url.startswith("sqlite:///"):
         folder = Path(url[len("sqlite:///"):]).parent
         if not folder.is_dir():
@@ -164,3 +170,4 @@ def _engine_kwargs(url: str) -> dict:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 60}}
     return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+

@@ -6,6 +6,7 @@ not answer); the CLI runs in subprocesses where a fault needs a process of its o
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import subprocess
@@ -15,8 +16,10 @@ import uuid
 import optuna
 import pytest
 import sqlalchemy
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 from nas.fitness import AEBSettings
 from nas.settings import SamplerSettings
@@ -27,6 +30,22 @@ from studies.study import create, load
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 CLI = [sys.executable, "-m", "studies.cli"]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+
+def run(*args: str, env: dict[str, str] = ENV, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, env=env, **kwargs)
+
+
+def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"{proc.args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, f"{proc.args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autospk-study: error: "), proc.stderr
+    return lines[0]
 
 
 def _answers(url: str) -> bool:
@@ -137,6 +156,52 @@ def test_a_child_process_builds_its_own_storage_and_leaves_the_parents_alone(pos
     assert open_storage(url) is store
     for _ in parents:  # each pooled connection in turn; one the child closed would be replaced
         assert _backend_pid(store) in parents, "the child closed the parent's connection"
+
+
+# ----------------------------------------------------------------------------- 6: torn journals
+
+
+def _raw_journal(path) -> JournalStorage:
+    """Optuna's own journal storage of `path`, as any other program would open it."""
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def test_a_cut_last_journal_line_is_dropped_and_every_study_goes_on(tmp_path, digits_checkpoint):
+    path = tmp_path / "study.log"
+    storage = f"journal://{path}"
+    _ok(run(*_create_args(storage, "first", digits_checkpoint.path)))
+    # The last write of a process that met a full disk: an entry cut short, without its newline.
+    optuna.load_study(study_name="first", storage=_raw_journal(path)).set_user_attr("cut", "x" * 50)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-40])
+
+    env = {k: v for k, v in ENV.items() if k != "PYTHONWARNINGS"}  # the repair is reported as a warning
+    created = _ok(run(*_create_args(storage, "second", digits_checkpoint.path), env=env))
+    assert f"autospk-study: warning: journal {path}: dropped its last" in created.stderr
+    _ok(run("optimize", "--storage", storage, "--study-name", "first", "--n-trials", "2", "--no-progress"))
+    listed = _ok(run("list", "--storage", storage)).stdout
+    assert "first" in listed and "second" in listed
+
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert all(line.endswith(b"\n") and json.loads(line) for line in lines)
+    first = optuna.load_study(study_name="first", storage=_raw_journal(path))
+    assert len(first.get_trials(states=(TrialState.COMPLETE,))) >= 2
+    assert first.user_attrs["objective"] == "aeb" and "cut" not in first.user_attrs
+
+
+def test_a_glued_journal_line_is_refused_naming_the_file_line_and_fix(tmp_path):
+    path = tmp_path / "glued.log"
+    study = optuna.create_study(storage=_raw_journal(path), study_name="glued")
+    for key in "abc":
+        study.set_user_attr(key, key * 30)
+    lines = path.read_bytes().splitlines(keepends=True)
+    # What Optuna's backend leaves after a full disk: a cut entry, the next entry appended to it.
+    lines[1:3] = [lines[1][:25] + lines[2]]
+    path.write_bytes(b"".join(lines))
+
+    error = _one_line_error(run("list", "--storage", f"journal://{path}"))
+    assert f"journal {path}, line 2" in error
+    assert "op_code" in error and "backup" in error
 
 
 # ----------------------------------------------------------------------------- 9: passwords
