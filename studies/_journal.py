@@ -25,27 +25,39 @@ class JournalFile(JournalFileBackend):
     would append the next entry to that line, and no reader could parse the file again. This
     backend drops such a tail before it writes, under the journal's own lock (the lock file
     Optuna's backend uses by default), and refuses a file already glued together with an
-    error naming the file, the line and the fix.
+    error naming the file, the line and the fix. A file that cannot be read or written (a full
+    disk, no permission) raises `StorageError` with the system's reason.
 
     Args:
         file_path: The journal file; created if missing.
     """
+
+    def __init__(self, file_path: str) -> None:
+        try:
+            super().__init__(file_path)
+        except OSError as err:
+            raise StorageError(f"cannot create journal {file_path}: {err}") from err
 
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
         try:
             yield from super().read_logs(log_number_from)
         except ValueError as err:  # json.JSONDecodeError, or Optuna's "Invalid log format."
             raise StorageError(_unreadable(self._file_path, err)) from err
+        except OSError as err:
+            raise StorageError(f"cannot read journal {self._file_path}: {err}") from err
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         # Optuna's append_logs, with the tail checked under the same lock as the write.
-        with get_lock_file(self._lock):
-            self._drop_cut_tail()
-            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-            with open(self._file_path, "ab") as f:
-                f.write(text.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
+        try:
+            with get_lock_file(self._lock):
+                self._drop_cut_tail()
+                text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+                with open(self._file_path, "ab") as f:
+                    f.write(text.encode("utf-8"))
+                    f.flush()
+                    os.fsync(f.fileno())
+        except OSError as err:
+            raise StorageError(f"cannot write journal {self._file_path}: {err}") from err
 
     def _drop_cut_tail(self) -> None:
         with open(self._file_path, "rb+") as f:

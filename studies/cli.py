@@ -8,6 +8,7 @@
     optuna-dashboard sqlite:///autospk.db
 
 The storage comes from --storage, else $AUTOSPK_STORAGE, else sqlite:///autospk.db.
+An error is one line; --verbose (before or after the command) prints its traceback instead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import dataclasses
 import json
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,8 @@ from nas.space import presets
 
 from .errors import StudyError
 from .settings import HEARTBEAT_INTERVAL
-from .storage import (DEFAULT_STORAGE, STORAGE_ENV, StorageError, StorageWarning, default_storage, mask_url,
-                      normalize_url)
+from .storage import (DEFAULT_STORAGE, STORAGE_ENV, StorageError, StorageWarning, default_storage, failure_cause,
+                      mask_url, normalize_url)
 
 PROG = "autospk-study"
 
@@ -269,13 +271,20 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Defaults in every option's help, descriptions as written."""
 
 
+_VERBOSE_HELP = "on an error, print its traceback instead of one line"
+
+
 def _subparser(sub: Any, name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=text, description=description or text, formatter_class=_HelpFormatter)
+    p = sub.add_parser(name, help=text, description=description or text, formatter_class=_HelpFormatter)
+    # SUPPRESS: unless given here, the flag keeps the value parsed before the command.
+    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; building it imports neither torch nor Optuna."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=_HelpFormatter)
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     p = _subparser(sub, "train-supernet", "train a weight-entangled supernet",
@@ -380,6 +389,16 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     (file or sys.stderr).write(text)
 
 
+def _error_line(err: Exception, args: argparse.Namespace) -> str | None:
+    """What went wrong, in one line; None for an error that is a bug, whose traceback is printed."""
+    if isinstance(err, (CLIError, ConfigError, StudyError, StorageError, FileNotFoundError)):
+        return str(err)
+    cause = failure_cause(err)
+    if cause is None:
+        return None
+    return f"storage {mask_url(_storage(args))} failed: {cause}" if hasattr(args, "storage") else cause
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .workers import quiet_optuna
@@ -389,12 +408,18 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             args.func(args)
-    except (CLIError, ConfigError, StudyError, StorageError, FileNotFoundError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        line = _error_line(err, args)
+        if line is None:
+            raise
+        if args.verbose:
+            traceback.print_exception(err)
+        else:
+            print(f"{PROG}: error: {line}", file=sys.stderr)
+        return 2
     return 0
 
 

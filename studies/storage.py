@@ -1,6 +1,7 @@
 """Storage URLs: SQLite (default), PostgreSQL/MySQL for many hosts, journal files for one host.
 
     sqlite:///relative.db  sqlite:////abs/path.db      one writer at a time
+    sqlite:///file:path.db?mode=ro&uri=true            SQLite URI filename (here: read-only)
     postgresql://user@host/db  mysql+pymysql://root@host/db   many workers, many hosts
     journal:///abs/path.log  (or any path ending in .log/.journal)   many workers, one host/NFS
 
@@ -63,6 +64,9 @@ def mask_url(url: str) -> str:
 
 def normalize_url(url: str) -> str:
     """Absolute SQLite and journal URLs; other URLs unchanged."""
+    if url.startswith("sqlite:///file:"):
+        path, mark, query = url[len("sqlite:///file:"):].partition("?")
+        return f"sqlite:///file:{Path(path).resolve()}{mark}{query}"
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
         return "sqlite:///" + str(Path(url[len("sqlite:///"):]).resolve())
     if url.startswith("journal://"):
@@ -107,10 +111,39 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     return store
 
 
+def failure_cause(err: BaseException) -> str | None:
+    """The real cause of a failed storage operation, as one line.
+
+    Optuna wraps a database error in its own, whose message guesses at "invalid data in the
+    commit"; SQLAlchemy wraps the driver's error. The innermost error says what happened:
+    "attempt to write a readonly database", "sorry, too many clients already".
+
+    Args:
+        err: Any exception.
+
+    Returns:
+        The innermost message of a database failure; None if `err` is no database failure.
+    """
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    chain = [err]
+    while chain[-1].__cause__ is not None and chain[-1].__cause__ not in chain:
+        chain.append(chain[-1].__cause__)
+    if not any(isinstance(e, (StorageInternalError, SQLAlchemyError)) for e in chain):
+        return None
+    inner = chain[-1]
+    if isinstance(inner, DBAPIError) and inner.orig is not None:
+        inner = inner.orig
+    return " ".join(str(inner).split()) or type(inner).__name__
+
+
 def _file_path(url: str) -> Path | None:
     """The file of a SQLite or journal URL; None for database servers and in-memory SQLite."""
     if url.startswith("journal://"):
         return Path(url[len("journal://"):])
+    if url.startswith("sqlite:///file:"):
+        return Path(url[len("sqlite:///file:"):].partition("?")[0])
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         return Path(url[len("sqlite:///"):])
     return None
@@ -152,18 +185,18 @@ def _open(url: str) -> optuna.storages.BaseStorage:
         if not path.parent.is_dir():
             raise StorageError(f"cannot open storage {url}: folder {path.parent} does not exist")
         return JournalStorage(JournalFile(str(path)))
-    if url.startswith("sqlite:///"):
-        folder = Path(url[len("sqlite:///"):]).parent
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        folder = _file_path(url).parent
         if not folder.is_dir():
             raise StorageError(f"cannot open storage {url}: folder {folder} does not exist")
     try:
         return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-    except ImportError:
+    except ImportError as err:
         raise StorageError(f"cannot open storage {shown}: its database driver is not installed; "
-                           "pip install 'autospk[postgres]' or 'autospk[mysql]'") from None
+                           "pip install 'autospk[postgres]' or 'autospk[mysql]'") from err
     except Exception as err:  # sqlalchemy raises driver-specific errors
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot open storage {shown}: {reason[:300]}") from None
+        reason = failure_cause(err) or " ".join(str(err).split()) or type(err).__name__
+        raise StorageError(f"cannot open storage {shown}: {reason}") from err
 
 
 def _engine_kwargs(url: str) -> dict:

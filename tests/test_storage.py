@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import uuid
@@ -202,6 +203,69 @@ def test_a_glued_journal_line_is_refused_naming_the_file_line_and_fix(tmp_path):
     error = _one_line_error(run("list", "--storage", f"journal://{path}"))
     assert f"journal {path}, line 2" in error
     assert "op_code" in error and "backup" in error
+
+
+# ----------------------------------------------------------------------------- 8: failed writes
+
+
+def test_a_write_to_a_read_only_sqlite_file_is_one_line_with_its_cause(tmp_path, digits_checkpoint):
+    path = tmp_path / "ro.db"
+    optuna.create_study(storage=f"sqlite:///{path}", study_name="existing")
+    # Root writes through any file mode; SQLite's own read-only mode refuses even root.
+    storage = f"sqlite:///file:{path}?mode=ro&uri=true"
+    error = _one_line_error(run(*_create_args(storage, "new", digits_checkpoint.path)))
+    assert f"storage {storage} failed: attempt to write a readonly database" in error
+
+    verbose = run("--verbose", *_create_args(storage, "new", digits_checkpoint.path))
+    assert verbose.returncode == 2
+    assert verbose.stderr.startswith("Traceback") and "attempt to write a readonly database" in verbose.stderr
+    assert run(*_create_args(storage, "new", digits_checkpoint.path), "--verbose").stderr == verbose.stderr
+    assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{path}")] == ["existing"]
+
+
+def _file_size_limit(size: int):
+    def limit() -> None:
+        # A full disk, for this process only: writes beyond `size` bytes fail (EFBIG), part-written.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return limit
+
+
+def test_a_journal_on_a_full_disk_is_one_line_and_the_next_command_goes_on(tmp_path, digits_checkpoint):
+    path = tmp_path / "full.log"
+    storage = f"journal://{path}"
+    optuna.create_study(storage=_raw_journal(path), study_name="existing")
+    size = path.stat().st_size
+
+    error = _one_line_error(run(*_create_args(storage, "new", digits_checkpoint.path),
+                                preexec_fn=_file_size_limit(size + 40)))
+    assert f"cannot write journal {path}" in error and "File too large" in error
+    assert path.stat().st_size == size + 40 and not path.read_bytes().endswith(b"\n")
+
+    _ok(run(*_create_args(storage, "new", digits_checkpoint.path)))
+    assert sorted(s.study_name for s in optuna.get_all_study_summaries(_raw_journal(path))) == ["existing", "new"]
+
+
+@pytest.fixture
+def read_only_role(postgres):
+    """A PostgreSQL role that may read the Optuna tables but write none."""
+    role = f"autospk_ro_{uuid.uuid4().hex[:8]}"
+    open_storage(postgres)  # the tables exist
+    engine = sqlalchemy.create_engine(postgres, poolclass=sqlalchemy.NullPool)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(sqlalchemy.text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+    yield role
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"DROP OWNED BY {role}"))
+        conn.execute(sqlalchemy.text(f"DROP ROLE {role}"))
+    engine.dispose()
+
+
+def test_a_refused_database_write_is_one_line_with_its_cause(postgres, read_only_role, digits_checkpoint):
+    storage = postgres.replace("postgres@", f"{read_only_role}:pw@", 1)
+    error = _one_line_error(run(*_create_args(storage, f"denied-{uuid.uuid4().hex[:8]}", digits_checkpoint.path)))
+    assert f"storage postgresql://{read_only_role}:***@127.0.0.1:5432/test failed: " in error
+    assert "permission denied for table studies" in error
 
 
 # ----------------------------------------------------------------------------- 9: passwords
