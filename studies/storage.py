@@ -34,7 +34,7 @@ _LOCK = threading.Lock()
 
 
 class StorageError(RuntimeError):
-    """The storage cannot be opened or reached."""
+    """The storage cannot be opened, reached, read or written."""
 
 
 class StorageWarning(UserWarning):
@@ -152,11 +152,13 @@ def _file_path(url: str) -> Path | None:
 def _file_identity(url: str) -> tuple[int, int] | None:
     # A storage whose file was deleted or replaced would go on writing to the old inode.
     path = _file_path(url)
+    if path is None:
+        return None
     try:
-        stat = path.stat() if path is not None else None
+        stat = path.stat()
     except FileNotFoundError:
         return None
-    return (stat.st_dev, stat.st_ino) if stat is not None else None
+    return stat.st_dev, stat.st_ino
 
 
 def _forget_after_fork() -> None:
@@ -180,15 +182,11 @@ def _open(url: str) -> optuna.storages.BaseStorage:
     from ._journal import JournalFile
 
     shown = mask_url(url)
+    path = _file_path(url)
+    if path is not None and not path.parent.is_dir():
+        raise StorageError(f"cannot open storage {url}: folder {path.parent} does not exist")
     if url.startswith("journal://"):
-        path = _file_path(url)
-        if not path.parent.is_dir():
-            raise StorageError(f"cannot open storage {url}: folder {path.parent} does not exist")
         return JournalStorage(JournalFile(str(path)))
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        folder = _file_path(url).parent
-        if not folder.is_dir():
-            raise StorageError(f"cannot open storage {url}: folder {folder} does not exist")
     try:
         return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except ImportError as err:

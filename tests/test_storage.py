@@ -13,6 +13,8 @@ import resource
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import optuna
 import pytest
@@ -29,6 +31,7 @@ from studies.storage import mask_url, open_storage
 from studies.study import create, load
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+MYSQL = "mysql+pymysql://root@127.0.0.1:3306/test"
 CLI = [sys.executable, "-m", "studies.cli"]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
 
@@ -74,47 +77,81 @@ def _create_args(storage: str, name: str, checkpoint) -> list[str]:
             str(checkpoint), "--e-ref", "1.0", "--population-size", "4", "--num-parents", "2"]
 
 
-def _tagged(url: str) -> tuple[str, str]:
-    """`url` with a fresh PostgreSQL application name, and the name: the server counts its connections."""
-    name = f"autospk-test-{uuid.uuid4().hex[:8]}"
-    return f"{url}?application_name={name}", name
-
-
-def _backends(url: str, application_name: str) -> set[int]:
-    """The server processes of the connections with this application name."""
+def _admin(url: str, *statements: str, **params) -> list:
+    """Run statements on a connection of their own; the rows of the last."""
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
     try:
-        with engine.connect() as conn:
-            return set(conn.execute(sqlalchemy.text("SELECT pid FROM pg_stat_activity WHERE application_name = :a"),
-                                    {"a": application_name}).scalars())
+        with engine.begin() as conn:
+            for statement in statements:
+                result = conn.execute(sqlalchemy.text(statement), params)
+            return list(result) if result.returns_rows else []
     finally:
         engine.dispose()
 
 
-def _backend_pid(store) -> int:
-    with store.engine.connect() as conn:
-        return conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar_one()
+@dataclass(frozen=True)
+class TaggedDatabase:
+    """A URL to a real database server whose connections the server can single out.
+
+    Attributes:
+        url: The URL this test opens.
+        admin: A URL of the same server for the test's own queries.
+        listed: SQL listing the server-side ids of the connections of `url`.
+        own_id: SQL of the server-side id of the connection it runs on.
+    """
+
+    url: str
+    admin: str
+    listed: str
+    own_id: str
+
+    def backends(self) -> set[int]:
+        return {row[0] for row in _admin(self.admin, self.listed)}
+
+    def backend_of(self, store) -> int:
+        with store.engine.connect() as conn:
+            return conn.execute(sqlalchemy.text(self.own_id)).scalar_one()
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def tagged(request) -> Iterator[TaggedDatabase]:
+    tag = f"autospk_test_{uuid.uuid4().hex[:8]}"
+    if request.param == "postgresql":
+        if not _answers(POSTGRES):
+            pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
+        yield TaggedDatabase(f"{POSTGRES}?application_name={tag}", POSTGRES,
+                             f"SELECT pid FROM pg_stat_activity WHERE application_name = '{tag}'",
+                             "SELECT pg_backend_pid()")
+        return
+    if not _answers(MYSQL):
+        pytest.skip(f"no MariaDB/MySQL server answers at {MYSQL}")
+    # MariaDB has no application name: a user of its own tags the connections.
+    _admin(MYSQL, f"CREATE USER {tag}@'%'", f"GRANT ALL PRIVILEGES ON test.* TO {tag}@'%'")
+    try:
+        yield TaggedDatabase(MYSQL.replace("root@", f"{tag}@", 1), MYSQL,
+                             f"SELECT id FROM information_schema.processlist WHERE user = '{tag}'",
+                             "SELECT connection_id()")
+    finally:
+        _admin(MYSQL, f"DROP USER {tag}@'%'")
 
 
 # ----------------------------------------------------------------------------- 1: one storage per process
 
 
-def test_repeated_opens_and_loads_share_one_pool_of_connections(postgres, digits_checkpoint):
-    url, application_name = _tagged(postgres)
+def test_repeated_opens_and_loads_share_one_pool_of_connections(tagged, digits_checkpoint):
     name = f"pool-{uuid.uuid4().hex[:8]}"
-    create(url, name, objective="aeb", checkpoint=digits_checkpoint.path, aeb=AEBSettings(e_ref=1.0),
+    create(tagged.url, name, objective="aeb", checkpoint=digits_checkpoint.path, aeb=AEBSettings(e_ref=1.0),
            sampler=SamplerSettings(population_size=4, num_parents=2), enqueue_largest=False)
     try:
         # Held, as a worker holds its study and a progress poll its storage.
-        held = [open_storage(url) for _ in range(3)]
-        held += [load(url, name) for _ in range(3)]
-        held += [load(url, name, heartbeat=True) for _ in range(3)]
+        held = [open_storage(tagged.url) for _ in range(3)]
+        held += [load(tagged.url, name) for _ in range(3)]
+        held += [load(tagged.url, name, heartbeat=True) for _ in range(3)]
         for study, _ in held[3:]:
             study.get_trials(deepcopy=False)
-        pool_size = held[0].engine.pool.size()
-        assert len(_backends(postgres, application_name)) <= pool_size
+        assert len(tagged.backends()) <= held[0].engine.pool.size()
     finally:
-        optuna.delete_study(study_name=name, storage=open_storage(postgres))
+        optuna.delete_study(study_name=name, storage=open_storage(tagged.url))
 
 
 def test_heartbeat_settings_are_applied_to_the_one_storage(tmp_path):
@@ -146,17 +183,17 @@ def _child_opens_its_own(url: str, parent_id: int) -> None:
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_a_child_process_builds_its_own_storage_and_leaves_the_parents_alone(postgres, method):
-    url, application_name = _tagged(postgres)
-    store = open_storage(url)
-    parents = _backends(postgres, application_name)
-    child = multiprocessing.get_context(method).Process(target=_child_opens_its_own, args=(url, id(store)))
+def test_a_child_process_builds_its_own_storage_and_leaves_the_parents_alone(tagged, method):
+    store = open_storage(tagged.url)
+    parents = tagged.backends()
+    assert parents
+    child = multiprocessing.get_context(method).Process(target=_child_opens_its_own, args=(tagged.url, id(store)))
     child.start()
     child.join(60)
     assert child.exitcode == 0, f"the {method}ed child reused or could not open a storage ({child.exitcode})"
-    assert open_storage(url) is store
+    assert open_storage(tagged.url) is store
     for _ in parents:  # each pooled connection in turn; one the child closed would be replaced
-        assert _backend_pid(store) in parents, "the child closed the parent's connection"
+        assert tagged.backend_of(store) in parents, "the child closed the parent's connection"
 
 
 # ----------------------------------------------------------------------------- 6: torn journals
@@ -246,26 +283,29 @@ def test_a_journal_on_a_full_disk_is_one_line_and_the_next_command_goes_on(tmp_p
 
 
 @pytest.fixture
-def read_only_role(postgres):
-    """A PostgreSQL role that may read the Optuna tables but write none."""
-    role = f"autospk_ro_{uuid.uuid4().hex[:8]}"
-    open_storage(postgres)  # the tables exist
-    engine = sqlalchemy.create_engine(postgres, poolclass=sqlalchemy.NullPool)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE ROLE {role} LOGIN"))
-        conn.execute(sqlalchemy.text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
-    yield role
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f"DROP OWNED BY {role}"))
-        conn.execute(sqlalchemy.text(f"DROP ROLE {role}"))
-    engine.dispose()
+def role(postgres) -> Iterator[str]:
+    """A PostgreSQL role that may log in and do nothing else (tests grant it more)."""
+    name = f"autospk_role_{uuid.uuid4().hex[:8]}"
+    open_storage(postgres)  # creates the Optuna tables on a server that has none yet
+    _admin(postgres, f"CREATE ROLE {name} LOGIN")
+    try:
+        yield name
+    finally:
+        _admin(postgres, f"DROP OWNED BY {name}", f"DROP ROLE {name}")
 
 
-def test_a_refused_database_write_is_one_line_with_its_cause(postgres, read_only_role, digits_checkpoint):
-    storage = postgres.replace("postgres@", f"{read_only_role}:pw@", 1)
+def test_a_refused_database_write_is_one_line_with_its_cause(postgres, role, digits_checkpoint):
+    _admin(postgres, f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    storage = postgres.replace("postgres@", f"{role}:pw@", 1)
     error = _one_line_error(run(*_create_args(storage, f"denied-{uuid.uuid4().hex[:8]}", digits_checkpoint.path)))
-    assert f"storage postgresql://{read_only_role}:***@127.0.0.1:5432/test failed: " in error
+    assert f"storage postgresql://{role}:***@127.0.0.1:5432/test failed: " in error
     assert "permission denied for table studies" in error
+
+
+def test_a_refused_database_read_on_open_names_its_cause(postgres, role):
+    # Optuna's own message for this ("An exception is raised during the commit...") hides it.
+    error = _one_line_error(run("list", "--storage", postgres.replace("postgres@", f"{role}@", 1)))
+    assert f"cannot open storage postgresql://{role}@127.0.0.1:5432/test: permission denied for table" in error
 
 
 # ----------------------------------------------------------------------------- 9: passwords
