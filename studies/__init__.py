@@ -13,6 +13,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submod_attrs={
         "errors": ["StudyError"],
         "settings": ["StudySettings"],
-        "storage": ["DEFAULT_STORAGE", "StorageError", "normalize_url", "open_storage"],
+        "storage": ["DEFAULT_STORAGE", "StorageError", "mask_url", "normalize_url", "open_storage"],
     },
 )

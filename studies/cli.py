@@ -9,6 +9,7 @@
     optuna-dashboard sqlite:///autospk.db
 
 The storage comes from --storage, else $AUTOSPK_STORAGE, else sqlite:///autospk.db.
+An error is one line; --verbose (before or after the command) prints its traceback instead.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import dataclasses
 import json
 import sys
 import time
+import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,8 @@ from nas.space import presets
 
 from .errors import StudyError
 from .settings import HEARTBEAT_INTERVAL, check_study_name
-from .storage import DEFAULT_STORAGE, STORAGE_ENV, StorageError, default_storage, normalize_url
+from .storage import (DEFAULT_STORAGE, STORAGE_ENV, StorageError, StorageWarning, default_storage, failure_cause,
+                      mask_url, normalize_url)
 
 PROG = "autospk-study"
 
@@ -159,7 +163,7 @@ def cmd_create(args: argparse.Namespace) -> None:
         evaluation=_settings(args, EvaluationSettings), heartbeat_interval=args.heartbeat_interval,
         enqueue_largest=not args.no_enqueue_largest, skip_if_exists=args.skip_if_exists, device=args.device,
     )
-    print(f"study '{study.study_name}' ({args.objective}) in {_storage(args)}")
+    print(f"study '{study.study_name}' ({args.objective}) in {mask_url(_storage(args))}")
 
 
 def cmd_optimize(args: argparse.Namespace) -> None:
@@ -181,7 +185,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
     summaries = optuna.get_all_study_summaries(open_storage(_storage(args)), include_best_trial=False)
     if not summaries:
-        print(f"no studies in {_storage(args)}")
+        print(f"no studies in {mask_url(_storage(args))}")
         return
     print(f"{'study':24} {'objective':9} {'data set':9} {'trials':>6}  created")
     for s in sorted(summaries, key=lambda s: s.study_name):
@@ -251,7 +255,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
             raise CLIError(f"not deleting study '{args.study_name}' ({trials(n_trials)}) without --yes: the input "
                            "is not a terminal to ask on")
         try:
-            answer = input(f"delete study '{args.study_name}' and its {trials(n_trials)} from {storage}? [y/N] ")
+            answer = input(f"delete study '{args.study_name}' and its {trials(n_trials)} from {mask_url(storage)}? [y/N] ")
         except EOFError:
             answer = ""
         return answer.strip().lower() in ("y", "yes")
@@ -260,7 +264,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
     if deleted is None:
         print(f"study '{args.study_name}' kept")
     else:
-        print(f"deleted study '{args.study_name}' and its {trials(deleted)} from {storage}")
+        print(f"deleted study '{args.study_name}' and its {trials(deleted)} from {mask_url(storage)}")
 
 
 def cmd_quickstart(args: argparse.Namespace) -> None:
@@ -291,7 +295,8 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     for objective in OBJECTIVES:
         print()
         _print_shown(storage, f"{args.prefix}-{objective}", top=5, fmt="table")
-    print(f"\ntotal {time.perf_counter() - t0:.0f} s. Browse the studies with:\n\n    optuna-dashboard {storage}\n")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s. Browse the studies with:\n\n"
+          f"    optuna-dashboard {mask_url(storage)}\n")
 
 
 # ----------------------------------------------------------------------------- parser
@@ -301,13 +306,20 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Defaults in every option's help, descriptions as written."""
 
 
+_VERBOSE_HELP = "on an error, print its traceback instead of one line"
+
+
 def _subparser(sub: Any, name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=text, description=description or text, formatter_class=_HelpFormatter)
+    p = sub.add_parser(name, help=text, description=description or text, formatter_class=_HelpFormatter)
+    # SUPPRESS: unless given here, the flag keeps the value parsed before the command.
+    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; building it imports neither torch nor Optuna."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=_HelpFormatter)
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     p = _subparser(sub, "train-supernet", "train a weight-entangled supernet",
@@ -411,19 +423,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    # A repaired storage is news for the user, not a bug report: one line, like the errors.
+    if issubclass(category, StorageWarning):
+        text = f"{PROG}: warning: {message}\n"
+    else:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+    (file or sys.stderr).write(text)
+
+
+def _error_line(err: Exception, args: argparse.Namespace) -> str | None:
+    """What went wrong, in one line; None for an error that is a bug, whose traceback is printed."""
+    if isinstance(err, (CLIError, ConfigError, StudyError, StorageError, FileNotFoundError)):
+        return str(err)
+    cause = failure_cause(err)
+    if cause is None:
+        return None
+    return f"storage {mask_url(_storage(args))} failed: {cause}" if hasattr(args, "storage") else cause
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .workers import quiet_optuna
 
     quiet_optuna()
     try:
-        args.func(args)
-    except (CLIError, ConfigError, StudyError, StorageError, FileNotFoundError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.func(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        line = _error_line(err, args)
+        if line is None:
+            raise
+        if args.verbose:
+            traceback.print_exception(err)
+        else:
+            print(f"{PROG}: error: {line}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,17 +1,24 @@
 """Storage URLs: SQLite (default), PostgreSQL/MySQL for many hosts, journal files for one host.
 
     sqlite:///relative.db  sqlite:////abs/path.db      one writer at a time
+    sqlite:///file:path.db?mode=ro&uri=true            SQLite URI filename (here: read-only)
     postgresql://user@host/db  mysql+pymysql://root@host/db   many workers, many hosts
     journal:///abs/path.log  (or any path ending in .log/.journal)   many workers, one host/NFS
 
-SQLite paths are made absolute, so workers started elsewhere open the same file.
+SQLite paths are made absolute, so workers started elsewhere open the same file. Journal
+files are written so that a write cut short (a full disk) costs only the entry it was writing.
+
+A process opens each storage once: `open_storage` returns the same object for the same URL,
+so a database sees one connection pool per process however often studies are loaded. A
+forked child forgets its parent's storages and opens its own.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import threading
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,17 +27,46 @@ if TYPE_CHECKING:
 DEFAULT_STORAGE = "sqlite:///autospk.db"
 STORAGE_ENV = "AUTOSPK_STORAGE"
 
+_STORAGES: dict[str, tuple[optuna.storages.BaseStorage, tuple[int, int] | None]] = {}
+"""The storages this process opened, by normalized URL, with the identity of their file."""
+
+_LOCK = threading.Lock()
+
 
 class StorageError(RuntimeError):
-    """The storage cannot be opened or reached."""
+    """The storage cannot be opened, reached, read or written."""
+
+
+class StorageWarning(UserWarning):
+    """The storage was repaired on the way: nothing was lost, but a user may want to know why."""
 
 
 def default_storage() -> str:
     return os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
 
 
+def mask_url(url: str) -> str:
+    """The URL as it may be printed: a database password becomes ``***``.
+
+    SQLite and journal URLs hold no password and are returned unchanged.
+    """
+    if "://" not in url or url.startswith(("sqlite:", "journal:")):
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        # Not a URL SQLAlchemy can open, yet it may still spell out a password.
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
 def normalize_url(url: str) -> str:
     """Absolute SQLite and journal URLs; other URLs unchanged."""
+    if url.startswith("sqlite:///file:"):
+        path, mark, query = url[len("sqlite:///file:"):].partition("?")
+        return f"sqlite:///file:{Path(path).resolve()}{mark}{query}"
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
         return "sqlite:///" + str(Path(url[len("sqlite:///"):]).resolve())
     if url.startswith("journal://"):
@@ -42,46 +78,127 @@ def normalize_url(url: str) -> str:
 
 def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
                  max_retry: int = 3) -> optuna.storages.BaseStorage:
-    """Open a storage URL.
+    """The storage of a URL, opened once per process and shared by every later call.
+
+    Heartbeat settings, when given, are applied to the shared storage and stay until other
+    settings are given; a call without them leaves them as they are. They only act inside
+    `optuna.Study.optimize`, which only workers call.
 
     Args:
         url: A storage URL (see the module doc).
         heartbeat_interval: For database storages, seconds between a running trial's
             heartbeats; a trial silent for `grace_period` is failed and retried.
-        grace_period: See `heartbeat_interval`.
+        grace_period: See `heartbeat_interval` (None: three intervals).
         max_retry: Retries of a trial whose worker died.
 
     Raises:
         StorageError: naming the URL and the reason.
     """
-    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     url = normalize_url(url)
+    with _LOCK:
+        store, identity = _STORAGES.get(url, (None, None))
+        if store is None or identity != _file_identity(url):
+            store = _open(url)
+            _STORAGES[url] = store, _file_identity(url)
+    if heartbeat_interval and isinstance(store, RDBStorage):
+        # The attributes RDBStorage.__init__ sets; optuna reads them at each optimize().
+        store.heartbeat_interval = heartbeat_interval
+        store.grace_period = grace_period or 3 * heartbeat_interval
+        store.heartbeat_stale_trial_callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        store.failed_trial_callback = store.heartbeat_stale_trial_callback
+    return store
+
+
+def failure_cause(err: BaseException) -> str | None:
+    """The real cause of a failed storage operation, as one line.
+
+    Optuna wraps a database error in its own, whose message guesses at "invalid data in the
+    commit"; SQLAlchemy wraps the driver's error. The innermost error says what happened:
+    "attempt to write a readonly database", "sorry, too many clients already".
+
+    Args:
+        err: Any exception.
+
+    Returns:
+        The innermost message of a database failure; None if `err` is no database failure.
+    """
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    chain = [err]
+    while chain[-1].__cause__ is not None and chain[-1].__cause__ not in chain:
+        chain.append(chain[-1].__cause__)
+    if not any(isinstance(e, (StorageInternalError, SQLAlchemyError)) for e in chain):
+        return None
+    inner = chain[-1]
+    if isinstance(inner, DBAPIError) and inner.orig is not None:
+        inner = inner.orig
+    return " ".join(str(inner).split()) or type(inner).__name__
+
+
+def _file_path(url: str) -> Path | None:
+    """The file of a SQLite or journal URL; None for database servers and in-memory SQLite."""
     if url.startswith("journal://"):
-        path = Path(url[len("journal://"):])
-        if not path.parent.is_dir():
-            raise StorageError(f"cannot open storage {url}: folder {path.parent} does not exist")
-        return JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        folder = Path(url[len("sqlite:///"):]).parent
-        if not folder.is_dir():
-            raise StorageError(f"cannot open storage {url}: folder {folder} does not exist")
-    kwargs = {}
-    if heartbeat_interval:
-        kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period or 3 * heartbeat_interval,
-                  "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=max_retry)}
+        return Path(url[len("journal://"):])
+    if url.startswith("sqlite:///file:"):
+        return Path(url[len("sqlite:///file:"):].partition("?")[0])
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
+def _file_identity(url: str) -> tuple[int, int] | None:
+    # A storage whose file was deleted or replaced would go on writing to the old inode.
+    path = _file_path(url)
+    if path is None:
+        return None
     try:
-        return RDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
-    except ImportError:
-        raise StorageError(f"cannot open storage {url}: its database driver is not installed; "
-                           "pip install 'autospk[postgres]' or 'autospk[mysql]'") from None
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _forget_after_fork() -> None:
+    global _LOCK
+    # A forked child shares its parent's sockets and file handles: it must neither use nor close
+    # them (SQLAlchemy's recipe for fork), nor wait on a lock a parent's thread held.
+    for store, _ in _STORAGES.values():
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            engine.dispose(close=False)
+    _STORAGES.clear()
+    _LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _open(url: str) -> optuna.storages.BaseStorage:
+    from optuna.storages import JournalStorage, RDBStorage
+
+    from ._journal import JournalFile
+
+    shown = mask_url(url)
+    path = _file_path(url)
+    if path is not None and not path.parent.is_dir():
+        raise StorageError(f"cannot open storage {url}: folder {path.parent} does not exist")
+    if url.startswith("journal://"):
+        return JournalStorage(JournalFile(str(path)))
+    try:
+        return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except ImportError as err:
+        raise StorageError(f"cannot open storage {shown}: its database driver is not installed; "
+                           "pip install 'autospk[postgres]' or 'autospk[mysql]'") from err
     except Exception as err:  # sqlalchemy raises driver-specific errors
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot open storage {url}: {reason[:300]}") from None
+        reason = failure_cause(err) or " ".join(str(err).split()) or type(err).__name__
+        raise StorageError(f"cannot open storage {shown}: {reason}") from err
 
 
 def _engine_kwargs(url: str) -> dict:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 60}}
     return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+

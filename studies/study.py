@@ -29,7 +29,7 @@ from nas.settings import DIRECTIONS, METRIC_NAMES, Budgets, EvaluationSettings, 
 from . import analysis
 from .errors import StudyError
 from .settings import HEARTBEAT_INTERVAL, SETTINGS_ATTR, StudySettings, check_study_name
-from .storage import open_storage
+from .storage import mask_url, open_storage
 
 TRIAL_CHOICES = ("best", "knee")
 """Names `select_trial` accepts besides a trial number."""
@@ -187,7 +187,7 @@ def create(
     half_created = existing is not None and _half_created(existing)
     if existing is not None and not half_created:
         if not skip_if_exists:
-            raise StudyError(f"study '{study_name}' already exists in {storage}; choose another --study-name "
+            raise StudyError(f"study '{study_name}' already exists in {mask_url(storage)}; choose another --study-name "
                              "or pass --skip-if-exists")
         study, settings = load(storage, study_name)
         if settings.objective != objective:
@@ -244,7 +244,7 @@ def load(storage: str, study_name: str, *, seed_offset: int = 0,
     store = open_storage(storage)
     names = _study_names(store)
     if study_name not in names:
-        raise StudyError(f"no study '{study_name}' in {storage}; studies there: {names or 'none'}")
+        raise StudyError(f"no study '{study_name}' in {mask_url(storage)}; studies there: {names or 'none'}")
     study = optuna.load_study(study_name=study_name, storage=store)
     if _half_created(study):
         raise _half_created_error(study_name)
@@ -279,7 +279,7 @@ def delete(storage: str, study_name: str, *, confirm: Callable[[int], bool] | No
     store = open_storage(storage)
     names = _study_names(store)
     if study_name not in names:
-        raise StudyError(f"no study '{study_name}' in {storage}; studies there: {names or 'none'}")
+        raise StudyError(f"no study '{study_name}' in {mask_url(storage)}; studies there: {names or 'none'}")
     n_trials = len(optuna.load_study(study_name=study_name, storage=store).get_trials(deepcopy=False))
     if confirm is not None and not confirm(n_trials):
         return None
@@ -305,9 +305,9 @@ def open_study(storage: str, name: str | None = None) -> tuple[optuna.Study, Stu
         if len(summaries) == 1 or len(pareto) == 1:
             name = (summaries if len(summaries) == 1 else pareto)[0].study_name
         elif not summaries:
-            raise StudyError(f"no studies in {storage}; create one with `autospk-study create`")
+            raise StudyError(f"no studies in {mask_url(storage)}; create one with `autospk-study create`")
         else:
-            raise StudyError(f"{storage} holds several studies; name one of "
+            raise StudyError(f"{mask_url(storage)} holds several studies; name one of "
                              f"{sorted(s.study_name for s in summaries)}")
     return load(storage, name)
 
