@@ -25,7 +25,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -42,17 +41,36 @@ def _start(storage: str, name: str, trials: int, log) -> subprocess.Popen:
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def _connections(storage: str, stop: threading.Event, peak: list[int]) -> None:
-    """Poll PostgreSQL's connection count once a second (one connection of our own)."""
-    import sqlalchemy
+class _ConnectionCounter:
+    """Counts the connections PostgreSQL holds for our database, on one connection of its own."""
 
-    engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool)
-    with engine.connect() as conn:
-        while not stop.is_set():
-            count = conn.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity "
-                                                 "WHERE datname = current_database()")).scalar_one()
-            peak[0] = max(peak[0], int(count) - 1)
-            stop.wait(1.0)
+    def __init__(self, storage: str) -> None:
+        import sqlalchemy
+
+        self._text = sqlalchemy.text
+        self._conn = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool).connect()
+        self.peak = 0
+
+    def poll(self) -> None:
+        count = self._conn.execute(self._text("SELECT count(*) FROM pg_stat_activity "
+                                              "WHERE datname = current_database()")).scalar_one()
+        self.peak = max(self.peak, int(count) - 1)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _recovered(trial, trials) -> bool:
+    """Whether a failed trial's work was done after all: its genome completed, or a retry of it
+    (ours: user attr ``retry_of``; Optuna's heartbeat retry: system attr ``failed_trial``) was
+    recovered in turn. A trial killed before it had a genome is recovered by its retry."""
+    complete = [t.params for t in trials if t.state == TrialState.COMPLETE]
+    if trial.params and trial.params in complete:
+        return True
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == trial.number
+               or t.system_attrs.get("failed_trial") == trial.number]
+    return any(r.state == TrialState.COMPLETE or (r.state == TrialState.FAIL and _recovered(r, trials))
+               for r in retries)
 
 
 def main() -> None:
@@ -74,11 +92,7 @@ def main() -> None:
                     "--checkpoint", args.checkpoint, "--population-size", "20", "--heartbeat-interval", "2"],
                    check=True, stdout=subprocess.DEVNULL)
     rng = random.Random(args.seed)
-    stop, peak = threading.Event(), [0]
-    watcher = None
-    if args.storage.startswith("postgresql"):
-        watcher = threading.Thread(target=_connections, args=(args.storage, stop, peak), daemon=True)
-        watcher.start()
+    counter = _ConnectionCounter(args.storage) if args.storage.startswith("postgresql") else None
     Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     study = optuna.load_study(study_name=name, storage=args.storage)
     start = time.monotonic()
@@ -88,6 +102,8 @@ def main() -> None:
         next_kill = start + args.kill_every
         while time.monotonic() - start < args.max_seconds:
             time.sleep(0.5)
+            if counter is not None:
+                counter.poll()
             done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
             if done >= args.trials:
                 break
@@ -102,22 +118,21 @@ def main() -> None:
                 if proc.poll() is not None and done < args.trials:
                     procs[i] = _start(args.storage, name, args.trials, log)
         for proc in procs:
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
+            while proc.poll() is None and time.monotonic() - start < args.max_seconds + 120:
+                time.sleep(0.5)
+                if counter is not None:
+                    counter.poll()
+            if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     elapsed = time.monotonic() - start
-    stop.set()
-    if watcher is not None:
-        watcher.join()
+    if counter is not None:
+        counter.close()
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     completed_archs = {t.user_attrs.get("arch_id") for t in complete}
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    # A retry repeats its trial's genome; a failed trial whose genome never completed is lost.
-    completed_params = [t.params for t in complete]
-    lost = [t.number for t in failed if t.params not in completed_params]
+    lost = [t.number for t in failed if not _recovered(t, trials)]
     stuck = [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     evaluated = [t.user_attrs["arch_id"] for t in complete if "duplicate_of" not in t.user_attrs]
     print(f"study {name} on {args.storage.split('@')[-1]}: {args.workers} workers, one killed every "
@@ -132,8 +147,8 @@ def main() -> None:
     print(f"| stuck RUNNING/WAITING at the end | {len(stuck)} |")
     print(f"| duplicate architectures evaluated | {len(evaluated) - len(set(evaluated))} |")
     print(f"| distinct architectures complete | {len(completed_archs)} |")
-    if watcher is not None:
-        print(f"| peak database connections | {peak[0]} |")
+    if counter is not None:
+        print(f"| peak database connections (polled every 0.5 s) | {counter.peak} |")
 
 
 if __name__ == "__main__":

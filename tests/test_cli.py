@@ -157,7 +157,7 @@ def test_training_killed_while_writing_its_checkpoint_leaves_no_temp_files(tmp_p
         proc.wait()
         torn += bool(list(tmp_path.glob(".sn.pt.tmp*")))
         assert load_checkpoint(out).epoch >= 1
-        if torn == 2:
+        if torn:
             break
     assert torn, "no kill landed while a checkpoint was being written"
     run(*args)

@@ -92,7 +92,7 @@ def test_create_killed_at_random_moments_always_leaves_the_name_reusable(tmp_pat
     args = _create_args(storage, "s", digits_checkpoint.path)
     rng = random.Random(0)
     left = []
-    for attempt in range(3):
+    for attempt in range(2):
         proc = subprocess.Popen([*CLI, *args], env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         _wait_for_study(storage, "s", proc)
