@@ -114,3 +114,14 @@ def digits_checkpoint(tmp_path_factory, digits_data) -> TrainedSupernet:
                          progress=False)
     weights = {name: tensor.detach().clone() for name, tensor in net.state_dict().items()}
     return TrainedSupernet(path, space, weights)
+
+
+def server_answers(url: str) -> bool:
+    """Whether the database server of a storage URL answers (tests of it skip when it does not)."""
+    from studies.storage import open_storage
+
+    try:
+        open_storage(url)
+    except Exception:
+        return False
+    return True

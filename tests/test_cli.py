@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from studies.cli import main
 from studies.storage import open_storage
 from studies.workers import WORKER_ATTR
-from tests.conftest import TINY_SPACE
+from tests.conftest import TINY_SPACE, server_answers
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MYSQL = "mysql+pymysql://root@127.0.0.1:3306/test"
@@ -31,14 +31,6 @@ def run(*args: str, check: bool = True, timeout: float = 300) -> subprocess.Comp
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def _server_answers(url: str) -> bool:
-    try:
-        open_storage(url)
-    except Exception:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +67,7 @@ def test_quickstart_reduced(tmp_path):
 def test_two_workers_finish_without_losses_or_duplicates(tmp_path, digits_checkpoint, backend, capsys):
     checkpoint = digits_checkpoint.path
     storage = {"journal": f"journal://{tmp_path}/study.log", "postgresql": POSTGRES, "mysql": MYSQL}[backend]
-    if backend != "journal" and not _server_answers(storage):
+    if backend != "journal" and not server_answers(storage):
         pytest.skip(f"no {backend} server answers at {storage}")
     name = f"two-{uuid.uuid4().hex[:8]}"
     assert main(["create", "--storage", storage, "--study-name", name, "--objective", "pareto", "--checkpoint",

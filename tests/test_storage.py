@@ -29,6 +29,7 @@ from nas.settings import SamplerSettings
 from studies.cli import main
 from studies.storage import mask_url, open_storage
 from studies.study import create, load
+from tests.conftest import server_answers
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MYSQL = "mysql+pymysql://root@127.0.0.1:3306/test"
@@ -52,17 +53,9 @@ def _one_line_error(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def _answers(url: str) -> bool:
-    try:
-        open_storage(url)
-    except Exception:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def postgres() -> str:
-    if not _answers(POSTGRES):
+    if not server_answers(POSTGRES):
         pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
     return POSTGRES
 
@@ -117,13 +110,13 @@ class TaggedDatabase:
 def tagged(request) -> Iterator[TaggedDatabase]:
     tag = f"autospk_test_{uuid.uuid4().hex[:8]}"
     if request.param == "postgresql":
-        if not _answers(POSTGRES):
+        if not server_answers(POSTGRES):
             pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
         yield TaggedDatabase(f"{POSTGRES}?application_name={tag}", POSTGRES,
                              f"SELECT pid FROM pg_stat_activity WHERE application_name = '{tag}'",
                              "SELECT pg_backend_pid()")
         return
-    if not _answers(MYSQL):
+    if not server_answers(MYSQL):
         pytest.skip(f"no MariaDB/MySQL server answers at {MYSQL}")
     # MariaDB has no application name: a user of its own tags the connections.
     _admin(MYSQL, f"CREATE USER {tag}@'%'", f"GRANT ALL PRIVILEGES ON test.* TO {tag}@'%'")

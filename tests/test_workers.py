@@ -23,7 +23,8 @@ from nas._optuna_private import set_trial_system_attr
 from studies.cli import main
 from studies.storage import open_storage
 from studies.workers import WORKER_ATTR, fail_dead_trials, worker_limit
-from tests.test_cli import CLI, ENV, POSTGRES, _server_answers, run
+from tests.conftest import server_answers
+from tests.test_cli import CLI, ENV, POSTGRES, run
 
 GIB = 2**30
 
@@ -31,7 +32,7 @@ GIB = 2**30
 def _storage(backend: str, tmp_path: Path) -> str:
     if backend == "journal":
         return f"journal://{tmp_path}/study.log"
-    if not _server_answers(POSTGRES):
+    if not server_answers(POSTGRES):
         pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
     return POSTGRES
 
@@ -192,7 +193,7 @@ def test_sweeps_racing_on_the_same_dead_trials_fail_and_retry_each_once(tmp_path
 
 
 def test_recovery_leaves_alone_a_retry_that_carries_its_dead_predecessors_owner(digits_checkpoint):
-    if not _server_answers(POSTGRES):
+    if not server_answers(POSTGRES):
         pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
     # A long heartbeat: the retry below is taken as an orphan only after 3 minutes.
     name = _create(POSTGRES, digits_checkpoint.path, heartbeat=60)
