@@ -121,6 +121,14 @@ def _study_names(store: optuna.storages.BaseStorage) -> list[str]:
     return sorted(s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False))
 
 
+def _existing_study(store: optuna.storages.BaseStorage, storage: str, study_name: str) -> optuna.Study:
+    """The study of that name, or a `StudyError` listing the studies the storage holds."""
+    names = _study_names(store)
+    if study_name not in names:
+        raise StudyError(f"no study '{study_name}' in {mask_url(storage)}; studies there: {names or 'none'}")
+    return optuna.load_study(study_name=study_name, storage=store)
+
+
 def _half_created(study: optuna.Study) -> bool:
     """Whether `study` has no settings and no trials but the largest subnet `create` enqueues.
 
@@ -242,10 +250,7 @@ def load(storage: str, study_name: str, *, seed_offset: int = 0,
         StudyError: if the study does not exist, is half-created or was not created by autospk.
     """
     store = open_storage(storage)
-    names = _study_names(store)
-    if study_name not in names:
-        raise StudyError(f"no study '{study_name}' in {mask_url(storage)}; studies there: {names or 'none'}")
-    study = optuna.load_study(study_name=study_name, storage=store)
+    study = _existing_study(store, storage, study_name)
     if _half_created(study):
         raise _half_created_error(study_name)
     stored = study.user_attrs.get(SETTINGS_ATTR)
@@ -277,10 +282,7 @@ def delete(storage: str, study_name: str, *, confirm: Callable[[int], bool] | No
         StudyError: if there is no such study.
     """
     store = open_storage(storage)
-    names = _study_names(store)
-    if study_name not in names:
-        raise StudyError(f"no study '{study_name}' in {mask_url(storage)}; studies there: {names or 'none'}")
-    n_trials = len(optuna.load_study(study_name=study_name, storage=store).get_trials(deepcopy=False))
+    n_trials = len(_existing_study(store, storage, study_name).get_trials(deepcopy=False))
     if confirm is not None and not confirm(n_trials):
         return None
     optuna.delete_study(study_name=study_name, storage=store)
