@@ -71,9 +71,11 @@ def test_two_workers_finish_without_losses_or_duplicates(tmp_path, digits_checkp
         pytest.skip(f"no {backend} server answers at {storage}")
     name = f"two-{uuid.uuid4().hex[:8]}"
     assert main(["create", "--storage", storage, "--study-name", name, "--objective", "pareto", "--checkpoint",
-                 str(checkpoint), "--population-size", "4", "--num-parents", "2"]) == 0
-    run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "12", "--workers", "2", "--no-progress")
-    study = _assert_study_done(storage, name, 12)
+                 str(checkpoint), "--population-size", "4", "--num-parents", "2", "--eval-batch-size", "4"]) == 0
+    # Small evaluation batches make a trial take ~0.6 s, so that a worker that starts a few seconds
+    # after the other still finds trials to run: at full speed one worker could run all 16 alone.
+    run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "16", "--workers", "2", "--no-progress")
+    study = _assert_study_done(storage, name, 16)
     workers = {t.system_attrs[WORKER_ATTR]["pid"] for t in study.trials if WORKER_ATTR in t.system_attrs}
     assert len(workers) == 2
     capsys.readouterr()
