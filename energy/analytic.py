@@ -41,13 +41,8 @@ def _pooled(size: int) -> int:
     return (size + 1) // 2
 
 
-def dense_macs(supernet_cfg: SupernetConfig, config: SubnetConfig) -> DenseMACs:
-    """Count the dense MACs of `config` layer by layer.
-
-    Layer names are the module names of `models.Spikformer`, with ``.qk`` and ``.av`` for
-    the two attention products.
-    """
-    config = config.active()
+def _layer_macs(supernet_cfg: SupernetConfig, config: SubnetConfig) -> list[tuple[str, str, int]]:
+    """``(layer, kind, dense MACs)`` of each synaptic layer of the active `config`."""
     d = config.embed_dim
     dims = (supernet_cfg.in_channels, *supernet_cfg.stem_dims, d)
     side = supernet_cfg.img_size
@@ -71,7 +66,17 @@ def dense_macs(supernet_cfg: SupernetConfig, config: SubnetConfig) -> DenseMACs:
         rows.append((f"{prefix}.mlp.fc1_linear", "AC", n * d * h))
         rows.append((f"{prefix}.mlp.fc2_linear", "AC", n * h * d))
     rows.append(("head", "MAC", d * supernet_cfg.num_classes))
-    frame = pd.DataFrame(rows, columns=["layer", "kind", "dense_macs"])
+    return rows
+
+
+def dense_macs(supernet_cfg: SupernetConfig, config: SubnetConfig) -> DenseMACs:
+    """Count the dense MACs of `config` layer by layer.
+
+    Layer names are the module names of `models.Spikformer`, with ``.qk`` and ``.av`` for
+    the two attention products.
+    """
+    config = config.active()
+    frame = pd.DataFrame(_layer_macs(supernet_cfg, config), columns=["layer", "kind", "dense_macs"])
     return DenseMACs(layers=frame, time_steps=config.time_steps)
 
 
@@ -100,4 +105,13 @@ def analytic_energy(
 
 def _dense_energy_mj(supernet_cfg: SupernetConfig, config: SubnetConfig, *, firing_rate: float,
                      profile: str | EnergyProfile | None) -> float:
-    return dense_macs(supernet_cfg, config).energy_mj(firing_rate, profile)
+    # `DenseMACs.energy_mj` without the DataFrame: a sampler calls this for every child it draws.
+    config = config.active()
+    p = get_profile(profile)
+    mac = ac = 0
+    for _, kind, macs in _layer_macs(supernet_cfg, config):
+        if kind == "MAC":
+            mac += macs
+        else:
+            ac += macs
+    return float(p.e_mac_pj * mac + p.e_ac_pj * firing_rate * config.time_steps * ac) * 1e-9

@@ -41,3 +41,8 @@ def fail_running_trial(study: optuna.Study, trial: FrozenTrial) -> bool:
         return study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
+
+
+def study_key(study: optuna.Study) -> tuple[Any, tuple[int, str]]:
+    """The storage object of `study` and the study's id and name in it."""
+    return study._storage, (study._study_id, study.study_name)

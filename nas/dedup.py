@@ -9,8 +9,10 @@ same moment). Everything is read from the storage, so other workers' trials coun
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -33,10 +35,130 @@ def trial_arch_id(trial: FrozenTrial) -> str | None:
     return trial.user_attrs.get(ARCH_ATTR) or trial.system_attrs.get(ARCH_KEY)
 
 
+class StudyIndex:
+    """What this process knows of one study's trials, brought up to date by one read.
+
+    Finished trials never change, so each is indexed once, the first time a read sees it
+    finished; a read then only looks again at the trials that were still waiting or running.
+    The per-trial cost of the sampler's and the objective's bookkeeping so stays flat as a
+    study grows (the storage's own read of the trial list remains, as for any Optuna sampler).
+
+    Get a study's index with `StudyIndex.of`: one per storage and study in a process.
+
+    Attributes:
+        completed: COMPLETE trials, in the order the index first saw them finished.
+        live: WAITING and RUNNING trials at the last `refresh`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clear()
+
+    def _clear(self) -> None:
+        self.completed: list[FrozenTrial] = []
+        self.live: list[FrozenTrial] = []
+        self._indexed: set[int] = set()
+        self._below = 0  # every trial numbered below is finished and indexed
+        self._finished_ids: set[str] = set()
+        self._evaluated: dict[str, FrozenTrial] = {}
+        self._first: tuple[int, Any] | None = None
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> StudyIndex:
+        """The index of `study` kept by this process (one per storage object and study)."""
+        from ._optuna_private import study_key
+
+        storage, key = study_key(study)
+        with _REGISTRY_LOCK:
+            per_storage = _REGISTRY.setdefault(storage, {})
+            return per_storage.setdefault(key, cls())
+
+    def refresh(self, study: optuna.Study) -> None:
+        """Read the study's trials once and index those that finished since the last read."""
+        trials = study.get_trials(deepcopy=False)
+        with self._lock:
+            if self._replaced(trials):
+                self._clear()
+            # Trial numbers count from 0 without gaps, so a trial's number is its position.
+            start = self._below if len(trials) > self._below and trials[self._below].number == self._below else 0
+            live = []
+            for t in trials[start:]:
+                if t.number in self._indexed:
+                    continue
+                if t.state.is_finished():
+                    self._index(t)
+                else:
+                    live.append(t)
+            while self._below in self._indexed:
+                self._below += 1
+            self.live = live
+
+    def _replaced(self, trials: list[FrozenTrial]) -> bool:
+        """Whether the study was deleted and another created under its id and name.
+
+        Some storages (SQLite) reuse the ids of deleted rows; a new study's first trial
+        differs from the indexed one in its id or start time.
+        """
+        if self._first is None:
+            return False
+        first = trials[0] if trials else None
+        return first is None or (first._trial_id, first.datetime_start) != self._first
+
+    def _index(self, trial: FrozenTrial) -> None:
+        if trial.number == 0:
+            self._first = (trial._trial_id, trial.datetime_start)
+        self._indexed.add(trial.number)
+        if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            return
+        arch = trial_arch_id(trial)
+        if arch is not None:
+            self._finished_ids.add(arch)
+        if trial.state == TrialState.COMPLETE:
+            self.completed.append(trial)
+            if arch is not None and ARCH_ATTR in trial.user_attrs and DUPLICATE_ATTR not in trial.user_attrs:
+                first = self._evaluated.get(arch)
+                if first is None or trial.number < first.number:
+                    self._evaluated[arch] = trial
+
+    def known(self, space: SearchSpace | None = None, *, exclude_number: int | None = None) -> set[str]:
+        """Arch ids of the waiting, running, complete and pruned trials at the last `refresh`.
+
+        Args:
+            space: With it, enqueued trials count by their fixed params before they start.
+            exclude_number: A trial to leave out (the one being sampled).
+        """
+        with self._lock:
+            ids = set(self._finished_ids)
+            live = list(self.live)
+        for t in live:
+            if t.number != exclude_number:
+                arch = _live_arch_id(t, space)
+                if arch is not None:
+                    ids.add(arch)
+        return ids
+
+    def evaluated(self, arch_id: str) -> FrozenTrial | None:
+        """The lowest-numbered complete trial that evaluated `arch_id` itself (not a copy)."""
+        with self._lock:
+            return self._evaluated.get(arch_id)
+
+
+_REGISTRY: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], StudyIndex]] = weakref.WeakKeyDictionary()
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _live_arch_id(trial: FrozenTrial, space: SearchSpace | None) -> str | None:
+    arch = trial_arch_id(trial)
+    fixed = trial.system_attrs.get("fixed_params")
+    if arch is None and space is not None and fixed and set(space.param_names()) <= set(fixed):
+        arch = space.config_from_params(fixed).arch_id
+    return arch
+
+
 def known_arch_ids(
     study: optuna.Study, space: SearchSpace | None = None, *, exclude_number: int | None = None
 ) -> set[str]:
-    """Arch ids of every trial that is waiting, running or complete, read from storage.
+    """Arch ids of every trial that is waiting, running, complete or pruned, read from storage.
 
     Failed trials do not count: their architectures may be tried again.
 
@@ -48,20 +170,9 @@ def known_arch_ids(
     Returns:
         The arch ids.
     """
-    trials = study.get_trials(
-        deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
-    )
-    ids = set()
-    for t in trials:
-        if t.number == exclude_number:
-            continue
-        arch = trial_arch_id(t)
-        fixed = t.system_attrs.get("fixed_params")
-        if arch is None and space is not None and fixed and set(space.param_names()) <= set(fixed):
-            arch = space.config_from_params(fixed).arch_id
-        if arch is not None:
-            ids.add(arch)
-    return ids
+    index = StudyIndex.of(study)
+    index.refresh(study)
+    return index.known(space, exclude_number=exclude_number)
 
 
 def completed_twin(
@@ -83,17 +194,15 @@ def completed_twin(
     Returns:
         The twin with the lowest number, or None if there is none (in time).
     """
+    index = StudyIndex.of(study)
     deadline = time.monotonic() + timeout
     while True:
-        twins = [
-            t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-            if t.number != trial_number and trial_arch_id(t) == arch_id
-            and (t.state == TrialState.COMPLETE or t.number < trial_number)
-        ]
-        done = [t for t in twins if t.state == TrialState.COMPLETE and ARCH_ATTR in t.user_attrs
-                and DUPLICATE_ATTR not in t.user_attrs]
-        if done:
-            return min(done, key=lambda t: t.number)
-        if not twins or time.monotonic() > deadline:
+        index.refresh(study)
+        done = index.evaluated(arch_id)
+        if done is not None and done.number != trial_number:
+            return done
+        running = [t for t in index.live if t.state == TrialState.RUNNING and t.number < trial_number
+                   and trial_arch_id(t) == arch_id]
+        if not running or time.monotonic() > deadline:
             return None
         time.sleep(poll)

@@ -150,12 +150,15 @@ def fail_dead_trials(study: optuna.Study, *, orphan_grace: float) -> list[int]:
         The numbers of the trials failed here.
     """
     from nas._optuna_private import fail_running_trial
+    from nas.dedup import StudyIndex
 
     host = socket.gethostname()
     # Every storage returns datetime_start as naive local time.
     orphaned_before = datetime.now() - timedelta(seconds=orphan_grace)
     failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    index = StudyIndex.of(study)
+    index.refresh(study)
+    for t in [t for t in index.live if t.state == TrialState.RUNNING]:
         owner = _owner(t)
         if owner is None:
             dead = t.datetime_start is not None and t.datetime_start < orphaned_before

@@ -268,10 +268,11 @@ def test_promise_prefers_points_that_extend_the_front():
         [0.6, 0.6],  # just dominated by (0.5, 0.5)
         [0.9, 0.9],  # far behind
     ])
-    scores = promise(candidates, observed)
+    front = observed[:3]
+    scores = promise(candidates, front, observed.min(axis=0), observed.max(axis=0))
     assert scores[0] > scores[1] > 0 > scores[2] > scores[3]
     assert scores[2] == pytest.approx(-0.1) and scores[3] == pytest.approx(-0.4)
-    single = promise(np.array([[0.1], [0.3]]), np.array([[0.2], [0.5]]))
+    single = promise(np.array([[0.1], [0.3]]), np.array([[0.2]]), np.array([0.2]), np.array([0.5]))
     assert single.tolist() == pytest.approx([1 / 3, -1 / 3])
 
 

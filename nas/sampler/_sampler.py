@@ -5,22 +5,23 @@ from __future__ import annotations
 import random
 import threading
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseGASampler
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from models import SubnetConfig
 
 from .._optuna_private import set_trial_system_attr
-from ..dedup import ARCH_KEY, known_arch_ids
+from ..dedup import ARCH_KEY, StudyIndex
 from ..settings import SamplerSettings
 from ..space import SearchSpace
 from ._selection import select_top
-from ._surrogate import GenomeEncoder, screen
+from ._surrogate import GenomeEncoder, Observed, screen
 from ._variation import mutate, uniform_crossover
 
 _STRATA_POOL = 8
@@ -79,10 +80,12 @@ class SpikformerNSGAIISampler(BaseGASampler):
         self._encoder = GenomeEncoder(space, cost) if cost is not None else None
         self._strata: list[list[dict[str, Any]]] | None = None
         self._claim_lock = threading.Lock()
+        self._states: dict[int, _StudyState] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_claim_lock"]
+        state["_states"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -99,6 +102,35 @@ class SpikformerNSGAIISampler(BaseGASampler):
         candidates = self.get_population(study, generation - 1) + self.get_parent_population(study, generation - 1)
         return select_top(candidates, study.directions, self.settings.num_parents)
 
+    def get_trial_generation(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        """The trial's generation: the newest one until it holds `population_size` complete trials.
+
+        `BaseGASampler`'s rule, counted incrementally instead of over every trial.
+        """
+        key = self._get_generation_key()
+        generation = trial.system_attrs.get(key)
+        if generation is not None:
+            return generation
+        state = self._state(study, refresh=True)
+        newest = max(state.generations, default=0)
+        generation = newest if state.generations.get(newest, 0) < self.population_size else newest + 1
+        set_trial_system_attr(study, trial, key, generation)
+        return generation
+
+    def get_parent_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        """`BaseGASampler`'s parents of a generation (selected once per study), kept in memory.
+
+        In trial-number order, as every worker reads them back from the study, so that a
+        child does not depend on which worker selected its parents.
+        """
+        if generation == 0:
+            return []
+        state = self._state(study)
+        if generation not in state.parents:
+            parents = super().get_parent_population(study, generation)
+            state.parents[generation] = sorted(parents, key=lambda t: t.number)
+        return state.parents[generation]
+
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
@@ -108,14 +140,17 @@ class SpikformerNSGAIISampler(BaseGASampler):
         rng = random.Random(f"{self.settings.seed}:{trial.number}")
         generation = self.get_trial_generation(study, trial)
         parents = self.get_parent_population(study, generation)
-        seen = known_arch_ids(study, self.space, exclude_number=trial.number)
+        index = StudyIndex.of(study)
+        seen = index.known(self.space, exclude_number=trial.number)
         ranked = [self._propose(trial.number, parents, seen, rng)]
-        if parents and self.settings.candidates > 1 and self._encoder is not None:
-            ranked = self._screened(study, ranked[0], parents, seen, rng)
+        observed = self._state(study).observed
+        if parents and self.settings.candidates > 1 and observed is not None:
+            ranked = self._screened(observed, ranked[0], parents, seen, rng)
         with self._claim_lock:
             # Claim the architecture: re-read storage, since other workers may have claimed
             # some while we screened, and write the arch id before anyone else proposes.
-            seen = known_arch_ids(study, self.space, exclude_number=trial.number)
+            index.refresh(study)
+            seen = index.known(self.space, exclude_number=trial.number)
             ids = [self.space.config_from_params(p).arch_id for p in ranked]
             free = [i for i, arch in enumerate(ids) if arch not in seen]
             if free:
@@ -131,6 +166,22 @@ class SpikformerNSGAIISampler(BaseGASampler):
                     )
             set_trial_system_attr(study, trial, ARCH_KEY, arch)
         return params
+
+    def _state(self, study: optuna.Study, *, refresh: bool = False) -> _StudyState:
+        """This sampler's incremental view of `study`, brought up to date with its index."""
+        index = StudyIndex.of(study)
+        if refresh:
+            index.refresh(study)
+        key = id(index)
+        with self._claim_lock:
+            state = self._states.get(key)
+            if state is None or state.completed is not index.completed:
+                # A new study, or one deleted and created again under the same name.
+                screening = self._encoder is not None and self.settings.candidates > 1
+                observed = Observed(study.directions, self._encoder) if screening else None
+                state = self._states[key] = _StudyState(index.completed, observed)
+            state.catch_up(self._get_generation_key())
+        return state
 
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
@@ -153,10 +204,9 @@ class SpikformerNSGAIISampler(BaseGASampler):
                 return params
         return params
 
-    def _screened(self, study: optuna.Study, first: dict[str, Any], parents: Sequence[FrozenTrial],
+    def _screened(self, observed: Observed, first: dict[str, Any], parents: Sequence[FrozenTrial],
                   seen: set[str], rng: random.Random) -> list[dict[str, Any]]:
         """Draw up to `candidates` distinct new children, most promising first."""
-        assert self._encoder is not None
         pool = [first]
         ids = seen | {self.space.config_from_params(first).arch_id}
         for _ in range(self.max_retries):
@@ -167,8 +217,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
             if arch not in ids:
                 ids.add(arch)
                 pool.append(child)
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return [pool[i] for i in screen(pool, done, study.directions, self._encoder)]
+        return [pool[i] for i in screen(pool, observed)]
 
     def _child(self, parents: Sequence[FrozenTrial], rng: random.Random) -> dict[str, Any]:
         names = self.space.param_names()
@@ -196,3 +245,29 @@ class SpikformerNSGAIISampler(BaseGASampler):
         pool.sort(key=self.cost)
         return [[self.space.params_from_config(c) for c in pool[i * _STRATA_POOL:(i + 1) * _STRATA_POOL]]
                 for i in range(slots)]
+
+
+class _StudyState:
+    """What the sampler keeps of one study between proposals, fed by the study's index.
+
+    Args:
+        completed: The index's list of complete trials (appended to as trials finish).
+        observed: What screening keeps of the complete trials (None without screening).
+    """
+
+    def __init__(self, completed: list[FrozenTrial], observed: Observed | None) -> None:
+        self.completed = completed
+        self.seen = 0
+        self.generations: Counter[int] = Counter()
+        self.parents: dict[int, list[FrozenTrial]] = {}
+        self.observed = observed
+
+    def catch_up(self, generation_key: str) -> None:
+        """Take in the trials completed since the last call."""
+        for trial in self.completed[self.seen:]:
+            generation = trial.system_attrs.get(generation_key, -1)
+            if generation >= 0:
+                self.generations[generation] += 1
+            if self.observed is not None:
+                self.observed.add(trial)
+        self.seen = len(self.completed)

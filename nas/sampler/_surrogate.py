@@ -13,12 +13,15 @@ linear: log E = log(dense cost) + log(firing rate), and the firing rate depends 
 neuron genes. A candidate's promise is the hypervolume it would add to the current front
 of feasible trials (objectives scaled to the observed range); a candidate predicted to be
 dominated scores minus its additive-epsilon distance to the front, so the least dominated
-one wins when none is predicted to improve it.
+one wins when none is predicted to improve it. The fit uses the most recent trials and the
+front (`Observed`), not the whole history, so screening costs the same in a long study.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import moocore
@@ -36,6 +39,10 @@ from ._selection import violation
 
 MIN_TRIALS = 8
 """Completed trials needed before the surrogate is fitted."""
+
+RECENT = 400
+"""Most recent completed trials the surrogate is fitted on (besides the front): a bounded
+sample keeps each proposal's cost flat in the size of the study."""
 
 RIDGE = 1.0
 """Ridge penalty on standardised features (the intercept is not penalised)."""
@@ -88,26 +95,25 @@ class Surrogate:
         return np.where(self.log, np.exp(out), out)
 
 
-def _minimised(values: np.ndarray, directions: Sequence[StudyDirection]) -> np.ndarray:
-    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
-    return values * signs
+def promise(predicted: np.ndarray, front: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Score predicted points (minimised objectives) against the observed front: higher is better.
 
+    Objectives are scaled to the observed range [`low`, `high`]; a point scores the
+    hypervolume it adds to the observed front (reference point 10% beyond the worst
+    observed values), or minus its additive-epsilon distance to that front when it adds none.
 
-def promise(predicted: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Score predicted points (minimised objectives) against observed ones: higher is better.
-
-    Objectives are scaled to the observed range; a point scores the hypervolume it adds to
-    the observed front (reference point 10% beyond the worst observed values), or minus its
-    additive-epsilon distance to that front when it adds none.
+    Args:
+        predicted: Points to score, one row each.
+        front: The observed non-dominated points.
+        low: Best observed value of each objective.
+        high: Worst observed value of each objective.
     """
-    low, high = observed.min(axis=0), observed.max(axis=0)
     span = np.where(high > low, high - low, 1.0)
-    obs = (observed - low) / span
+    front = (front - low) / span
     pred = (predicted - low) / span
-    if obs.shape[1] == 1:
-        return obs.min() - pred[:, 0]
-    front = obs[moocore.is_nondominated(obs)]
-    ref = np.full(obs.shape[1], 1.1)
+    if front.shape[1] == 1:
+        return front.min() - pred[:, 0]
+    ref = np.full(front.shape[1], 1.1)
     base = moocore.hypervolume(front, ref=ref)
     scores = np.empty(len(pred))
     for i, p in enumerate(pred):
@@ -120,22 +126,75 @@ def promise(predicted: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return scores
 
 
-def screen(
-    candidates: Sequence[Mapping[str, Any]],
-    trials: Sequence[FrozenTrial],
-    directions: Sequence[StudyDirection],
-    encoder: GenomeEncoder,
-) -> list[int]:
+class Observed:
+    """What screening needs of a study's completed trials, updated one trial at a time.
+
+    The surrogate is fitted on the `RECENT` most recent trials plus the current front, so
+    a fit costs the same at 200 trials as at 10,000; the front and the observed range are
+    kept over every trial, and each trial is encoded once. Feasible trials (no violated
+    constraint) define the front and range; while there are none, all trials do.
+
+    Args:
+        directions: Direction of each objective.
+        encoder: Features of a genome.
+    """
+
+    def __init__(self, directions: Sequence[StudyDirection], encoder: GenomeEncoder) -> None:
+        self.signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
+        self.encoder = encoder
+        self.recent: deque[_Row] = deque(maxlen=RECENT)
+        self.count = 0
+        # Per feasibility (True: feasible trials, False: all trials): the front and the range.
+        self._front: dict[bool, list[_Row]] = {True: [], False: []}
+        self._low: dict[bool, np.ndarray] = {}
+        self._high: dict[bool, np.ndarray] = {}
+
+    def add(self, trial: FrozenTrial) -> None:
+        """Take in one completed trial (ignored without values or with genes missing)."""
+        if trial.values is None or not set(self.encoder.names) <= set(trial.params):
+            return
+        point = np.asarray(trial.values, dtype=float) * self.signs
+        row = _Row(trial.number, self.encoder(trial.params), np.asarray(trial.values, dtype=float), point)
+        self.count += 1
+        self.recent.append(row)
+        for feasible in (False, True) if violation(trial) == 0 else (False,):
+            self._low[feasible] = np.minimum(self._low.get(feasible, point), point)
+            self._high[feasible] = np.maximum(self._high.get(feasible, point), point)
+            front = self._front[feasible]
+            if any((r.point <= point).all() for r in front):
+                continue
+            front[:] = [r for r in front if not (point <= r.point).all()]
+            front.append(row)
+
+    def training(self) -> tuple[np.ndarray, np.ndarray]:
+        """Features and objective values to fit the surrogate on: the recent trials and the front."""
+        recent = {r.number for r in self.recent}
+        rows = list(self.recent) + [r for r in self._front[self._feasible()] if r.number not in recent]
+        return np.array([r.features for r in rows]), np.array([r.values for r in rows])
+
+    def front(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The front's points (minimised objectives) and the observed best and worst values."""
+        feasible = self._feasible()
+        return np.array([r.point for r in self._front[feasible]]), self._low[feasible], self._high[feasible]
+
+    def _feasible(self) -> bool:
+        return bool(self._front[True])
+
+
+@dataclass(frozen=True)
+class _Row:
+    number: int
+    features: np.ndarray
+    values: np.ndarray
+    point: np.ndarray  # values with every objective minimised
+
+
+def screen(candidates: Sequence[Mapping[str, Any]], observed: Observed) -> list[int]:
     """Candidate indices, most promising first (draw order with too few completed trials)."""
-    names = encoder.space.param_names()
-    usable = [t for t in trials if t.values is not None and set(names) <= set(t.params)]
-    if len(candidates) < 2 or len(usable) < MIN_TRIALS:
+    if len(candidates) < 2 or observed.count < MIN_TRIALS:
         return list(range(len(candidates)))
-    x = np.array([encoder(t.params) for t in usable])
-    y = np.array([t.values for t in usable], dtype=float)
-    surrogate = Surrogate(x, y)
-    predicted = surrogate.predict(np.array([encoder(c) for c in candidates]))
-    feasible = np.array([violation(t) == 0 for t in usable])
-    observed = y[feasible] if feasible.any() else y
-    scores = promise(_minimised(predicted, directions), _minimised(observed, directions))
+    x, y = observed.training()
+    predicted = Surrogate(x, y).predict(np.array([observed.encoder(c) for c in candidates]))
+    front, low, high = observed.front()
+    scores = promise(predicted * observed.signs, front, low, high)
     return [int(i) for i in np.argsort(-scores, kind="stable")]
