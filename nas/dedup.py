@@ -125,7 +125,7 @@ class StudyIndex:
 
         Args:
             space: With it, enqueued trials count by their fixed params before they start.
-            exclude_number: A trial to leave out (the one being sampled).
+            exclude_number: A waiting or running trial to leave out (the one being sampled).
         """
         with self._lock:
             ids = set(self._finished_ids)
