@@ -55,6 +55,13 @@ def _positive(kind: type):
     return parse
 
 
+def _device_list(text: str) -> list[str]:
+    devices = [d.strip() for d in text.split(",")]
+    if not all(devices):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of devices, e.g. cuda:0,cuda:1")
+    return devices
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -172,7 +179,8 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     if args.n_trials is None and args.timeout is None:
         raise CLIError("give --n-trials and/or --timeout")
     result = optimize(_storage(args), args.study_name, n_trials=args.n_trials, timeout=args.timeout,
-                      workers=args.workers, device=args.device, progress=not args.no_progress)
+                      workers=args.workers, device=args.device, devices=args.devices,
+                      progress=not args.no_progress)
     if result.lost:
         print(f"{PROG}: warning: {result.lost_summary}", file=sys.stderr)
     print(f"study '{args.study_name}': {result.complete} complete trials")
@@ -371,7 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive(float), default=None, help="seconds")
     p.add_argument("--workers", type=_positive(int), default=1,
                    help="worker processes on this host: at most one per CPU core, and as many as its memory holds")
-    p.add_argument("--device", default=None, help="cpu, cuda ... (None: cuda if available)")
+    p.add_argument("--device", default=None,
+                   help="where every worker evaluates: cpu, cuda, cuda:1 ... (default: worker i on a host with K "
+                        "GPUs uses cuda:(i mod K); the CPU without GPUs)")
+    p.add_argument("--devices", type=_device_list, default=None, metavar="D1,D2,...",
+                   help="devices dealt out to the workers in turn, e.g. cuda:0,cuda:2 (overrides --device)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_optimize)
 

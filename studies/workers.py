@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .settings import StudySettings
 
 WORKER_ATTR = "autospk:worker"
-"""Trial system attr: the worker running the trial, ``{"host", "pid", "started", "trial"}``.
+"""Trial system attr: the worker running the trial, ``{"host", "pid", "started", "trial", "device"}``.
 
 ``started`` is the process's start time in clock ticks since boot (None without /proc), so
 that a new process reusing the pid is not taken for the worker; ``trial`` is the number of
@@ -248,7 +248,7 @@ def run_worker(
     study, settings = load(storage, study_name, seed_offset=seed_offset, heartbeat=True)
     evaluator, _ = load_evaluator(settings, device=device)
     evaluate = SubnetObjective(settings.space, evaluator, settings.objective, settings.aeb, settings.budgets)
-    study.sampler = _OwnerRecordingSampler(study.sampler, _this_worker())
+    study.sampler = _OwnerRecordingSampler(study.sampler, {**_this_worker(), "device": str(evaluator.device)})
     grace = _orphan_grace(settings)
 
     def objective(trial: optuna.Trial):
@@ -322,6 +322,54 @@ def worker_limit(*, cores: int, available: int | None) -> tuple[int, str]:
     return max(1, limit), reason
 
 
+def assign_devices(workers: int, *, device: str | None = None, devices: Sequence[str] | None = None,
+                   gpus: int = 0) -> list[str | None]:
+    """The device of each worker on a host: worker i gets ``devices[i mod len(devices)]``.
+
+    Args:
+        workers: Worker processes.
+        device: One device for every worker (ignored when `devices` is given).
+        devices: Devices to deal out in turn, e.g. ``["cuda:0", "cuda:1"]``.
+        gpus: GPUs on the host, dealt out in turn when neither `device` nor `devices` is
+            given (``cuda:0``, ``cuda:1``, ...); with none, every worker takes the default.
+
+    Returns:
+        One device per worker (None: the default, the GPU if any, else the CPU).
+    """
+    if devices:
+        return [devices[i % len(devices)] for i in range(workers)]
+    if device is not None:
+        return [device] * workers
+    if gpus > 0:
+        return [f"cuda:{i % gpus}" for i in range(workers)]
+    return [None] * workers
+
+
+def check_devices(devices: Sequence[str], *, gpus: int) -> None:
+    """Refuse device names torch does not know and GPUs this host does not have.
+
+    Raises:
+        ConfigError: naming the device and what this host has.
+    """
+    import torch
+
+    have = f"this host has {gpus} GPU{'s' if gpus != 1 else ''}" + (
+        f" (cuda:0 to cuda:{gpus - 1})" if gpus > 1 else " (cuda:0)" if gpus == 1 else "")
+    for name in devices:
+        try:
+            dev = torch.device(name)
+        except (RuntimeError, ValueError) as err:
+            raise ConfigError(f"device '{name}' is not a torch device ({err}); use cpu, cuda or cuda:N") from None
+        if dev.type == "cuda" and (dev.index or 0) >= gpus:
+            raise ConfigError(f"device '{name}' does not exist: {have}")
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def _death(index: int, proc: multiprocessing.process.BaseProcess) -> str:
     code = proc.exitcode
     if code > 0:
@@ -334,7 +382,8 @@ def _death(index: int, proc: multiprocessing.process.BaseProcess) -> str:
 
 
 def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | None, workers: int = 1,
-             device: str | None = None, progress: bool = True) -> OptimizeResult:
+             device: str | None = None, devices: Sequence[str] | None = None,
+             progress: bool = True) -> OptimizeResult:
     """Run `workers` processes on one study until it holds `n_trials` complete trials.
 
     Every second the parent collects each worker that ended; as soon as one died, it fails
@@ -347,14 +396,18 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
         n_trials: Complete trials the study should hold (None: until `timeout`).
         timeout: Seconds each worker runs at most.
         workers: Worker processes on this host; each gets an equal share of the CPU threads.
-        device: Where the workers evaluate.
+        device: Where every worker evaluates.
+        devices: Devices dealt out to the workers in turn (worker i gets ``devices[i mod
+            len(devices)]``), overriding `device`. With neither, worker i of a host with K
+            GPUs gets ``cuda:(i mod K)``; without GPUs, the CPU.
         progress: Show a progress bar of complete trials.
 
     Returns:
         The complete trials at the end, and the workers that died.
 
     Raises:
-        ConfigError: for more workers than this host's cores and memory allow (before any starts).
+        ConfigError: for more workers than this host's cores and memory allow, or a device it
+            does not have (before any starts).
         StudyError: if a worker died and the study does not hold `n_trials` complete trials
             (or no `n_trials` was given).
     """
@@ -363,6 +416,9 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
     if workers > limit:
         raise ConfigError(f"{workers} workers are more than this host can run: at most {limit} ({reason}); "
                           "run more on other hosts against one database storage")
+    gpus = _gpu_count()
+    placement = assign_devices(workers, device=device, devices=devices, gpus=gpus)
+    check_devices(sorted({*(devices or ()), *(d for d in placement if d is not None)}), gpus=gpus)
     study, settings = load(storage, name)
     grace = _orphan_grace(settings)
     # One storage for the whole poll: on a database each open builds a connection pool.
@@ -376,7 +432,7 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
                disable=not progress, dynamic_ncols=True)
     ctx = multiprocessing.get_context("spawn")
     threads = max(1, cores // workers)
-    procs = [ctx.Process(target=_worker_main, args=(storage, name, n_trials, timeout, i, device, threads))
+    procs = [ctx.Process(target=_worker_main, args=(storage, name, n_trials, timeout, i, placement[i], threads))
              for i in range(workers)]
     for p in procs:
         p.start()

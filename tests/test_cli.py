@@ -74,10 +74,13 @@ def test_two_workers_finish_without_losses_or_duplicates(tmp_path, digits_checkp
                  str(checkpoint), "--population-size", "4", "--num-parents", "2", "--eval-batch-size", "4"]) == 0
     # Small evaluation batches make a trial take ~0.6 s, so that a worker that starts a few seconds
     # after the other still finds trials to run: at full speed one worker could run all 16 alone.
-    run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "16", "--workers", "2", "--no-progress")
+    # "cpu:0" is the CPU under another name: it tells the two workers' devices apart.
+    run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "16", "--workers", "2",
+        "--devices", "cpu,cpu:0", "--no-progress")
     study = _assert_study_done(storage, name, 16)
-    workers = {t.system_attrs[WORKER_ATTR]["pid"] for t in study.trials if WORKER_ATTR in t.system_attrs}
-    assert len(workers) == 2
+    workers = {(t.system_attrs[WORKER_ATTR]["pid"], t.system_attrs[WORKER_ATTR]["device"])
+               for t in study.trials if WORKER_ATTR in t.system_attrs}
+    assert len(workers) == 2 and {device for _, device in workers} == {"cpu", "cpu:0"}
     capsys.readouterr()
     assert main(["show", "--storage", storage, "--study-name", name, "--format", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)

@@ -19,10 +19,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from models import ConfigError
 from nas._optuna_private import set_trial_system_attr
 from studies.cli import main
 from studies.storage import open_storage
-from studies.workers import WORKER_ATTR, fail_dead_trials, worker_limit
+from studies import workers
+from studies.workers import WORKER_ATTR, assign_devices, check_devices, fail_dead_trials, worker_limit
 from tests.conftest import server_answers
 from tests.test_cli import CLI, ENV, POSTGRES, run
 
@@ -238,6 +240,68 @@ def test_worker_limit_names_what_limits_it():
     assert limit == 3 and "3.5 GiB available memory" in reason and "per worker" in reason
     assert worker_limit(cores=8, available=None) == (8, "its 8 CPU cores")
     assert worker_limit(cores=8, available=GIB // 4)[0] == 1, "one worker is always allowed"
+
+
+def test_workers_are_dealt_the_gpus_of_their_host_in_turn():
+    assert assign_devices(5, gpus=3) == ["cuda:0", "cuda:1", "cuda:2", "cuda:0", "cuda:1"]
+    assert assign_devices(3, devices=["cuda:2", "cuda:0"], device="cpu", gpus=4) == ["cuda:2", "cuda:0", "cuda:2"]
+    assert assign_devices(2, device="cuda:1", gpus=4) == ["cuda:1", "cuda:1"]
+    assert assign_devices(2, gpus=0) == [None, None]
+    check_devices(["cpu", "cuda:0", "cuda:3"], gpus=4)
+    with pytest.raises(ConfigError, match=r"device 'cuda:2' does not exist: this host has 2 GPUs \(cuda:0 to cuda:1\)"):
+        check_devices(["cuda:0", "cuda:2"], gpus=2)
+    with pytest.raises(ConfigError, match="device 'cuda' does not exist: this host has 0 GPUs"):
+        check_devices(["cuda"], gpus=0)
+    with pytest.raises(ConfigError, match="device 'gpu0' is not a torch device"):
+        check_devices(["gpu0"], gpus=1)
+
+
+class _RecordedProcess:
+    """Stands in for a worker process: records its arguments and ends at once."""
+
+    started: list[tuple] = []
+
+    def __init__(self, target, args):
+        self.args, self.pid, self.exitcode = args, 0, 0
+
+    def start(self):
+        _RecordedProcess.started.append(self.args)
+
+    def is_alive(self):
+        return False
+
+    def join(self):
+        pass
+
+
+@pytest.mark.parametrize("gpus, devices, expected", [
+    (3, None, ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]),
+    (4, ["cuda:3", "cuda:1"], ["cuda:3", "cuda:1", "cuda:3", "cuda:1"]),
+])
+def test_optimize_gives_worker_i_its_device_on_a_host_with_several_gpus(tmp_path, digits_checkpoint, monkeypatch,
+                                                                       gpus, devices, expected):
+    storage = f"journal://{tmp_path}/gpus.log"
+    name = _create(storage, digits_checkpoint.path)
+    monkeypatch.setattr(workers, "_gpu_count", lambda: gpus)
+    monkeypatch.setattr(workers, "_cores", lambda: 8)
+    monkeypatch.setattr(workers, "_available_memory", lambda: None)
+    monkeypatch.setattr(workers.multiprocessing, "get_context", lambda method: type("Ctx", (), {
+        "Process": staticmethod(lambda target, args: _RecordedProcess(target, args))}))
+    _RecordedProcess.started = []
+    workers.optimize(storage, name, n_trials=None, timeout=1, workers=4, devices=devices, progress=False)
+    # _worker_main(storage, name, n_trials, timeout, index, device, threads)
+    assert [(a[4], a[5], a[6]) for a in _RecordedProcess.started] == [(i, d, 2) for i, d in enumerate(expected)]
+
+
+def test_a_device_the_host_lacks_is_refused_before_any_worker_starts(tmp_path, digits_checkpoint):
+    storage = f"journal://{tmp_path}/nogpu.log"
+    name = _create(storage, digits_checkpoint.path)
+    proc = run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "2", "--devices", "cpu,cuda:7",
+               "--no-progress", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "device 'cuda:7' does not exist: this host has" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not _study(storage, name).get_trials(), "a worker started"
 
 
 # Defect 12: a worker killed between creating its trial and writing its owner.
