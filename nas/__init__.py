@@ -18,6 +18,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submodules=["train"
     "objective": ["SubnetObjective"],
     "recipes": ["RECIPES", "Recipe", "get_recipe"],
     "sampler": ["SpikformerNSGAIISampler"],
-    "settings": ["DIRECTIONS", "METRIC_NAMES", "OBJECTIVES", "Budgets", "EvaluationSettings", "SamplerSettings"],
+    "settings": ["DIRECTIONS", "METRIC_NAMES", "OBJECTIVE_DESCRIPTIONS", "OBJECTIVES", "Budgets",
+                 "EvaluationSettings", "SamplerSettings"],
     "space": ["GENES", "SearchSpace", "load_space", "presets"],
 })

@@ -1,7 +1,8 @@
 """The Optuna objective: a trial's genome -> inherited-weight accuracy and energy.
 
-Two modes: ``aeb`` maximises F_AEB (one objective); ``pareto`` maximises accuracy and
-minimises energy (two objectives). Both record the same user attrs on every trial.
+Three modes: ``aeb`` maximises F_AEB (one objective); ``pareto`` maximises accuracy and
+minimises energy (two objectives); ``pareto3`` also minimises the subnet's parameters (three
+objectives). All record the same user attrs on every trial.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from models import ConfigError
 
 from .dedup import DUPLICATE_ATTR, completed_twin
 from .fitness import AEBSettings, f_aeb
-from .settings import OBJECTIVES, Budgets
+from .settings import METRIC_NAMES, OBJECTIVES, Budgets
 from .space import SearchSpace
 
 if TYPE_CHECKING:
     from .evaluate import SubnetEvaluator
-
 
 
 class SubnetObjective:
@@ -33,8 +33,8 @@ class SubnetObjective:
     Args:
         space: The search space.
         evaluator: Scores subnets with inherited weights.
-        objective: ``aeb`` or ``pareto``.
-        aeb: F_AEB settings (recorded in both modes).
+        objective: One of `OBJECTIVES`: ``aeb``, ``pareto`` or ``pareto3``.
+        aeb: F_AEB settings (recorded in every mode).
         budgets: Optional parameter and energy limits.
         twin_timeout: Seconds to wait for a running twin before evaluating anyway.
     """
@@ -57,12 +57,14 @@ class SubnetObjective:
         self.budgets = budgets
         self.twin_timeout = twin_timeout
 
-    def values(self, attrs: dict[str, Any]) -> float | tuple[float, float]:
-        if self.objective == "aeb":
-            return attrs["f_aeb"]
-        return attrs["accuracy"], attrs["energy_mj"]
+    def values(self, attrs: dict[str, Any]) -> float | tuple[float, ...]:
+        """The objective values of a trial's user attrs, in the order of `METRIC_NAMES`."""
+        names = METRIC_NAMES[self.objective]
+        if len(names) == 1:
+            return float(attrs[names[0]])
+        return tuple(float(attrs[name]) for name in names)
 
-    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         config = self.space.suggest(trial)
         twin = completed_twin(trial.study, trial.number, config.arch_id, timeout=self.twin_timeout)
         if twin is not None:

@@ -15,13 +15,22 @@ from models import ConfigError
 
 _Settings = TypeVar("_Settings")
 
-OBJECTIVES = ("aeb", "pareto")
-"""``aeb``: maximise F_AEB (one objective); ``pareto``: maximise accuracy, minimise energy."""
+OBJECTIVES = ("aeb", "pareto", "pareto3")
+"""``aeb``: maximise F_AEB (one objective); ``pareto``: maximise accuracy, minimise energy;
+``pareto3``: maximise accuracy, minimise energy and minimise parameters."""
 
-METRIC_NAMES = {"aeb": ["f_aeb"], "pareto": ["accuracy", "energy_mj"]}
+OBJECTIVE_DESCRIPTIONS = {
+    "aeb": "one objective: maximise F_AEB",
+    "pareto": "two objectives: maximise accuracy, minimise energy",
+    "pareto3": "three objectives: maximise accuracy, minimise energy, minimise parameters",
+}
+"""What each kind of study optimises, in words (command-line help, reports)."""
+
+METRIC_NAMES = {"aeb": ["f_aeb"], "pareto": ["accuracy", "energy_mj"], "pareto3": ["accuracy", "energy_mj", "params"]}
 """The objective values a study of each kind reports, in order."""
 
-DIRECTIONS = {"aeb": ["maximize"], "pareto": ["maximize", "minimize"]}
+DIRECTIONS = {"aeb": ["maximize"], "pareto": ["maximize", "minimize"],
+              "pareto3": ["maximize", "minimize", "minimize"]}
 """Optuna directions of each kind of study."""
 
 

@@ -28,7 +28,7 @@ from models import ConfigError
 from nas.dataspec import DATASETS
 from nas.fitness import AEBSettings
 from nas.recipes import RECIPES
-from nas.settings import OBJECTIVES, Budgets, EvaluationSettings, SamplerSettings
+from nas.settings import OBJECTIVE_DESCRIPTIONS, OBJECTIVES, Budgets, EvaluationSettings, SamplerSettings
 from nas.space import presets
 
 from .errors import StudyError
@@ -37,6 +37,9 @@ from .storage import (DEFAULT_STORAGE, STORAGE_ENV, StorageError, StorageWarning
                       mask_url, normalize_url)
 
 PROG = "autospk-study"
+
+QUICKSTART_OBJECTIVES = ("aeb", "pareto")
+"""The studies `quickstart` searches: the paper's F_AEB and its (accuracy, energy) trade-off."""
 
 
 class CLIError(Exception):
@@ -217,7 +220,9 @@ def _print_shown(storage: str, name: str, *, top: int, fmt: str) -> None:
     elif fmt == "csv":
         print(shown.to_csv(index=False), end="")
     else:
-        what = "Pareto front" if settings.objective == "pareto" else f"top {top} by F_AEB"
+        what = {"pareto": "Pareto front",
+                "pareto3": "3-D Pareto front of accuracy, energy and parameters"}.get(settings.objective,
+                                                                                      f"top {top} by F_AEB")
         print(f"{name}: {what} ({settings.dataset.name}, E_ref {settings.aeb.e_ref:.4g} mJ)")
         table = shown.copy()
         if "accuracy" in table:
@@ -294,13 +299,13 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
                    checkpoint, resume=True, seed=args.seed, device=args.device, progress=not args.no_progress)
     print(f"      done in {time.perf_counter() - t0:.0f} s")
     sampler = SamplerSettings(population_size=args.population_size, seed=args.seed)
-    for step, objective in enumerate(OBJECTIVES, start=2):
+    for step, objective in enumerate(QUICKSTART_OBJECTIVES, start=2):
         name = f"{args.prefix}-{objective}"
         print(f"[{step}/3] searching study '{name}' ({args.trials} trials)")
         create(storage, name, objective=objective, checkpoint=checkpoint, sampler=sampler, skip_if_exists=True,
                device=args.device)
         optimize(storage, name, n_trials=args.trials, timeout=None, device=args.device, progress=not args.no_progress)
-    for objective in OBJECTIVES:
+    for objective in QUICKSTART_OBJECTIVES:
         print()
         _print_shown(storage, f"{args.prefix}-{objective}", top=5, fmt="table")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s. Browse the studies with:\n\n"
@@ -358,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "Create a study; everything a worker needs is stored with it.")
     _add_storage(p)
     p.add_argument("--objective", required=True, choices=OBJECTIVES,
-                   help="aeb: maximise F_AEB; pareto: maximise accuracy, minimise energy")
+                   help="; ".join(f"{name}: {OBJECTIVE_DESCRIPTIONS[name]}" for name in OBJECTIVES))
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint from train-supernet")
     p.add_argument("--skip-if-exists", action="store_true", help="reuse the study if it exists")
     _add_settings(p, AEBSettings, "F_AEB = Acc x (E/E_ref)^w, w = alpha if E <= E_ref else beta")
@@ -391,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(p, study=False)
     p.set_defaults(func=cmd_list)
 
-    p = _subparser(sub, "show", "show the Pareto front or the best F_AEB trials")
+    p = _subparser(sub, "show", "show the Pareto front (3-D for pareto3) or the best F_AEB trials")
     _add_storage(p)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
     p.add_argument("--top", type=_positive(int), default=10, help="aeb studies: rows shown")
@@ -406,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subparser(sub, "export", "export a subnet: config JSON + standalone checkpoint + test metrics")
     _add_storage(p)
-    p.add_argument("--trial", default="best", help="best (F_AEB), knee (of the front) or a trial number")
+    p.add_argument("--trial", default="best",
+                   help="best (F_AEB), knee (of the front, 3-D for pareto3) or a trial number")
     p.add_argument("--output", default="subnet", help="output folder")
     p.add_argument("--device", default=None, help="where to measure")
     p.set_defaults(func=cmd_export)

@@ -171,7 +171,7 @@ def create(
     Args:
         storage: Storage URL.
         study_name: Name of the new study.
-        objective: ``aeb`` or ``pareto``.
+        objective: One of `nas.settings.OBJECTIVES`: ``aeb``, ``pareto`` or ``pareto3``.
         checkpoint: Supernet checkpoint from ``train-supernet``.
         aeb: F_AEB settings.
         budgets: Optional limits (Optuna constraints).
@@ -322,7 +322,8 @@ def trials_frame(study: optuna.Study, settings: StudySettings) -> pd.DataFrame:
 def select_trial(study: optuna.Study, settings: StudySettings, which: str | int = "best", *,
                  frame: pd.DataFrame | None = None) -> FrozenTrial:
     """The trial `which` names: ``"best"`` (highest feasible F_AEB), ``"knee"`` (of the
-    Pareto front, see `analysis.knee`) or a trial number, which must be COMPLETE.
+    study's Pareto front, 3-D for ``pareto3``; see `analysis.knee`) or a trial number,
+    which must be COMPLETE.
 
     Args:
         study: An autospk study.
@@ -344,7 +345,11 @@ def select_trial(study: optuna.Study, settings: StudySettings, which: str | int 
         if frame.empty:
             raise StudyError(f"study '{study.study_name}' has no complete trials yet; "
                              "run `autospk-study optimize` first")
-        row = analysis.best_aeb(frame) if which == "best" else analysis.knee(analysis.pareto_front(frame))
+        if which == "best":
+            row = analysis.best_aeb(frame)
+        else:
+            row = analysis.knee(analysis.pareto_front(frame, objective=settings.objective),
+                                objective=settings.objective)
         which = int(row["number"])
     by_number = {t.number: t for t in trials}
     if which not in by_number:

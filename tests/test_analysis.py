@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from nas import SamplerSettings, SearchSpace
 from studies import analysis, plots
 from studies.errors import StudyError
+from studies.cli import main
 from studies.export import export_trial, load_exported
 from studies.settings import StudySettings
 from studies.study import create, load, load_evaluator, select_trial, trials_frame
@@ -103,6 +104,60 @@ def test_hypervolume_history_never_decreases():
     volumes = analysis.hypervolume_history(frame)["hypervolume"].to_numpy()
     assert volumes[-1] > 0
     assert (np.diff(volumes) >= 0).all()
+
+
+def frame3_of(points: list[tuple[float, float, int]], *, feasible: list[bool] | None = None) -> pd.DataFrame:
+    """A trials frame of (accuracy, energy_mj, params) points, numbered in order."""
+    frame = frame_of([(a, e) for a, e, _ in points], feasible=feasible)
+    return frame.assign(params=[p for _, _, p in points])
+
+
+def test_pareto_front_in_three_objectives():
+    frame = frame3_of(
+        [(0.9, 2.0, 100), (0.8, 1.0, 200), (0.75, 3.0, 50), (0.8, 2.5, 250), (0.7, 1.5, 300), (0.95, 0.5, 10),
+         (0.9, 2.0, 100), (0.8, 1.0, 300)],
+        feasible=[True, True, True, True, True, False, True, True],
+    )
+    # 2 is beaten on accuracy and energy but has the fewest parameters; 3 is beaten by 0, 4
+    # and 7 by 1; 5 is over budget; 6 repeats 0.
+    front = analysis.pareto_front(frame, objective="pareto3")
+    assert list(front["number"]) == [1, 0, 2]
+    assert list(analysis.pareto_front(frame)["number"]) == [1, 0]
+    assert list(analysis.shown_trials(frame, "pareto3", top=1)["number"]) == [1, 0, 2]
+    assert list(analysis.shown_trials(frame, "pareto", top=1)["number"]) == [1, 0]
+    assert analysis.front_columns("pareto3") == ["accuracy", "energy_mj", "params"]
+    assert analysis.front_columns("aeb") == analysis.front_columns("pareto") == ["accuracy", "energy_mj"]
+    with pytest.raises(ValueError, match=r"unknown objective 'pareto4'; choose from \['aeb', 'pareto', 'pareto3'\]"):
+        analysis.pareto_front(frame, objective="pareto4")
+
+
+def test_knee_in_three_objectives_is_nearest_the_utopia_point():
+    # Three extremes (best accuracy, least energy, fewest parameters), a balanced point D and a
+    # point E that is good on accuracy and energy but has as many parameters as the largest.
+    front = frame3_of([(0.9, 4.0, 400), (0.5, 1.0, 400), (0.5, 4.0, 100), (0.8, 2.0, 200), (0.85, 1.5, 400)])
+    # Scaled sums: 1, 1, 1, 0.75 + 2/3 + 2/3, 0.875 + 5/6 + 0: D is nearest (1, 1, 1) in L1.
+    assert analysis.knee(front, objective="pareto3")["number"] == 3
+    # In the accuracy-energy plane E bulges further: 0.75 + 2/3 < 0.875 + 5/6.
+    assert analysis.knee(front)["number"] == 4
+    # Equal sums go to the more accurate point.
+    assert analysis.knee(front.iloc[:3], objective="pareto3")["number"] == 0
+    # An objective without spread counts for nothing: the 2-D knee again.
+    assert analysis.knee(front.assign(params=7), objective="pareto3")["number"] == 4
+
+
+def test_hypervolume_history_in_three_objectives():
+    frame = frame3_of([(0.5, 2.0, 100), (0.8, 4.0, 500), (0.4, 5.0, 600), (0.99, 1.0, 10)],
+                      feasible=[True, True, True, False])
+    history = analysis.hypervolume_history(frame, ref_point=(1.0, 10.0, 1000.0), objective="pareto3")
+    # (1 - 0.5) x (10 - 2) x (1000 - 100) = 3600; (0.2, 4, 500) adds 0.8 x 6 x 500 less the
+    # overlap 0.5 x 6 x 500: 900; the dominated third point and the infeasible fourth add nothing.
+    assert history["hypervolume"].tolist() == pytest.approx([3600.0, 4500.0, 4500.0, 4500.0])
+    assert history.attrs["columns"] == ("accuracy", "energy_mj", "params")
+    default = analysis.hypervolume_history(frame, objective="pareto3")
+    assert default.attrs["ref_point"] == pytest.approx((1.0, 5.5, 660.0))
+    assert (np.diff(default["hypervolume"]) >= 0).all() and default["hypervolume"].iloc[-1] > 0
+    with pytest.raises(ValueError, match=r"must be three numbers: \(error, energy_mj, params\)"):
+        analysis.hypervolume_history(frame, ref_point=(1.0, 10.0), objective="pareto3")
 
 
 # ----------------------------------------------------------------------------- in-memory studies
@@ -304,6 +359,114 @@ def test_export_writes_a_safe_checkpoint_that_matches_the_supernet(real_study, t
         load_exported(tmp_path / "nothing")
 
 
+# ----------------------------------------------------------------------------- a real pareto3 study
+
+
+@pytest.fixture(scope="module")
+def real_study3(tmp_path_factory, digits_checkpoint):
+    """A pareto3 study made and run through the command line, as a user would."""
+    storage = f"sqlite:///{tmp_path_factory.mktemp('analysis3')}/s.db"
+    assert main(["create", "--storage", storage, "--study-name", "p3", "--objective", "pareto3", "--checkpoint",
+                 str(digits_checkpoint.path), "--population-size", "4", "--num-parents", "2"]) == 0
+    assert main(["optimize", "--storage", storage, "--study-name", "p3", "--n-trials", str(N_TRIALS),
+                 "--device", "cpu", "--no-progress"]) == 0
+    study, settings = load(storage, "p3")
+    return storage, study, settings
+
+
+def _optuna_front(study: optuna.Study) -> set[tuple[float, ...]]:
+    """Optuna's own Pareto front of a study, as (accuracy, energy_mj, params) values."""
+    return {tuple(t.values) for t in study.best_trials}
+
+
+def test_a_pareto3_study_records_three_objectives_and_shows_its_3d_front(real_study3, capsys, tmp_path):
+    storage, study, settings = real_study3
+    assert settings.objective == "pareto3"
+    assert study.metric_names == ["accuracy", "energy_mj", "params"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == N_TRIALS
+    for trial in complete:
+        attrs = trial.user_attrs
+        assert trial.values == [attrs["accuracy"], attrs["energy_mj"], attrs["params"]]
+    generations = {t.system_attrs.get("SpikformerNSGAIISampler:generation") for t in complete}
+    assert 1 in generations, "the sampler bred a second generation from three-objective parents"
+
+    frame = trials_frame(study, settings)
+    front = analysis.pareto_front(frame, objective="pareto3")
+    assert {tuple(row) for row in front[["accuracy", "energy_mj", "params"]].to_numpy()} == _optuna_front(study)
+    capsys.readouterr()
+    assert main(["show", "--storage", storage, "--study-name", "p3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("p3: 3-D Pareto front of accuracy, energy and parameters (digits")
+    assert main(["show", "--storage", storage, "--study-name", "p3", "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [row["number"] for row in shown] == front["number"].tolist()
+
+    knee = analysis.knee(front, objective="pareto3")
+    assert select_trial(study, settings, "knee").number == knee["number"]
+    assert main(["export", "--storage", storage, "--study-name", "p3", "--trial", "knee", "--output",
+                 str(tmp_path / "knee"), "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["trial"] == knee["number"]
+
+
+def test_report_of_a_pareto3_study_shows_the_3d_front_and_its_projections(real_study3, tmp_path):
+    _, study, settings = real_study3
+    text = plots.write_report(study, settings, tmp_path / "report3.html", device="cpu").read_text()
+    assert "on the 3-D Pareto front" in text and "<h2>Trials on the 3-D Pareto front</h2>" in text
+    figures = plotly_figures(text)
+    titles = [fig["layout"]["title"]["text"] for fig in figures]
+    assert titles[:3] == [plots.PARETO3_TITLE, plots.PROJECTIONS_TITLE, plots.HYPERVOLUME_TITLE]
+    assert titles[3].startswith(plots.BREAKDOWN_TITLE) and titles[4] == plots.GENES_TITLE
+    expected = _optuna_front(study)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+
+    # The 3-D scatter: energy, parameters, accuracy (%); every trial once, the front in red.
+    scatter = figures[0]
+    assert {trace["type"] for trace in scatter["data"]} == {"scatter3d"}
+    scene = scatter["layout"]["scene"]
+    assert [scene[axis]["title"]["text"] for axis in ("xaxis", "yaxis", "zaxis")] == [
+        plots.ENERGY_LABEL, plots.PARAMS_LABEL, plots.ACCURACY_LABEL]
+
+    def points(trace) -> list[tuple[float, ...]]:
+        return list(zip(*(trace_values(trace[axis]) for axis in "xyz")))
+
+    front = next(trace for trace in scatter["data"] if trace["name"].startswith("Pareto front"))
+    drawn = sorted((acc / 100, energy, params) for energy, params, acc in points(front))
+    assert np.array(drawn) == pytest.approx(np.array(sorted(expected)))
+    assert front["name"] == f"Pareto front ({len(expected)} trials)"
+    every = [p for trace in scatter["data"] if trace["name"].split()[0] in ("dominated", "Pareto")
+             for p in points(trace)]
+    assert np.array(sorted(every)) == pytest.approx(
+        np.array(sorted((t.values[1], t.values[2], 100 * t.values[0]) for t in complete)))
+    knee = analysis.knee(analysis.pareto_front(trials_frame(study, settings), objective="pareto3"),
+                         objective="pareto3")
+    assert any(trace["name"] == f"knee of the front (trial {int(knee['number'])})" for trace in scatter["data"])
+
+    # The projections: three planes, each showing the same 3-D front.
+    projections = figures[1]
+    pairs = {(trace["xaxis"], trace["yaxis"]) for trace in projections["data"]}
+    assert pairs == {("x", "y"), ("x2", "y2"), ("x3", "y3")}
+    layout = projections["layout"]
+    assert [(layout[f"xaxis{i}"]["title"]["text"], layout[f"yaxis{i}"]["title"]["text"]) for i in ("", "2", "3")] == [
+        (plots.ENERGY_LABEL, plots.ACCURACY_LABEL), (plots.PARAMS_LABEL, plots.ACCURACY_LABEL),
+        (plots.ENERGY_LABEL, plots.PARAMS_LABEL)]
+    fronts = [trace for trace in projections["data"] if trace["name"].startswith("3-D Pareto front")]
+    assert len(fronts) == 3 and [trace["showlegend"] for trace in fronts] == [True, False, False]
+    by_axis = {"accuracy": 0, "energy_mj": 1, "params": 2}
+    for trace, (x, y) in zip(fronts, (("energy_mj", "accuracy"), ("params", "accuracy"), ("energy_mj", "params"))):
+        scale = [100 if column == "accuracy" else 1 for column in (x, y)]
+        projected = sorted((scale[0] * v[by_axis[x]], scale[1] * v[by_axis[y]]) for v in expected)
+        assert np.array(sorted(zip(trace_values(trace["x"]), trace_values(trace["y"])))) == pytest.approx(
+            np.array(projected))
+
+    # The hypervolume is a volume of three objectives.
+    volume = figures[2]
+    assert volume["layout"]["yaxis"]["title"]["text"] == plots.HYPERVOLUME3_LABEL
+    assert "parameters" in volume["layout"]["title"]["subtitle"]["text"]
+    assert trace_values(volume["data"][0]["y"])[-1] > 0
+
+
 def _get(app, path: str) -> tuple[str, dict]:
     environ: dict = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "wsgi.input": io.BytesIO()}
     wsgiref.util.setup_testing_defaults(environ)
@@ -336,10 +499,10 @@ def test_optuna_dashboard_serves_the_study(real_study):
     assert detail["best_trials"], "the Pareto front is listed"
 
 
-def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
+def run_notebook(storage: str, study_name: str, tmp_path: Path, monkeypatch) -> tuple[list, list[dict]]:
+    """Run the notebook on a study: its outputs, and the Plotly figures among them."""
     from nbclient import NotebookClient
 
-    storage, _, _ = real_study
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it; see conftest._one_thread
     # the kernel starts in tmp_path: make it import the code under test, not an installed copy
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -347,15 +510,31 @@ def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", [])
     assert 'STORAGE = "sqlite:///autospk.db"' in code[0].source and "STUDY = None" in code[0].source
-    code[0].source = f'STORAGE = "{storage}"\nSTUDY = "p"'
+    code[0].source = f'STORAGE = "{storage}"\nSTUDY = "{study_name}"'
     NotebookClient(notebook, kernel_name="python3", timeout=180,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [out for cell in code for out in cell.get("outputs", [])]
     assert not [out for out in outputs if out.output_type == "error"]
     figures = [out["data"]["application/vnd.plotly.v1+json"] for out in outputs
                if "application/vnd.plotly.v1+json" in out.get("data", {})]
+    return outputs, figures
+
+
+def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
+    storage, _, _ = real_study
+    outputs, figures = run_notebook(storage, "p", tmp_path, monkeypatch)
     titles = [fig["layout"]["title"]["text"] for fig in figures]
     assert titles[:2] == [plots.PARETO_TITLE, plots.HYPERVOLUME_TITLE]
     assert titles[2].startswith(plots.BREAKDOWN_TITLE) and titles[3] == plots.GENES_TITLE
     assert any("best F_AEB" in trace.get("name", "") for trace in figures[0]["data"])
     assert any("energy mJ" in out.get("data", {}).get("text/html", "") for out in outputs)
+
+
+def test_notebook_shows_a_pareto3_study_in_3d(real_study3, tmp_path, monkeypatch):
+    storage, study, settings = real_study3
+    outputs, figures = run_notebook(storage, "p3", tmp_path, monkeypatch)
+    titles = [fig["layout"]["title"]["text"] for fig in figures]
+    assert titles[:3] == [plots.PARETO3_TITLE, plots.PROJECTIONS_TITLE, plots.HYPERVOLUME_TITLE]
+    assert titles[3].startswith(plots.BREAKDOWN_TITLE) and titles[4] == plots.GENES_TITLE
+    front = len(analysis.pareto_front(trials_frame(study, settings), objective="pareto3"))
+    assert any(f"{front} on the Pareto front" in "".join(out.get("text", "")) for out in outputs)

@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import create_trial
 
 from energy import analytic_energy, dense_macs
-from models import ConfigError
+from models import ConfigError, count_params
 from nas.dedup import ARCH_ATTR, ARCH_KEY, DUPLICATE_ATTR, completed_twin, known_arch_ids
 from nas.sampler import (
     SpikformerNSGAIISampler,
@@ -43,6 +43,18 @@ def fake_objective(space, delay: float = 0.0):
         energy = energy_mj(cfg)
         accuracy = 1 - 1 / (1 + cfg.embed_dim * cfg.depth * cfg.time_steps * sum(cfg.mlp_ratio[: cfg.depth]) / 50)
         return accuracy, energy
+
+    return objective
+
+
+def fake_objective3(space):
+    """`fake_objective` plus the subnet's parameters, which T and the neuron genes leave alone."""
+    two = fake_objective(space)
+    supernet_cfg = _supernet_cfg(space)
+
+    def objective(trial):
+        accuracy, energy = two(trial)
+        return accuracy, energy, count_params(supernet_cfg, space.config_from_params(trial.params))
 
     return objective
 
@@ -216,6 +228,20 @@ def test_selection_breaks_ties_by_trial_number():
     assert [t.number for t in select_top(trials[::-1], dirs, 3)] == [0, 1, 2]
 
 
+def test_selection_ranks_by_all_three_objectives():
+    dirs = [MAX, MIN, MIN]  # accuracy, energy, params
+    trials = [_trial([0.9, 2.0, 100.0], number=0), _trial([0.8, 1.0, 200.0], number=1),
+              _trial([0.75, 3.0, 50.0], number=2), _trial([0.8, 2.5, 250.0], number=3),
+              _trial([0.7, 1.5, 300.0], number=4)]
+    # 2 is in the third 2-D front (beaten by 0 and 3 on accuracy and energy), but it has the
+    # fewest parameters: the first 3-D front is {0, 1, 2}.
+    assert [t.number for t in select_top(trials, dirs, 3)] == [0, 1, 2]
+    two = [_trial(t.values[:2], number=t.number) for t in trials]
+    assert 2 not in [t.number for t in select_top(two, dirs[:2], 3)]
+    # Cut through the second front {3, 4}: both are boundaries, trial order breaks the tie.
+    assert [t.number for t in select_top(trials[::-1], dirs, 4)] == [0, 1, 2, 3]
+
+
 def test_crowding_distance():
     front = np.array([[0.0, 4.0], [1.0, 3.0], [3.0, 1.0], [4.0, 0.0]])
     assert crowding_distance(front).tolist() == [math.inf, 1.5, 1.5, math.inf]
@@ -223,6 +249,10 @@ def test_crowding_distance():
     # An objective without spread adds nothing; its first and last points still bound it.
     flat = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
     assert crowding_distance(flat).tolist() == [math.inf, 1.0, math.inf]
+    # Three objectives: a point bounding any one of them is a boundary; the gaps of all three add up.
+    cube = np.array([[0.0, 4.0, 1.0], [1.0, 3.0, 0.0], [3.0, 1.0, 2.0], [4.0, 0.0, 3.0]])
+    assert crowding_distance(cube)[[0, 1, 3]].tolist() == [math.inf] * 3
+    assert crowding_distance(cube)[2] == pytest.approx(3 / 4 + 3 / 4 + 2 / 3)
 
 
 def test_feasible_trials_are_selected_before_infeasible_ones():
@@ -241,7 +271,7 @@ def test_feasible_trials_are_selected_before_infeasible_ones():
 
 
 def test_surrogate_learns_energy_from_cost_and_genes(tiny_space):
-    """Energy = dense cost x a firing rate set by the genes: linear in log space."""
+    """Energy = dense cost x a firing rate set by the genes: linear in log space; so, nearly, are the parameters."""
     encoder = GenomeEncoder(tiny_space, _cost(tiny_space))
     rate = {8: 0.3, 16: 0.12}
     rng = random.Random(0)
@@ -249,12 +279,15 @@ def test_surrogate_learns_energy_from_cost_and_genes(tiny_space):
     x = np.array([encoder(tiny_space.params_from_config(c)) for c in configs])
     energy = np.array([encoder.cost(c) * rate[c.embed_dim] for c in configs])
     accuracy = np.array([0.5 + 0.1 * c.time_steps + 0.05 * c.depth for c in configs])
-    y = np.stack([accuracy, energy], axis=1)
+    params = np.array([count_params(_supernet_cfg(tiny_space), c) for c in configs], dtype=float)
+    y = np.stack([accuracy, energy, params], axis=1)
     surrogate = Surrogate(x[:40], y[:40])
     predicted = surrogate.predict(x[40:])
-    assert surrogate.log.tolist() == [True, True]
+    assert surrogate.log.tolist() == [True, True, True]
     assert np.abs(predicted[:, 1] / energy[40:] - 1).max() < 0.05
     assert np.abs(predicted[:, 0] - accuracy[40:]).max() < 0.02
+    # The third objective of pareto3: parameters follow depth, width and MLP ratios.
+    assert np.abs(predicted[:, 2] / params[40:] - 1).max() < 0.05
     # A constant-rate model (cost alone) would be off by the rate ratio for one of the widths.
     assert np.corrcoef(np.log(predicted[:, 1]), np.log(energy[40:]))[0, 1] > 0.999
     assert Surrogate(x[:40], y[:40, :1]).predict(x[40:]).shape == (40, 1)
@@ -274,6 +307,48 @@ def test_promise_prefers_points_that_extend_the_front():
     assert scores[2] == pytest.approx(-0.1) and scores[3] == pytest.approx(-0.4)
     single = promise(np.array([[0.1], [0.3]]), np.array([[0.2]]), np.array([0.2]), np.array([0.5]))
     assert single.tolist() == pytest.approx([1 / 3, -1 / 3])
+
+
+def test_promise_in_three_objectives():
+    # A front of three extreme points and a centre one, plus the worst corner (scaled to [0, 1]).
+    observed = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.5, 0.5, 0.5], [1.0, 1.0, 1.0]])
+    candidates = np.array([
+        [0.4, 0.4, 0.4],  # dominates the centre point
+        [0.2, 0.9, 0.9],  # fills a corner near an extreme
+        [0.6, 0.6, 0.6],  # dominated by the centre point, by 0.1 in every objective
+        [0.9, 0.9, 0.9],  # far behind
+        [0.5, 0.5, 0.5],  # repeats the centre point: adds nothing, needs no step
+    ])
+    scores = promise(candidates, observed[:4], observed.min(axis=0), observed.max(axis=0))
+    # The first adds the box [0.4, 1.1]^3 less what the front covers of it: the centre point's
+    # [0.5, 1.1]^3, and a slab 0.1 x 0.1 x 0.1 outside it from each extreme point.
+    covered = 0.6**3 + 3 * 0.1**3
+    assert scores[0] == pytest.approx(0.7**3 - covered)
+    assert scores[0] > scores[1] > 0 == scores[4] > scores[2] > scores[3]
+    assert scores[2] == pytest.approx(-0.1) and scores[3] == pytest.approx(-0.4)
+
+
+def test_sampler_selects_parents_by_three_objective_rank(tiny_space):
+    settings = SamplerSettings(population_size=10, num_parents=4, seed=3)
+    sampler = SpikformerNSGAIISampler(tiny_space, settings=settings, cost=_cost(tiny_space))
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
+    study.optimize(fake_objective3(tiny_space), n_trials=50)
+    ids = [t.user_attrs["arch_id"] for t in study.trials]
+    assert len(ids) == len(set(ids))
+    not_two_d = 0
+    for generation in range(1, 5):
+        pool = {t.number: t for t in sampler.get_population(study, generation - 1)
+                + sampler.get_parent_population(study, generation - 1)}
+        numbers = sorted(pool)
+        values = np.array([pool[n].values for n in numbers])
+        rank = dict(zip(numbers, moocore.pareto_rank(values, maximise=[True, False, False])))
+        rank2 = dict(zip(numbers, moocore.pareto_rank(values[:, :2], maximise=[True, False])))
+        parents = {t.number for t in sampler.get_parent_population(study, generation)}
+        assert len(parents) == settings.num_parents
+        # Every parent is at least as well ranked, in three objectives, as every trial left out.
+        assert max(rank[n] for n in parents) <= min(rank[n] for n in numbers if n not in parents)
+        not_two_d += max(rank2[n] for n in parents) > min(rank2[n] for n in numbers if n not in parents)
+    assert not_two_d, "no generation's parents differ from a selection on accuracy and energy alone"
 
 
 def _neuron_objective(space):

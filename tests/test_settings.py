@@ -62,7 +62,7 @@ def test_a_version_1_study_still_loads(tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     ({"version": 7}, r"study settings version 7 is unknown; this autospk reads versions 1..3"),
-    ({"objective": "fast"}, r"unknown objective 'fast'; choose from \['aeb', 'pareto'\]"),
+    ({"objective": "fast"}, r"unknown objective 'fast'; choose from \['aeb', 'pareto', 'pareto3'\]"),
     ({"sampler": {"population_size": 4, "parents": 2}}, r"sampler: unknown settings \['parents'\]"),
     ({"budgets": {"max_params": -1}}, r"budget max_params=-1 must be a finite number > 0"),
 ])

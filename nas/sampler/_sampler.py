@@ -33,7 +33,7 @@ class SpikformerNSGAIISampler(BaseGASampler):
 
     Each generation holds `population_size` trials. Its parents are the `num_parents`
     best of the previous generation and its parents: by F_AEB for one objective, by
-    non-dominated rank and crowding distance for two, feasible trials first
+    non-dominated rank and crowding distance for two or three, feasible trials first
     (``trial.set_constraint``). A child is, with probability `crossover_fraction`, the
     uniform crossover of two random parents, otherwise a mutation of one; every gene of a
     child may then mutate (`global_mutation_prob` for depth, embed_dim and T,

@@ -8,13 +8,16 @@ promises the most (surrogate-assisted pre-selection).
 The surrogate is a ridge regression of each objective (scikit-learn, on standardised
 features) on the genome one-hot encoded (the per-block genes averaged over active blocks,
 so dormant genes do not count) plus the log of the analytic cost. Strictly positive
-objectives (accuracy, energy, F_AEB) are regressed in log space, where energy is close to
-linear: log E = log(dense cost) + log(firing rate), and the firing rate depends on the
-neuron genes. A candidate's promise is the hypervolume it would add to the current front
-of feasible trials (objectives scaled to the observed range); a candidate predicted to be
-dominated scores minus its additive-epsilon distance to the front, so the least dominated
-one wins when none is predicted to improve it. The fit uses the most recent trials and the
-front (`Observed`), not the whole history, so screening costs the same in a long study.
+objectives (accuracy, energy, parameters, F_AEB) are regressed in log space, where energy
+is close to linear: log E = log(dense cost) + log(firing rate), and the firing rate depends
+on the neuron genes. A candidate's promise is the hypervolume it would add to the current
+front of feasible trials (objectives scaled to the observed range); a candidate predicted to
+be dominated scores minus its additive-epsilon distance to the front, so the least dominated
+one wins when none is predicted to improve it. Both measures hold for any number of
+objectives: the hypervolume is moocore's, and the epsilon distance takes the largest
+per-objective step.
+The fit uses the most recent trials and the front (`Observed`), not the whole history, so
+screening costs the same in a long study.
 """
 
 from __future__ import annotations
@@ -100,7 +103,11 @@ def promise(predicted: np.ndarray, front: np.ndarray, low: np.ndarray, high: np.
 
     Objectives are scaled to the observed range [`low`, `high`]; a point scores the
     hypervolume it adds to the observed front (reference point 10% beyond the worst
-    observed values), or minus its additive-epsilon distance to that front when it adds none.
+    observed value of every objective), or minus its additive-epsilon distance to that
+    front when it adds none: the smallest step that, taken in every objective at once,
+    leaves no front point dominating it. With three objectives a gain is a volume of the
+    scaled box, so it is smaller than a two-objective area for the same step; only the
+    order of the scores matters.
 
     Args:
         predicted: Points to score, one row each.
