@@ -9,6 +9,7 @@ same moment). Everything is read from the storage, so other workers' trials coun
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import weakref
@@ -62,6 +63,7 @@ class StudyIndex:
         self._finished_ids: set[str] = set()
         self._evaluated: dict[str, FrozenTrial] = {}
         self._first: tuple[int, Any] | None = None
+        self._read_at = -math.inf
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyIndex:
@@ -73,10 +75,19 @@ class StudyIndex:
             per_storage = _REGISTRY.setdefault(storage, {})
             return per_storage.setdefault(key, cls())
 
-    def refresh(self, study: optuna.Study) -> None:
-        """Read the study's trials once and index those that finished since the last read."""
+    def refresh(self, study: optuna.Study, *, max_age: float = 0.0) -> None:
+        """Read the study's trials once and index those that finished since the last read.
+
+        Args:
+            study: The study this index is of.
+            max_age: Skip the read if the last one is younger than this many seconds.
+        """
+        if max_age > 0 and time.monotonic() - self._read_at < max_age:
+            return
+        read_at = time.monotonic()
         trials = study.get_trials(deepcopy=False)
         with self._lock:
+            self._read_at = read_at
             if self._replaced(trials):
                 self._clear()
             # Trial numbers count from 0 without gaps, so a trial's number is its position.

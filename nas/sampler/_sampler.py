@@ -24,6 +24,9 @@ from ._selection import select_top
 from ._surrogate import GenomeEncoder, Observed, screen
 from ._variation import mutate, uniform_crossover
 
+_FRESH_READ = 0.05
+"""Seconds for which a read of the study serves the start of a proposal."""
+
 _STRATA_POOL = 8
 """Random candidates per slot of the first generation when it is stratified by cost."""
 
@@ -111,7 +114,9 @@ class SpikformerNSGAIISampler(BaseGASampler):
         generation = trial.system_attrs.get(key)
         if generation is not None:
             return generation
-        state = self._state(study, refresh=True)
+        # A read made for this trial a moment ago (the worker's dead-trial sweep) will do: the
+        # architecture is claimed on a fresh read in any case.
+        state = self._state(study, max_age=_FRESH_READ)
         newest = max(state.generations, default=0)
         generation = newest if state.generations.get(newest, 0) < self.population_size else newest + 1
         set_trial_system_attr(study, trial, key, generation)
@@ -167,11 +172,17 @@ class SpikformerNSGAIISampler(BaseGASampler):
             set_trial_system_attr(study, trial, ARCH_KEY, arch)
         return params
 
-    def _state(self, study: optuna.Study, *, refresh: bool = False) -> _StudyState:
-        """This sampler's incremental view of `study`, brought up to date with its index."""
+    def _state(self, study: optuna.Study, *, max_age: float | None = None) -> _StudyState:
+        """This sampler's incremental view of `study`, brought up to date with its index.
+
+        Args:
+            study: The study.
+            max_age: Read the study first unless the index's last read is younger than this
+                (None: no read).
+        """
         index = StudyIndex.of(study)
-        if refresh:
-            index.refresh(study)
+        if max_age is not None:
+            index.refresh(study, max_age=max_age)
         key = id(index)
         with self._claim_lock:
             state = self._states.get(key)
