@@ -104,6 +104,10 @@ class StudyIndex:
                 self._below += 1
             self.live = live
 
+    def mark_stale(self) -> None:
+        """Make the next `refresh` read, whatever its `max_age` (a trial is finishing)."""
+        self._read_at = -math.inf
+
     def _replaced(self, trials: list[FrozenTrial]) -> bool:
         """Whether the study was deleted and another created under its id and name.
 

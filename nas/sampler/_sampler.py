@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseGASampler
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from models import SubnetConfig
 
@@ -193,6 +193,11 @@ class SpikformerNSGAIISampler(BaseGASampler):
                 state = self._states[key] = _StudyState(index.completed, observed)
             state.catch_up(self._get_generation_key())
         return state
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        # Optuna calls this before it stores the trial's end: the next proposal must read it.
+        StudyIndex.of(study).mark_stale()
 
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
