@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.stats import hypergeom
 
 from .fitness import AEBSettings, f_aeb
 
@@ -66,6 +65,8 @@ def accuracy_upper_bound(correct: int, scored: int, total: int, *, confidence: f
     most = correct + total - scored
     if confidence is None or scored == 0:
         return most / total
+    from scipy.stats import hypergeom  # scikit-learn's dependency; only this bound needs it
+
     alpha = (1.0 - confidence) / max(1, checks)
 
     def plausible(right: int) -> bool:
