@@ -13,9 +13,10 @@ are rejected part-way (`EvaluationSettings.early_rejection`, bounds in `nas.reje
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,17 @@ from .settings import EvaluationSettings
 
 ORDER_SEED = 0
 """Seed of the fixed shuffled order in which early rejection scores the images."""
+
+
+def _heap_trimmer() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl, Windows)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+_MALLOC_TRIM = _heap_trimmer()
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,12 @@ def _running_counts(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
     """Run `model` on `batches`; after each batch, yield (correct, scored) so far."""
     correct = scored = 0
     for x, y in batches:
+        if _MALLOC_TRIM is not None:
+            # glibc raises its mmap threshold to the largest block freed, so after the first
+            # batch the decoded images come from the heap, whose freed pages it keeps: about a
+            # batch more than is in use. Handing them back before each forward pass keeps the
+            # peak at the model plus one batch (bench_eval_memory.py).
+            _MALLOC_TRIM(0)
         pred = model(x.to(device, non_blocking=True)).argmax(dim=1).cpu()
         correct += int((pred == y).sum())
         scored += len(y)
