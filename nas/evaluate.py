@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from energy import EnergyMonitor, EnergyProfile, EnergyReport
 from models import ConfigError, SpikformerSupernet, SubnetConfig, count_params
 
+from .data import split_labels, stratified_subset
 from .rejection import RejectionRule, accuracy_upper_bound, energy_lower_bound
 from .settings import EvaluationSettings
 
@@ -193,9 +194,9 @@ class SubnetEvaluator:
     The split is streamed through a `DataLoader` (``settings.loader_workers`` reader
     processes; pinned memory and asynchronous copies on CUDA), in a fixed order, so scores
     are deterministic and memory holds a batch or two, not the split. The BN-recalibration
-    batches, by contrast, are read once and kept: they are few and small
-    (``calib_batches x calib_batch_size`` images), and every subnet is then recalibrated on
-    exactly the same images.
+    batches, by contrast, are read once and kept: they are few (``calib_batches x
+    calib_batch_size`` images, 256 by default), and every subnet is then recalibrated on
+    exactly the same images, even from a calibration set with random transforms.
 
     With ``settings.eval_images`` the evaluator scores a fixed stratified subset of the
     split instead (`nas.data.stratified_subset`, seed 0): the same class proportions, the
@@ -291,8 +292,6 @@ class SubnetEvaluator:
 
 def _scored_split(dataset: Dataset, settings: EvaluationSettings) -> Dataset:
     """The images an evaluator scores, in the order it scores them (see `SubnetEvaluator`)."""
-    from .data import split_labels, stratified_subset
-
     size = settings.eval_images
     positions = np.arange(len(dataset))
     if size is not None and size != len(dataset):
