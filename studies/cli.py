@@ -401,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_create)
 
     p = _subparser(sub, "optimize", "run trials of a study (many workers allowed)",
-                   "Run workers on a study until it holds --n-trials complete trials or --timeout passes. Run "
+                   "Run workers on a study until it holds --n-trials finished trials (complete, or rejected early "
+                   "with --early-rejection) or --timeout passes. Run "
                    "this on several hosts against one database storage to search in parallel.")
     _add_storage(p)
     p.add_argument("--n-trials", type=_positive(int), default=None, help="trials the study should hold, complete or (with --early-rejection) rejected "
