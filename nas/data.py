@@ -128,6 +128,48 @@ def _labels(split: _SplitView) -> np.ndarray:
     return np.asarray(labels, dtype=np.int64)[np.asarray(split.indices, dtype=np.int64)]
 
 
+def split_labels(split: Dataset) -> np.ndarray:
+    """The labels of `split`, in order.
+
+    A split made by `load_dataset` reads them from its base data set; any other data set
+    is read item by item, which loads its images once.
+    """
+    if isinstance(split, _SplitView):
+        return _labels(split)
+    return np.asarray([int(split[i][1]) for i in range(len(split))], dtype=np.int64)
+
+
+def stratified_subset(labels: np.ndarray, size: int, *, seed: int = 0) -> np.ndarray:
+    """Positions of `size` items with the class proportions of `labels`, in their original order.
+
+    Each class gets its share of `size`, rounded by largest remainders (ties go to the
+    class listed first); a class whose share rounds to nothing still gets one item, taken
+    from the class with the most. Within a class the items are drawn with `seed`, so the
+    subset depends on the labels, `size` and `seed` alone.
+
+    Args:
+        labels: One integer label per item.
+        size: Items to keep, from the number of classes to ``len(labels)``.
+        seed: Seed of the draw within each class.
+
+    Raises:
+        ValueError: for a size outside that range.
+    """
+    classes, counts = np.unique(labels, return_counts=True)
+    if not len(classes) <= size <= len(labels):
+        raise ValueError(f"size={size} must be in {len(classes)}..{len(labels)} (classes..items)")
+    share = counts * size / len(labels)
+    quota = np.floor(share).astype(np.int64)
+    largest_remainders = np.lexsort((np.arange(len(classes)), quota - share))
+    quota[largest_remainders[: size - int(quota.sum())]] += 1
+    for empty in np.flatnonzero(quota == 0):
+        quota[np.argmax(quota)] -= 1
+        quota[empty] = 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=int(q), replace=False) for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(chosen))
+
+
 class _ArrayItems(Dataset):
     """Images held in one in-memory array, with integer labels, untransformed."""
 

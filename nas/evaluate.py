@@ -4,62 +4,114 @@ Weight sharing across widths and neuron settings breaks the supernet's shared BN
 statistics, so before a subnet is scored its statistics are recomputed on a few training
 batches (fresh cumulative averages); accuracy is then measured in eval mode, which makes
 it independent of the evaluation batch size. Energy is measured in the same pass.
+
+The evaluation split is streamed through a `torch.utils.data.DataLoader`, so memory holds
+the model and a batch or two, however large the split. Optionally a fixed stratified
+subset of it is scored (`EvaluationSettings.eval_images`), and subnets that cannot matter
+are rejected part-way (`EvaluationSettings.early_rejection`, bounds in `nas.rejection`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from energy import EnergyMonitor, EnergyProfile, EnergyReport
-from models import SpikformerSupernet, SubnetConfig, count_params
+from models import ConfigError, SpikformerSupernet, SubnetConfig, count_params
 
+from .data import split_labels, stratified_subset
+from .rejection import RejectionRule, accuracy_upper_bound, energy_lower_bound
 from .settings import EvaluationSettings
+
+ORDER_SEED = 0
+"""Seed of the fixed shuffled order in which early rejection scores the images."""
+
+
+def _heap_trimmer() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl, Windows)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+_MALLOC_TRIM = _heap_trimmer()
 
 
 @dataclass(frozen=True)
 class SubnetScore:
-    """What one evaluation of a subnet found."""
+    """What one evaluation of a subnet found.
+
+    Attributes:
+        config: The subnet (active genes).
+        accuracy: Top-1 accuracy on the images scored, in [0, 1].
+        energy: Energy per image on the images scored.
+        params: Parameters of the subnet.
+        seconds: Wall time of the evaluation (recalibration included).
+        rejected: Whether early rejection stopped the evaluation: `accuracy` and `energy`
+            then cover ``energy.images`` images only.
+        accuracy_bound: Rejected only: the upper bound on the full accuracy that rejected it.
+        energy_bound_mj: Rejected only: the lower bound on the full energy (mJ per image).
+    """
 
     config: SubnetConfig
     accuracy: float
     energy: EnergyReport
     params: int
     seconds: float
+    rejected: bool = False
+    accuracy_bound: float | None = None
+    energy_bound_mj: float | None = None
 
     @property
     def arch_id(self) -> str:
         return self.config.arch_id
 
+    @property
+    def images_scored(self) -> int:
+        """Images the accuracy and energy were measured on."""
+        return self.energy.images
+
     def attrs(self) -> dict[str, Any]:
-        """Scalar results for an Optuna trial's user attrs."""
+        """Scalar results for an Optuna trial's user attrs.
+
+        A rejected score's accuracy and energy are partial: they are recorded as
+        ``partial_accuracy`` and ``partial_energy_mj``, next to the bounds and ``rejected``,
+        so that nothing reading ``accuracy`` or ``energy_mj`` mistakes them for final ones.
+        """
+        common = {
+            "params": self.params,
+            "arch_id": self.arch_id,
+            "config": self.config.active().to_json(),
+            "eval_seconds": self.seconds,
+            "eval_images_scored": self.images_scored,
+        }
+        if self.rejected:
+            return {**common, "rejected": True, "partial_accuracy": self.accuracy,
+                    "partial_energy_mj": self.energy.energy_mj, "accuracy_bound": self.accuracy_bound,
+                    "energy_bound_mj": self.energy_bound_mj}
         return {
             "accuracy": self.accuracy,
             "energy_mj": self.energy.energy_mj,
             "sops": self.energy.sops,
             "macs": self.energy.macs,
-            "params": self.params,
             "firing_rate": self.energy.firing_rate,
-            "arch_id": self.arch_id,
-            "config": self.config.active().to_json(),
-            "eval_seconds": self.seconds,
+            **common,
         }
 
 
-def _batches(dataset: Dataset, batch_size: int, limit: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    out = []
-    for i, batch in enumerate(loader):
-        if limit is not None and i >= limit:
-            break
-        out.append(batch)
-    return out
+def _calibration_batches(dataset: Dataset, batch_size: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first `count` batches of `dataset`, held in memory."""
+    return list(itertools.islice(DataLoader(dataset, batch_size=batch_size, shuffle=False), count))
 
 
 @torch.no_grad()
@@ -80,6 +132,25 @@ def recalibrate_bn(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Ten
             m.train(training)
 
 
+def _running_counts(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    device: torch.device) -> Iterator[tuple[int, int]]:
+    """Run `model` on `batches`; after each batch, yield (correct, scored) so far."""
+    correct = scored = 0
+    for x, y in batches:
+        if _MALLOC_TRIM is not None:
+            # glibc raises its mmap threshold to the largest block freed, so after the first
+            # batch the decoded images come from the heap, whose freed pages it keeps: about a
+            # batch more than is in use. Handing them back before each forward pass keeps the
+            # peak at the model plus one batch (bench_eval_memory.py).
+            _MALLOC_TRIM(0)
+        pred = model(x.to(device, non_blocking=True)).argmax(dim=1).cpu()
+        correct += int((pred == y).sum())
+        scored += len(y)
+        # Let go of this batch before the loader builds the next one.
+        del x, y, pred
+        yield correct, scored
+
+
 @torch.no_grad()
 def score_model(
     model: nn.Module,
@@ -95,7 +166,7 @@ def score_model(
 
     Args:
         model: Any classifier of images; its synaptic layers are measured by `energy.EnergyMonitor`.
-        batches: ``(images, labels)`` pairs; the labels stay on the CPU.
+        batches: ``(images, labels)`` pairs, e.g. a `DataLoader`; the labels stay on the CPU.
         params: Parameter count written into the report.
         profile: Energy per operation (see `energy.get_profile`).
         device: Where the images go; defaults to the model's device.
@@ -104,24 +175,47 @@ def score_model(
         Accuracy in [0, 1] and the energy report.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    correct = total = 0
+    correct = scored = 0
     with EnergyMonitor(model, profile=profile) as monitor:
-        for x, y in batches:
-            pred = model(x.to(device, non_blocking=True)).argmax(dim=1).cpu()
-            correct += int((pred == y).sum())
-            total += len(y)
-    return correct / total, monitor.report(params=params)
+        for correct, scored in _running_counts(model, batches, device):
+            pass
+    return correct / scored, monitor.report(params=params)
+
+
+def _mac_energy_mj(report: EnergyReport) -> float:
+    """The energy per image of the layers charged as MACs: the same for every image."""
+    layers = report.layers
+    return float(layers.loc[layers["kind"] == "MAC", "energy_mj"].sum())
 
 
 class SubnetEvaluator:
     """Scores subnets of a trained supernet on a held-out split, with a per-process cache.
 
+    The split is streamed through a `DataLoader` (``settings.loader_workers`` reader
+    processes; pinned memory and asynchronous copies on CUDA), in a fixed order, so scores
+    are deterministic and memory holds a batch or two, not the split. The BN-recalibration
+    batches, by contrast, are read once and kept: they are few (``calib_batches x
+    calib_batch_size`` images, 256 by default), and every subnet is then recalibrated on
+    exactly the same images, even from a calibration set with random transforms.
+
+    With ``settings.eval_images`` the evaluator scores a fixed stratified subset of the
+    split instead (`nas.data.stratified_subset`, seed 0): the same class proportions, the
+    same images for every subnet and every worker of a study.
+
+    With ``settings.early_rejection`` the images are scored in a fixed shuffled order (seed
+    `ORDER_SEED`), so that any prefix of them is a uniform sample of all; accuracy does not
+    depend on the order, energy only up to float round-off. A call given a `reject` rule
+    then checks it after every batch (see `__call__`).
+
     Args:
         net: The trained supernet (left in eval mode on the last subnet scored).
         calibration: Training images without augmentation, for BN recalibration.
         dataset: The split to score on (the validation split during a search).
-        settings: Recalibration batches, evaluation batch size and energy profile.
+        settings: Recalibration, evaluation batches and images, energy profile, early rejection.
         device: Where to run; defaults to the device of `net`.
+
+    Raises:
+        ConfigError: for ``eval_images`` above the split's size or below its number of classes.
     """
 
     def __init__(
@@ -136,30 +230,83 @@ class SubnetEvaluator:
         self.net = net
         self.device = torch.device(device) if device is not None else next(net.parameters()).device
         self.settings = settings
-        # Fixed batches keep the scores deterministic and skip the loader on every call.
-        self._calibration = _batches(calibration, settings.calib_batch_size, settings.calib_batches)
-        self._eval = _batches(dataset, settings.batch_size)
+        self._calibration = _calibration_batches(calibration, settings.calib_batch_size, settings.calib_batches)
+        self.scored_split = _scored_split(dataset, settings)
+        workers = settings.loader_workers
+        self._loader = DataLoader(self.scored_split, batch_size=settings.batch_size, shuffle=False,
+                                  num_workers=workers, persistent_workers=workers > 0,
+                                  pin_memory=self.device.type == "cuda")
+        total, step = len(self.scored_split), settings.batch_size
+        first_check = -(-settings.rejection_min_images // step) * step
+        self._checks = max(1, len(range(first_check, total, step)))
         self._cache: dict[str, SubnetScore] = {}
 
-    def __call__(self, config: SubnetConfig) -> SubnetScore:
-        """Recalibrate, then score `config`; a config seen before comes from the cache."""
+    @property
+    def images(self) -> int:
+        """Images a full evaluation scores."""
+        return len(self.scored_split)
+
+    @torch.no_grad()
+    def __call__(self, config: SubnetConfig, *, reject: RejectionRule | None = None) -> SubnetScore:
+        """Recalibrate, then score `config`; a config scored in full before comes from the cache.
+
+        Args:
+            config: The subnet.
+            reject: Early rejection: after each batch, once ``settings.rejection_min_images``
+                images are scored, it is given an upper bound on the full accuracy and a lower
+                bound on the full energy (`nas.rejection`); if it returns True, the evaluation
+                stops and the partial score comes back with ``rejected=True`` (not cached).
+        """
         hit = self._cache.get(config.arch_id)
         if hit is not None:
             return hit
         start = time.perf_counter()
-        net = self.net
+        net, settings, total = self.net, self.settings, self.images
         net.set_subnet(config)
         recalibrate_bn(net, self._calibration, self.device)
         net.eval()
         params = count_params(net.supernet_cfg, config)
-        accuracy, energy = score_model(net, self._eval, params=params, profile=self.settings.profile,
-                                       device=self.device)
+        correct = scored = 0
+        with EnergyMonitor(net, profile=settings.profile) as monitor:
+            for correct, scored in _running_counts(net, self._loader, self.device):
+                if reject is None or not settings.rejection_min_images <= scored < total:
+                    continue
+                partial = monitor.report(params=params)
+                accuracy_bound = accuracy_upper_bound(correct, scored, total, confidence=settings.rejection_confidence,
+                                                      checks=self._checks)
+                energy_bound = energy_lower_bound(partial.energy_mj, _mac_energy_mj(partial), scored, total)
+                if reject(accuracy_bound, energy_bound):
+                    return SubnetScore(config=config.active(), accuracy=correct / scored, energy=partial,
+                                       params=params, seconds=time.perf_counter() - start, rejected=True,
+                                       accuracy_bound=accuracy_bound, energy_bound_mj=energy_bound)
         score = SubnetScore(
             config=config.active(),
-            accuracy=accuracy,
-            energy=energy,
+            accuracy=correct / scored,
+            energy=monitor.report(params=params),
             params=params,
             seconds=time.perf_counter() - start,
         )
         self._cache[config.arch_id] = score
         return score
+
+
+def _scored_split(dataset: Dataset, settings: EvaluationSettings) -> Dataset:
+    """The images an evaluator scores, in the order it scores them (see `SubnetEvaluator`)."""
+    size = settings.eval_images
+    positions = np.arange(len(dataset))
+    if size is not None and size != len(dataset):
+        if size > len(dataset):
+            raise ConfigError(f"eval_images={size} is more than the {len(dataset)} images of the validation split; "
+                              f"choose at most {len(dataset)}, or None for the whole split")
+        labels = split_labels(dataset)
+        classes = len(np.unique(labels))
+        if size < classes:
+            raise ConfigError(f"eval_images={size} is fewer than the {classes} classes of the validation split; "
+                              f"choose {classes}..{len(dataset)} (a stratified subset keeps every class), "
+                              "or None for the whole split")
+        positions = stratified_subset(labels, size)
+    if settings.early_rejection:
+        positions = np.random.default_rng(ORDER_SEED).permutation(positions)
+    if len(positions) == len(dataset) and (positions == np.arange(len(dataset))).all():
+        return dataset
+    return Subset(dataset, positions.tolist())

@@ -3,18 +3,26 @@
 Three modes: ``aeb`` maximises F_AEB (one objective); ``pareto`` maximises accuracy and
 minimises energy (two objectives); ``pareto3`` also minimises the subnet's parameters (three
 objectives). All record the same user attrs on every trial.
+
+With early rejection (`EvaluationSettings.early_rejection`), a subnet that cannot reach
+the study's front (``pareto``, ``pareto3``) or beat its best F_AEB (``aeb``) is recorded as
+PRUNED part-way through its evaluation (see `nas.rejection`). Optuna's pruning API
+(``trial.report``, ``should_prune``) is for one objective only, so the objective raises
+`optuna.TrialPruned` itself.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import optuna
 
-from models import ConfigError
+from models import ConfigError, SubnetConfig, count_params
 
-from .dedup import DUPLICATE_ATTR, completed_twin
+from .dedup import DUPLICATE_ATTR, StudyIndex, completed_twin
 from .fitness import AEBSettings, f_aeb
+from .rejection import RejectionRule, aeb_rule, pareto_rule
 from .settings import METRIC_NAMES, OBJECTIVES, Budgets
 from .space import SearchSpace
 
@@ -29,6 +37,12 @@ class SubnetObjective:
     when several workers propose at the same moment) is not evaluated again: it waits for
     the twin if it is still running, copies its results, and is marked with the user attr
     ``duplicate_of``.
+
+    Every evaluated trial records ``eval_images_scored``. A trial rejected early records
+    ``rejected`` (True), ``partial_accuracy``, ``partial_energy_mj``, ``accuracy_bound``
+    and ``energy_bound_mj`` instead of ``accuracy`` and ``energy_mj``, and is PRUNED. The
+    front (or best F_AEB) it is checked against is that of the study's complete, feasible
+    trials when the trial starts.
 
     Args:
         space: The search space.
@@ -71,11 +85,46 @@ class SubnetObjective:
             attrs = {k: v for k, v in twin.user_attrs.items() if k != DUPLICATE_ATTR}
             attrs[DUPLICATE_ATTR] = twin.number
         else:
-            score = self.evaluator(config)
+            score = self.evaluator(config, reject=self._rejection_rule(trial.study, config))
             attrs = score.attrs()
+            if score.rejected:
+                for key, value in attrs.items():
+                    trial.set_user_attr(key, value)
+                raise optuna.TrialPruned(
+                    f"rejected after {score.images_scored} of {self.evaluator.images} images: accuracy at most "
+                    f"{score.accuracy_bound:.4f}, energy at least {score.energy_bound_mj:.4g} mJ")
             attrs["f_aeb"] = f_aeb(score.accuracy, score.energy.energy_mj, self.aeb)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         for key, value in self.budgets.constraints(attrs["params"], attrs["energy_mj"]).items():
             trial.set_constraint(key, value)
         return self.values(attrs)
+
+    def _rejection_rule(self, study: optuna.Study, config: SubnetConfig) -> RejectionRule | None:
+        """The early-rejection rule against the study's complete, feasible trials (None: no rejection).
+
+        The trials come from the study's index, which the twin check has just brought up to date.
+        """
+        if not self.evaluator.settings.early_rejection:
+            return None
+        done = [t for t in StudyIndex.of(study).completed if all(c <= 0 for c in t.constraints.values())]
+        if not done:
+            return None
+        if self.objective == "aeb":
+            return aeb_rule(max(t.values[0] for t in done), self.aeb)
+        if self.objective == "pareto":
+            return pareto_rule([(t.values[0], t.values[1]) for t in done])
+        # pareto3: the subnet's parameter count is known before it runs. A trial with fewer
+        # parameters dominates it if it is at least as good in accuracy and energy; one with as
+        # many must also be better in one of them.
+        params = count_params(self.evaluator.net.supernet_cfg, config)
+        fewer = [(t.values[0], t.values[1]) for t in done if t.values[2] < params]
+        tied = pareto_rule([(t.values[0], t.values[1]) for t in done if t.values[2] == params])
+        accuracy = np.array([a for a, _ in fewer])
+        energy = np.array([e for _, e in fewer])
+
+        def rule(accuracy_bound: float, energy_bound_mj: float) -> bool:
+            weakly = bool(((accuracy >= accuracy_bound) & (energy <= energy_bound_mj)).any())
+            return weakly or tied(accuracy_bound, energy_bound_mj)
+
+        return rule

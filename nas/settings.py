@@ -102,22 +102,56 @@ class SamplerSettings:
 class EvaluationSettings:
     """How a subnet is scored with inherited weights.
 
+    Early rejection stops scoring a subnet as soon as bounds on its full-split accuracy
+    and energy show that it cannot matter: for ``pareto``, a feasible complete trial of the
+    study dominates it; for ``aeb``, its F_AEB cannot beat the best so far. The rejected
+    trial is recorded as PRUNED. The bounds are checked after every evaluation batch once
+    `rejection_min_images` images are scored (see `nas.rejection` for the bounds).
+
     Args:
         calib_batches: Training batches that recalibrate BN statistics before scoring.
         calib_batch_size: Images per recalibration batch.
-        batch_size: Images per evaluation batch (does not change the result).
+        batch_size: Images per evaluation batch (does not change the result); with early
+            rejection, the bounds are checked after every batch.
         profile: Energy per operation: ``fp32``, ``fp16``, ``int8`` or ``"E_MAC,E_AC"`` in pJ.
+        eval_images: Score every subnet on this fixed, stratified subset of the validation
+            split (the same for every subnet of a study); None scores the whole split.
+        loader_workers: Processes that read evaluation images ahead (a DataLoader's
+            ``num_workers``); 0 reads them in the evaluating process. Scores do not depend on it.
+        early_rejection: Stop scoring subnets that provably cannot reach the Pareto front
+            (``pareto``) or beat the best F_AEB (``aeb``).
+        rejection_min_images: Images scored before the first check of early rejection.
+        rejection_confidence: None (default): reject only on bounds that hold with certainty,
+            so no subnet the full evaluation would keep is ever rejected. A level in (0, 1),
+            e.g. 0.99, also uses a statistical accuracy bound that holds with at least that
+            probability, which rejects sooner.
     """
 
     calib_batches: int = 4
     calib_batch_size: int = 64
     batch_size: int = 256
     profile: str = "fp32"
+    eval_images: int | None = None
+    loader_workers: int = 0
+    early_rejection: bool = False
+    rejection_min_images: int = 100
+    rejection_confidence: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("calib_batches", "calib_batch_size", "batch_size"):
+        for name in ("calib_batches", "calib_batch_size", "batch_size", "rejection_min_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.eval_images is not None and self.eval_images < 1:
+            raise ConfigError(f"eval_images={self.eval_images} must be a positive number of images, or None for "
+                              "the whole validation split")
+        if self.loader_workers < 0:
+            raise ConfigError(f"loader_workers={self.loader_workers} must be >= 0 (0: no worker processes)")
+        if self.rejection_confidence is not None:
+            if not 0.0 < self.rejection_confidence < 1.0:
+                raise ConfigError(f"rejection_confidence={self.rejection_confidence} must be in (0, 1), e.g. 0.99, "
+                                  "or None for bounds that hold with certainty")
+            if not self.early_rejection:
+                raise ConfigError(f"rejection_confidence={self.rejection_confidence} needs early_rejection=True")
         from energy.profiles import get_profile  # spikingjelly's presets; imported only when checked
 
         get_profile(self.profile)

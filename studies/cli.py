@@ -65,6 +65,26 @@ def _device_list(text: str) -> list[str]:
     return devices
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+    return value
+
+
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a float") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} must be a level in (0, 1), e.g. 0.99")
+    return value
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -113,6 +133,22 @@ _SETTINGS_FLAGS: dict[type, dict[str, tuple[str, Any, str]]] = {
         "calib_batch_size": ("--calib-batch-size", _positive(int), "images per recalibration batch"),
         "batch_size": ("--eval-batch-size", _positive(int), "images per evaluation batch"),
         "profile": ("--energy-profile", str, "energy per operation: fp32, fp16, int8 or 'E_MAC,E_AC' in pJ"),
+        "eval_images": ("--eval-images", _positive(int), "score every subnet on this many validation images: a "
+                                                         "fixed subset with the split's class proportions, the "
+                                                         "same for all trials (None: the whole split; export "
+                                                         "always scores the whole test split)"),
+        "loader_workers": ("--eval-loader-workers", _non_negative_int,
+                           "processes that read evaluation images ahead (0: read in the worker itself)"),
+        "early_rejection": ("--early-rejection", bool, "stop scoring a subnet, and record its trial as PRUNED, "
+                                                       "once bounds on its full accuracy and energy show it "
+                                                       "cannot reach the front (pareto) or beat the best F_AEB "
+                                                       "(aeb); checked after each evaluation batch"),
+        "rejection_min_images": ("--rejection-min-images", _positive(int),
+                                 "images scored before early rejection first checks"),
+        "rejection_confidence": ("--rejection-confidence", _confidence,
+                                 "None: reject only on bounds that hold with certainty (never loses a front "
+                                 "subnet); a level such as 0.99: reject sooner on a statistical accuracy bound "
+                                 "that holds with that probability"),
     },
 }
 
@@ -125,7 +161,8 @@ def _add_settings(parser: argparse.ArgumentParser, cls: type, title: str) -> Non
         if kind is bool:
             group.add_argument(flag, dest=dest, action="store_true", help=text)
         else:
-            group.add_argument(flag, dest=dest, type=kind, default=field.default, help=text)
+            group.add_argument(flag, dest=dest, type=kind, default=field.default, metavar=field.name.upper(),
+                               help=text)
 
 
 def _settings(args: argparse.Namespace, cls: type) -> Any:
@@ -377,10 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_create)
 
     p = _subparser(sub, "optimize", "run trials of a study (many workers allowed)",
-                   "Run workers on a study until it holds --n-trials complete trials or --timeout passes. Run "
+                   "Run workers on a study until it holds --n-trials finished trials (complete, or rejected early "
+                   "with --early-rejection) or --timeout passes. Run "
                    "this on several hosts against one database storage to search in parallel.")
     _add_storage(p)
-    p.add_argument("--n-trials", type=_positive(int), default=None, help="complete trials the study should hold")
+    p.add_argument("--n-trials", type=_positive(int), default=None, help="trials the study should hold, complete or (with --early-rejection) rejected "
+                        "early")
     p.add_argument("--timeout", type=_positive(float), default=None, help="seconds")
     p.add_argument("--workers", type=_positive(int), default=1,
                    help="worker processes on this host: at most one per CPU core, and as many as its memory holds")

@@ -11,7 +11,8 @@
 
 The weights are the supernet's, cut to the subnet, with BN statistics recalibrated on the
 training images for this subnet (as during the search) before extraction. The test split
-is touched here and nowhere in the search.
+is touched here and nowhere in the search, and always scored whole: a study's
+``eval_images`` subset and early rejection apply to the validation split of the search only.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def export_trial(
     Returns:
         ``study``, ``trial``, ``arch_id``, ``config`` (active genes), ``params``, ``search``
         (the metrics the search recorded on the validation split), ``val_accuracy`` (measured
-        again here; equals the search's), ``test_accuracy`` in [0, 1], ``test_energy_mj``,
-        ``test_sops``, ``test_firing_rate`` (measured on the extracted model),
+        again here on the search's ``val_images`` images; equals the search's),
+        ``test_accuracy`` in [0, 1], ``test_energy_mj``, ``test_sops``, ``test_firing_rate``
+        (measured on the extracted model, on all ``test_images`` images of the test split),
         ``energy_profile`` and ``files`` (the two paths).
 
     Raises:
@@ -95,7 +97,9 @@ def export_trial(
         "params": params,
         "search": search,
         "val_accuracy": val.accuracy,
+        "val_images": val.images_scored,
         "test_accuracy": test_accuracy,
+        "test_images": report.images,
         "test_energy_mj": report.energy_mj,
         "test_sops": report.sops,
         "test_firing_rate": report.firing_rate,

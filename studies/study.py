@@ -44,10 +44,14 @@ def _note(settings: StudySettings) -> str:
     space, aeb = settings.space, settings.aeb
     genes = "\n".join(f"| {g} | {', '.join(map(str, v))} |" for g, v in space.genes.items())
     budgets = ", ".join(f"{k}={v}" for k, v in settings.budgets.to_dict().items() if v is not None) or "none"
+    evaluation = settings.evaluation
+    scored = "the validation split" if evaluation.eval_images is None else (
+        f"a fixed stratified subset of {evaluation.eval_images} validation images")
+    rejection = " Early rejection: on (rejected trials are PRUNED)." if evaluation.early_rejection else ""
     return (
         f"# autospk study: {settings.objective}\n\n"
         f"Objective: **{settings.objective}** ({', '.join(METRIC_NAMES[settings.objective])}). "
-        f"Data set: **{settings.dataset.name}** (scored on the validation split). "
+        f"Data set: **{settings.dataset.name}** (scored on {scored}).{rejection} "
         f"Supernet: `{settings.checkpoint}`.\n\n"
         f"F_AEB = Acc x (E / E_ref)^w with E_ref = {aeb.e_ref:.6g} mJ, alpha = {aeb.alpha}, "
         f"beta = {aeb.beta}. Budgets: {budgets}.\n\n"
@@ -58,7 +62,8 @@ def _note(settings: StudySettings) -> str:
 def make_evaluator(checkpoint, evaluation: EvaluationSettings, *, path: str | Path, device: str | None = None):
     """The checkpoint's supernet and data, and an evaluator with these evaluation settings.
 
-    The evaluator recalibrates BN on the ``train_eval`` split and scores the ``val`` split.
+    The evaluator recalibrates BN on the ``train_eval`` split and scores the ``val`` split (or
+    its ``evaluation.eval_images`` subset).
 
     Args:
         checkpoint: A loaded `nas.checkpoint.SupernetCheckpoint`.

@@ -59,13 +59,18 @@ private (the rest is shared library pages); larger data sets and CUDA need more.
 
 _PROC = Path("/proc")
 
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+"""The trials `n_trials` counts: scored in full, or rejected early (PRUNED, see
+`nas.EvaluationSettings.early_rejection`). A rejected trial spent part of an evaluation; and
+counting complete trials only could run forever once every new subnet gets rejected."""
+
 
 @dataclass(frozen=True)
 class OptimizeResult:
     """What `optimize` did.
 
     Attributes:
-        complete: Complete trials the study holds at the end.
+        complete: Complete trials the study holds at the end (trials rejected early not counted).
         workers: Worker processes started.
         lost: One entry per worker that died, e.g. ``"worker 1, pid 4242: killed by SIGKILL"``.
     """
@@ -231,13 +236,13 @@ def run_worker(
     device: str | None = None,
     show_progress_bar: bool = False,
 ) -> optuna.Study:
-    """Run trials in this process until the study holds `n_trials` complete trials or
+    """Run trials in this process until the study holds `n_trials` finished trials (`FINISHED`) or
     `timeout` seconds pass.
 
     Args:
         storage: Storage URL.
         study_name: The study.
-        n_trials: Complete trials the study should hold (None: until `timeout`).
+        n_trials: Finished trials the study should hold (None: until `timeout`).
         timeout: Seconds.
         seed_offset: Added to the sampler's seed, so that workers draw differently.
         device: Where to evaluate (default: cuda if available, else cpu).
@@ -259,8 +264,8 @@ def run_worker(
     callbacks = []
     remaining = None
     if n_trials is not None:
-        callbacks.append(optuna.study.MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE,)))
-        remaining = n_trials - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        callbacks.append(optuna.study.MaxTrialsCallback(n_trials, states=FINISHED))
+        remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
         if remaining <= 0:
             return study
     study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=callbacks,
@@ -384,7 +389,7 @@ def _death(index: int, proc: multiprocessing.process.BaseProcess) -> str:
 def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | None, workers: int = 1,
              device: str | None = None, devices: Sequence[str] | None = None,
              progress: bool = True) -> OptimizeResult:
-    """Run `workers` processes on one study until it holds `n_trials` complete trials.
+    """Run `workers` processes on one study until it holds `n_trials` finished trials (`FINISHED`).
 
     Every second the parent collects each worker that ended; as soon as one died, it fails
     and re-enqueues the trial it was running. If the study still reaches `n_trials`, the
@@ -400,7 +405,7 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
         devices: Devices dealt out to the workers in turn (worker i gets ``devices[i mod
             len(devices)]``), overriding `device`. With neither, worker i of a host with K
             GPUs gets ``cuda:(i mod K)``; without GPUs, the CPU.
-        progress: Show a progress bar of complete trials.
+        progress: Show a progress bar of finished trials.
 
     Returns:
         The complete trials at the end, and the workers that died.
@@ -408,7 +413,7 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
     Raises:
         ConfigError: for more workers than this host's cores and memory allow, or a device it
             does not have (before any starts).
-        StudyError: if a worker died and the study does not hold `n_trials` complete trials
+        StudyError: if a worker died and the study does not hold `n_trials` finished trials
             (or no `n_trials` was given).
     """
     cores = _cores()
@@ -425,10 +430,10 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
     store = open_storage(storage)
     study_id = store.get_study_id_from_name(name)
 
-    def complete() -> int:
-        return store.get_n_trials(study_id, state=TrialState.COMPLETE)
+    def finished() -> int:
+        return store.get_n_trials(study_id, state=FINISHED)
 
-    bar = tqdm(total=n_trials, initial=min(complete(), n_trials or 0), desc=name, unit="trial",
+    bar = tqdm(total=n_trials, initial=min(finished(), n_trials or 0), desc=name, unit="trial",
                disable=not progress, dynamic_ncols=True)
     ctx = multiprocessing.get_context("spawn")
     threads = max(1, cores // workers)
@@ -448,20 +453,20 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
             if died:
                 lost += [_death(i, procs[i]) for i in died]
                 fail_dead_trials(study, orphan_grace=grace)
-            bar.n = min(complete(), bar.total or 10**9)
+            bar.n = min(finished(), bar.total or 10**9)
             bar.refresh()
     finally:
         for p in procs:
             p.join()
-        done = complete()
+        done = finished()
         bar.n = min(done, bar.total or 10**9)
         bar.close()
     if lost:
         # A trial whose worker died before recording itself may be past its grace period by now.
         fail_dead_trials(study, orphan_grace=grace)
-    result = OptimizeResult(done, workers, tuple(lost))
+    result = OptimizeResult(store.get_n_trials(study_id, state=TrialState.COMPLETE), workers, tuple(lost))
     if lost and (n_trials is None or done < n_trials):
         target = f" of {n_trials}" if n_trials is not None else ""
-        raise StudyError(f"{result.lost_summary}; the study holds {done}{target} complete trials; "
+        raise StudyError(f"{result.lost_summary}; the study holds {done}{target} finished trials; "
                          "run optimize again to go on")
     return result

@@ -83,6 +83,46 @@ def test_settings_reject_out_of_range_values_with_one_error_type():
             make()
 
 
+def test_evaluation_settings_round_trip_and_older_studies_read_with_the_defaults():
+    evaluation = EvaluationSettings(eval_images=500, loader_workers=2, early_rejection=True, rejection_min_images=64,
+                                    rejection_confidence=0.99)
+    settings = dataclasses.replace(StudySettings.from_dict(_v1()), evaluation=evaluation)
+    assert StudySettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    older = settings.to_dict()
+    older["evaluation"] = {k: older["evaluation"][k] for k in ("calib_batches", "calib_batch_size", "batch_size",
+                                                               "profile")}
+    assert StudySettings.from_dict(older).evaluation == EvaluationSettings()
+    assert EvaluationSettings().eval_images is None and not EvaluationSettings().early_rejection
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"eval_images": 0}, r"eval_images=0 must be a positive number of images, or None"),
+    ({"loader_workers": -1}, r"loader_workers=-1 must be >= 0"),
+    ({"rejection_min_images": 0}, r"rejection_min_images=0 must be >= 1"),
+    ({"early_rejection": True, "rejection_confidence": 1.0}, r"rejection_confidence=1.0 must be in \(0, 1\)"),
+    ({"rejection_confidence": 0.9}, r"rejection_confidence=0.9 needs early_rejection=True"),
+])
+def test_bad_evaluation_settings_say_what_is_allowed(values, message):
+    with pytest.raises(ConfigError, match=message):
+        EvaluationSettings(**values)
+
+
+def test_evaluation_flags_reach_the_settings_and_explain_themselves():
+    args = build_parser().parse_args(["create", "--study-name", "s", "--objective", "pareto", "--checkpoint", "x.pt",
+                                      "--eval-images", "2000", "--early-rejection", "--rejection-confidence", "0.99",
+                                      "--eval-loader-workers", "4"])
+    assert _settings(args, EvaluationSettings) == EvaluationSettings(
+        eval_images=2000, early_rejection=True, rejection_confidence=0.99, loader_workers=4)
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["create"].format_help().split())
+    assert "--eval-images EVAL_IMAGES score every subnet on this many validation images" in text
+    assert "export always scores the whole test split) (default: None)" in text
+    assert "--early-rejection stop scoring a subnet, and record its trial as PRUNED" in text
+    assert "--rejection-confidence REJECTION_CONFIDENCE None: reject only on bounds that hold with certainty" in text
+    for bad in (["--eval-images", "0"], ["--rejection-confidence", "1.5"], ["--eval-loader-workers", "-1"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["create", "--study-name", "s", "--objective", "aeb", "--checkpoint", "x", *bad])
+
+
 def test_command_line_defaults_are_the_settings_defaults():
     args = build_parser().parse_args(["create", "--study-name", "s", "--objective", "aeb", "--checkpoint", "x.pt"])
     for cls in (AEBSettings, Budgets, SamplerSettings, EvaluationSettings):
