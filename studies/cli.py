@@ -21,6 +21,7 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +47,26 @@ class CLIError(Exception):
     """A bad command line: printed as one line, exit status 2."""
 
 
-def _positive(kind: type):
+def _number(kind: type, ok: Callable[[Any], bool], requirement: str) -> Callable[[str], Any]:
+    """An argparse type: `kind` of the text, refused unless `ok` (the message says `requirement`)."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text} must be > 0")
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text} must be {requirement}")
         return value
     return parse
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    return _number(kind, lambda v: v > 0, "> 0")
+
+
+_non_negative_int = _number(int, lambda v: v >= 0, ">= 0")
+_confidence = _number(float, lambda v: 0.0 < v < 1.0, "a level in (0, 1), e.g. 0.99")
+_probability = _number(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
 
 
 def _device_list(text: str) -> list[str]:
@@ -63,33 +74,6 @@ def _device_list(text: str) -> list[str]:
     if not all(devices):
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of devices, e.g. cuda:0,cuda:1")
     return devices
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
-
-
-def _confidence(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a float") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} must be a level in (0, 1), e.g. 0.99")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} must be a probability in [0, 1]")
-    return value
 
 
 def _study_name(text: str) -> str:
