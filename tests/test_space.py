@@ -28,7 +28,7 @@ def test_digits_large_preset_is_a_harder_space_on_the_same_data():
     assert large.patch_size == small.patch_size == 2
     assert large.max_depth == 4 and large.threshold_scope == "block"
     supernet_cfg = large.supernet_config(in_channels=1, img_size=8, num_classes=10)
-    assert (supernet_cfg.max_embed_dim, supernet_cfg.max_num_heads, supernet_cfg.time_steps) == (48, 8, 6)
+    assert (supernet_cfg.max_embed_dim, supernet_cfg.max_num_heads, supernet_cfg.time_steps) == (24, 4, 6)
     assert large.size() > 10**8 * small.size()
 
 
