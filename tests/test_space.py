@@ -23,6 +23,15 @@ def test_presets_load_and_paper_space_matches_the_authors():
     assert paper.threshold_scope == "mlp"
 
 
+def test_digits_large_preset_is_a_harder_space_on_the_same_data():
+    large, small = load_space("digits-large"), load_space("digits")
+    assert large.patch_size == small.patch_size == 2
+    assert large.max_depth == 4 and large.threshold_scope == "block"
+    supernet_cfg = large.supernet_config(in_channels=1, img_size=8, num_classes=10)
+    assert (supernet_cfg.max_embed_dim, supernet_cfg.max_num_heads, supernet_cfg.time_steps) == (24, 4, 6)
+    assert large.size() > 10**8 * small.size()
+
+
 def test_genome_is_fixed_length_and_round_trips(tiny_space):
     names = tiny_space.param_names()
     assert names[:3] == ["depth", "embed_dim", "time_steps"]
