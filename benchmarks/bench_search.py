@@ -272,7 +272,7 @@ def main() -> None:
         row = " | ".join(f"{m:.4f} ± {s:.4f}" for m, s in cells)
         print(f"| {name} | {row} | {statistics.mean(duplicates[name]):.1f} |")
 
-    if OURS in stats and len(stats) > 1:
+    if OURS in stats and any(not n.startswith(OURS) for n in stats):
         print()
         for i, b in enumerate(budgets):
             rival, (m, s) = max(((n, c[i]) for n, c in stats.items() if not n.startswith(OURS)),

@@ -48,10 +48,11 @@ class SpikformerNSGAIISampler(BaseGASampler):
 
     Screening (given `cost` and ``candidates > 1``): after the first generation, each
     proposal draws `candidates` distinct new children and keeps the one a surrogate
-    predicts to add the most hypervolume to the current front (the best F_AEB for one
-    objective). The surrogate is a ridge regression per objective on the one-hot genome
-    and the log of `cost`, refitted on the completed trials at every proposal; an
-    evaluation is worth far more than the fit. ``candidates=1`` is plain NSGA-II.
+    expects to add the most hypervolume to the current front (the most F_AEB improvement
+    for one objective), its leave-one-out error counted as uncertainty. The surrogate is a
+    ridge regression per objective on the one-hot genome and the log of `cost`, refitted
+    at every proposal on the most recent completed trials and the front; an evaluation is
+    worth far more than the fit. ``candidates=1`` is plain NSGA-II.
 
     No architecture is proposed twice: before proposing, the sampler reads every arch id
     in storage (other workers' proposals included) and draws again on a clash. It then

@@ -10,12 +10,19 @@ features) on the genome one-hot encoded (the per-block genes averaged over activ
 so dormant genes do not count) plus the log of the analytic cost. Strictly positive
 objectives (accuracy, energy, parameters, F_AEB) are regressed in log space, where energy
 is close to linear: log E = log(dense cost) + log(firing rate), and the firing rate depends
-on the neuron genes. A candidate's promise is the hypervolume it would add to the current
-front of feasible trials (objectives scaled to the observed range); a candidate predicted to
-be dominated scores minus its additive-epsilon distance to the front, so the least dominated
-one wins when none is predicted to improve it. Both measures hold for any number of
-objectives: the hypervolume is moocore's, and the epsilon distance takes the largest
-per-objective step.
+on the neuron genes. The ridge penalty of each objective is chosen by leave-one-out error
+(scikit-learn's `RidgeCV`), and that error is the surrogate's uncertainty.
+
+A candidate's promise is the hypervolume it is expected to add to the current front of
+feasible trials (objectives scaled to the observed range): the mean gain over a grid of
+outcomes, each objective's prediction shifted by equal-probability quantiles of a normal
+error with the leave-one-out spread (independent per objective). A point predicted just
+behind the front but with a wide error may still extend it, so screening keeps exploring
+where the surrogate is unsure instead of always taking the safest-looking child. When no
+candidate is expected to add anything, each scores minus the additive-epsilon distance of
+its predicted point to the front, so the least dominated one wins. Both measures hold for
+any number of objectives: the hypervolume is moocore's, and the epsilon distance takes the
+largest per-objective step.
 The fit uses the most recent trials and the front (`Observed`), not the whole history, so
 screening costs the same in a long study.
 """
@@ -25,13 +32,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import product
+from statistics import NormalDist
 from typing import Any
 
 import moocore
 import numpy as np
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -47,8 +56,18 @@ RECENT = 400
 """Most recent completed trials the surrogate is fitted on (besides the front): a bounded
 sample keeps each proposal's cost flat in the size of the study."""
 
-RIDGE = 1.0
-"""Ridge penalty on standardised features (the intercept is not penalised)."""
+RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
+"""Ridge penalties on standardised features, one chosen per objective by leave-one-out
+error (the intercept is not penalised)."""
+
+def _normal_quantiles(k: int) -> np.ndarray:
+    """The midpoints of `k` equal-probability bins of the standard normal."""
+    return np.array([NormalDist().inv_cdf((i + 0.5) / k) for i in range(k)])
+
+
+OUTCOMES = {2: 5, 3: 3}
+"""Quantiles per objective in the grid of outcomes a candidate is scored over (5 x 5 for two
+objectives, 3 x 3 x 3 for three; one objective uses 5)."""
 
 
 class GenomeEncoder:
@@ -81,6 +100,11 @@ class GenomeEncoder:
 class Surrogate:
     """Ridge regression of each objective on genome features, in log space where positive.
 
+    Attributes:
+        log: Per objective, whether it is regressed in log space.
+        spread: Per objective, the root-mean-square leave-one-out error of the regression
+            (in log space where `log`).
+
     Args:
         x: Features, one row per completed trial.
         y: Objective values, one row per completed trial.
@@ -89,42 +113,72 @@ class Surrogate:
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.log = (y > 0).all(axis=0)
         target = np.where(self.log, np.log(np.where(y > 0, y, 1.0)), y)
-        self.model = make_pipeline(StandardScaler(), Ridge(alpha=RIDGE)).fit(x, target)
+        ridge = RidgeCV(alphas=list(RIDGE_ALPHAS), alpha_per_target=True, store_cv_results=True)
+        self.model = make_pipeline(StandardScaler(), ridge).fit(x, target)
+        # Squared leave-one-out errors per trial, objective and penalty; keep the chosen penalty's.
+        errors = ridge.cv_results_.reshape(len(x), target.shape[1], len(RIDGE_ALPHAS))
+        chosen = [RIDGE_ALPHAS.index(a) for a in np.atleast_1d(ridge.alpha_)]
+        self.spread = np.sqrt([errors[:, j, k].mean() for j, k in enumerate(chosen)])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted objective values, one row per row of `x`."""
+        return self._values(self._fit(x))
+
+    def outcomes(self, x: np.ndarray) -> np.ndarray:
+        """Equally likely objective values per row of `x`: shape (rows, outcomes, objectives).
+
+        The grid of `OUTCOMES` quantiles of each objective's error; the middle outcome (all
+        errors zero) is the prediction.
+        """
+        fit = self._fit(x)
+        k = OUTCOMES.get(fit.shape[1], 5)
+        shifts = np.array(list(product(_normal_quantiles(k), repeat=fit.shape[1]))) * self.spread
+        return self._values(fit[:, None, :] + shifts[None, :, :])
+
+    def _fit(self, x: np.ndarray) -> np.ndarray:
         # Ridge flattens the prediction of a single target; keep one column per objective.
-        out = self.model.predict(x).reshape(len(x), -1)
-        return np.where(self.log, np.exp(out), out)
+        return self.model.predict(x).reshape(len(x), -1)
+
+    def _values(self, fit: np.ndarray) -> np.ndarray:
+        return np.where(self.log, np.exp(fit), fit)
 
 
-def promise(predicted: np.ndarray, front: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+def promise(predicted: np.ndarray, front: np.ndarray, low: np.ndarray, high: np.ndarray,
+            outcomes: np.ndarray | None = None) -> np.ndarray:
     """Score predicted points (minimised objectives) against the observed front: higher is better.
 
     Objectives are scaled to the observed range [`low`, `high`]; a point scores the
     hypervolume it adds to the observed front (reference point 10% beyond the worst
-    observed value of every objective), or minus its additive-epsilon distance to that
-    front when it adds none: the smallest step that, taken in every objective at once,
-    leaves no front point dominating it. With three objectives a gain is a volume of the
-    scaled box, so it is smaller than a two-objective area for the same step; only the
-    order of the scores matters.
+    observed value of every objective), averaged over its `outcomes` when given (the
+    expected gain), or, when that is nil, minus the additive-epsilon distance of its
+    predicted point to the front: the smallest step that, taken in every objective at
+    once, leaves no front point dominating it. With one objective the gain is the
+    improvement on the best value. With three objectives a gain is a volume of the scaled
+    box, so it is smaller than a two-objective area for the same step; only the order of
+    the scores matters.
 
     Args:
         predicted: Points to score, one row each.
         front: The observed non-dominated points.
         low: Best observed value of each objective.
         high: Worst observed value of each objective.
+        outcomes: Equally likely outcomes of each point, shape (points, outcomes,
+            objectives); None: the predicted point only.
     """
     span = np.where(high > low, high - low, 1.0)
     front = (front - low) / span
     pred = (predicted - low) / span
+    draws = pred[:, None, :] if outcomes is None else (outcomes - low) / span
     if front.shape[1] == 1:
-        return front.min() - pred[:, 0]
+        best = front.min()
+        gains = np.maximum(best - draws[:, :, 0], 0.0).mean(axis=1)
+        return np.where(gains > 1e-12, gains, np.minimum(best - pred[:, 0], 0.0))
     ref = np.full(front.shape[1], 1.1)
     base = moocore.hypervolume(front, ref=ref)
     scores = np.empty(len(pred))
     for i, p in enumerate(pred):
-        gain = moocore.hypervolume(np.vstack([front, p]), ref=ref) - base if (p < ref).all() else 0.0
+        gain = float(np.mean([moocore.hypervolume(np.vstack([front, d]), ref=ref) - base if (d < ref).all() else 0.0
+                              for d in draws[i]]))
         if gain > 1e-12:
             scores[i] = gain
         else:
@@ -201,7 +255,9 @@ def screen(candidates: Sequence[Mapping[str, Any]], observed: Observed) -> list[
     if len(candidates) < 2 or observed.count < MIN_TRIALS:
         return list(range(len(candidates)))
     x, y = observed.training()
-    predicted = Surrogate(x, y).predict(np.array([observed.encoder(c) for c in candidates]))
+    surrogate = Surrogate(x, y)
+    features = np.array([observed.encoder(c) for c in candidates])
     front, low, high = observed.front()
-    scores = promise(predicted * observed.signs, front, low, high)
+    scores = promise(surrogate.predict(features) * observed.signs, front, low, high,
+                     surrogate.outcomes(features) * observed.signs)
     return [int(i) for i in np.argsort(-scores, kind="stable")]
