@@ -40,7 +40,7 @@ import optuna
 
 from energy import analytic_energy
 from models import SubnetConfig, count_params
-from nas import SamplerSettings, SpikformerNSGAIISampler, load_space
+from nas import EvaluationSettings, SamplerSettings, SpikformerNSGAIISampler, load_space
 from nas.fitness import AEBSettings
 from nas.objective import SubnetObjective
 from studies.storage import open_storage
@@ -64,6 +64,7 @@ class _InstantScore:
     accuracy: float
     energy: _Energy
     params: int
+    rejected: bool = False
 
     def attrs(self) -> dict[str, Any]:
         return {"accuracy": self.accuracy, "energy_mj": self.energy.energy_mj, "sops": self.energy.sops,
@@ -72,14 +73,19 @@ class _InstantScore:
 
 
 class InstantEvaluator:
-    """Scores a subnet at once: accuracy grows with its log cost, plus genome-hashed noise."""
+    """Scores a subnet at once: accuracy grows with its log cost, plus genome-hashed noise.
+
+    It has no images to reject a subnet early on, so the objective asks for no rejection rule.
+    """
+
+    settings = EvaluationSettings(early_rejection=False)
 
     def __init__(self, supernet_cfg) -> None:
         self.supernet_cfg = supernet_cfg
         self.cost = analytic_energy(supernet_cfg)
         self.e_max = self.cost(SPACE.largest())
 
-    def __call__(self, config: SubnetConfig) -> _InstantScore:
+    def __call__(self, config: SubnetConfig, reject: object = None) -> _InstantScore:
         energy = self.cost(config)
         noise = int(hashlib.sha1(config.arch_id.encode()).hexdigest()[:8], 16) / 16**8
         accuracy = 0.5 + 0.4 * (energy / self.e_max) ** 0.3 + 0.1 * noise
