@@ -1,0 +1,56 @@
+"""The benchmark scripts run end to end on tiny settings and print the tables they promise.
+
+Their figures are measured by running them (see each script's docstring); these tests only
+keep them runnable as the library changes under them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(args: list[str], tmp_path: Path) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def _table_rows(text: str, first_cell: str) -> list[list[str]]:
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|")]
+    return [r for r in rows if r[0] == first_cell]
+
+
+def test_bench_overhead_prints_ms_per_trial_per_storage_and_sampler(tmp_path):
+    out = _run(["benchmarks/bench_overhead.py", "--storages", "memory", "sqlite", "--n-trials", "40", "--window", "20",
+                "--samplers", "ours-4", "nsga2", "--folder", str(tmp_path)], tmp_path)
+    rows = _table_rows(out, "memory") + _table_rows(out, "sqlite")
+    assert [(r[0], r[1]) for r in rows] == [("memory", "ours-4"), ("memory", "nsga2"),
+                                            ("sqlite", "ours-4"), ("sqlite", "nsga2")]
+    for row in rows:
+        first, last, ratio = (float(v) for v in row[2:5])
+        # The table rounds the ms to 0.1 and the ratio of the unrounded ones to 0.01.
+        assert first > 0 and last > 0 and ratio == pytest.approx(last / first, abs=0.06 / first + 0.01)
+
+
+def test_bench_search_prints_hypervolume_per_sampler(tmp_path, digits_checkpoint):
+    out = _run(["benchmarks/bench_search.py", "--checkpoint", str(digits_checkpoint.path), "--cache",
+                str(tmp_path / "cache.json"), "--seeds", "0", "--budgets", "12", "24", "--population-size", "6"],
+               tmp_path)
+    names = ["autospk NSGA-II", "autospk NSGA-II, no screening", "optuna NSGAIISampler", "optuna TPESampler",
+             "optuna RandomSampler"]
+    for name in names:
+        row = _table_rows(out, name)[0]  # the hypervolume table comes first
+        hv12, hv24 = (float(cell.split("±")[0]) for cell in row[1:3])
+        assert 0 <= hv12 <= hv24 <= 1  # the hypervolume of more trials is never smaller
+    assert re.search(r"evaluations to reach Random's mean HV@24", out)
+    assert (tmp_path / "cache.json").exists()
