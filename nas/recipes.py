@@ -27,6 +27,8 @@ class Recipe:
         mixup_off_epoch: Epoch from which Mixup is off (None: never).
         cutmix_alpha: CutMix alpha; 0 switches CutMix off.
         sandwich: Train largest + smallest + a random subnet at every step.
+        distill: In-place distillation (with `sandwich`): the largest subnet learns from the
+            labels, the smallest and the random one from its soft outputs, in the same step.
         num_workers: Data-loading worker processes.
     """
 
@@ -43,6 +45,7 @@ class Recipe:
     mixup_off_epoch: int | None = None
     cutmix_alpha: float = 0.0
     sandwich: bool = False
+    distill: bool = False
     num_workers: int = 0
 
     def __post_init__(self) -> None:
@@ -51,6 +54,26 @@ class Recipe:
                              f"batch_size={self.batch_size} >= 2")
         if self.lr <= 0:
             raise ConfigError(f"recipe '{self.name}': lr={self.lr} must be > 0")
+        if self.distill and not self.sandwich:
+            raise ConfigError(f"recipe '{self.name}': distill=True needs sandwich=True (the largest subnet "
+                              "of each step is the teacher)")
+
+    @property
+    def rule(self) -> str:
+        """The training rule: ``uniform``, ``sandwich`` or ``distill`` (sandwich with distillation)."""
+        return "distill" if self.distill else "sandwich" if self.sandwich else "uniform"
+
+    def with_rule(self, rule: str | None) -> Recipe:
+        """This recipe trained by `rule` (None: unchanged).
+
+        Raises:
+            ConfigError: if `rule` is not one of `RULES`.
+        """
+        if rule is None:
+            return self
+        if rule not in RULES:
+            raise ConfigError(f"unknown training rule '{rule}'; choose from {list(RULES)}")
+        return dataclasses.replace(self, sandwich=rule != "uniform", distill=rule == "distill")
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -74,6 +97,10 @@ class Recipe:
                               f"allowed keys: {allowed}")
         return cls(**data)
 
+
+RULES = ("uniform", "sandwich", "distill")
+"""Training rules: one random subnet per step; largest + smallest + random (sandwich); the
+sandwich with the others distilled from the largest's outputs (BigNAS/OFA in-place distillation)."""
 
 RECIPES: dict[str, Recipe] = {
     # A couple of minutes on 2 CPU cores for the `digits` space.

@@ -198,9 +198,17 @@ class _Run:
         )
 
 
+LOG_EVERY = 20
+"""Steps between progress-bar updates: the only times a step's loss is read on the host."""
+
+
 def _train_epoch(run: _Run, model: nn.Module, loader: DataLoader, losses: _Losses, *, epoch: int,
                  device: torch.device, progress: bool) -> float:
-    """Train epoch `epoch` (0-based), one random subnet per step (or a sandwich); the mean loss."""
+    """Train epoch `epoch` (0-based), one random subnet per step (or a sandwich); the mean loss.
+
+    The loss is summed on the device and read on the host only every `LOG_EVERY` steps and at
+    the end of the epoch, so that a step does not wait for the device.
+    """
     run.net.train()
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
@@ -209,28 +217,93 @@ def _train_epoch(run: _Run, model: nn.Module, loader: DataLoader, losses: _Losse
     epochs = run.recipe.epochs
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress or _rank() != 0,
                leave=False, dynamic_ncols=True)
-    total, steps = 0.0, 0
+    total = torch.zeros((), device=device)
+    steps = 0
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if mixup is not None:
             x, y = mixup(x, y)
         configs = _subnets(run.space, run.subnet_rng, run.recipe.sandwich)
         run.optimizer.zero_grad(set_to_none=True)
+        teacher: torch.Tensor | None = None
         for i, config in enumerate(configs):
             run.net.set_subnet(config)
             last = i == len(configs) - 1
             # Gradients of a sandwich are summed locally and all-reduced once, after the last subnet.
             defer = not last and isinstance(model, DistributedDataParallel)
             with model.no_sync() if defer else contextlib.nullcontext():
-                loss = criterion(model(x), y) / len(configs)
+                logits = model(x)
+                if teacher is None:
+                    loss = criterion(logits, y) / len(configs)
+                else:
+                    # In-place distillation: the largest subnet's soft outputs are the target.
+                    loss = losses.soft(logits, teacher) / len(configs)
                 loss.backward()
-            total += loss.item()
+            if run.recipe.distill and i == 0:
+                teacher = logits.detach().softmax(dim=-1)
+            total += loss.detach()
         run.optimizer.step()
         steps += 1
         run.scheduler.step_update(epoch * len(loader) + steps)
-        bar.set_postfix(loss=f"{total / steps:.4f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
+        if progress and steps % LOG_EVERY == 0:
+            bar.set_postfix(loss=f"{total.item() / steps:.4f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
     run.scheduler.step(epoch + 1)
-    return total / max(steps, 1)
+    return total.item() / max(steps, 1)
+
+
+def _validate(net: SpikformerSupernet, data: DataSplits, space: SearchSpace, device: torch.device) -> dict[str, float]:
+    """Validation accuracy and energy of the largest and the smallest subnet, scored as in search.
+
+    Each subnet's BN statistics are recalibrated for the score (`SubnetEvaluator`); the
+    supernet's own statistics, its active subnet, its mode and torch's random state are put
+    back afterwards, so that validating does not change training.
+    """
+    from .evaluate import SubnetEvaluator
+
+    norms = {name: buffer.clone() for name, buffer in net.named_buffers() if "running_" in name
+             or name.endswith("num_batches_tracked")}
+    active, training = net.config, net.training
+    cuda = [device] if device.type == "cuda" else []
+    try:
+        # Data loaders draw their base seed from torch's global generator: keep training's stream.
+        with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+            evaluator = SubnetEvaluator(net, data.train_eval, data.val, device=device)
+            scores = {"largest": evaluator(space.largest()), "smallest": evaluator(space.smallest())}
+    finally:
+        with torch.no_grad():
+            for name, buffer in net.named_buffers():
+                if name in norms:
+                    buffer.copy_(norms[name])
+        net.set_subnet(active)
+        net.train(training)
+    return {f"{key}_{which}": value for which, score in scores.items()
+            for key, value in (("val_accuracy", score.accuracy), ("val_energy_mj", score.energy.energy_mj))}
+
+
+METRICS = ("epoch", "loss", "lr", "val_accuracy_largest", "val_accuracy_smallest", "val_energy_mj_largest",
+           "val_energy_mj_smallest")
+"""Columns of the metrics file, one row per epoch (validation columns empty on epochs not validated)."""
+
+
+def metrics_path(checkpoint: str | Path) -> Path:
+    """The CSV of per-epoch metrics written beside `checkpoint`: ``NAME.metrics.csv`` for ``NAME.pt``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.metrics.csv")
+
+
+def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+    """Write the whole history (so a resumed run's file matches its checkpoint)."""
+    import csv
+
+    from .io import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRICS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(history)
+
+    atomic_write(path, write)
 
 
 def train_supernet(
@@ -244,6 +317,7 @@ def train_supernet(
     device: torch.device | str | None = None,
     progress: bool = True,
     data: DataSplits | None = None,
+    eval_every: int = 1,
 ) -> SpikformerSupernet:
     """Train the supernet of `space` on `dataset` and checkpoint it after every epoch.
 
@@ -261,6 +335,9 @@ def train_supernet(
         device: Where to train (default: cuda if available, else cpu).
         progress: Show a progress bar (rank 0 only).
         data: Already loaded splits of `dataset` (skips loading).
+        eval_every: Score the largest and the smallest subnet on the validation split every
+            this many epochs and after the last (0: never). The scores join the epoch's
+            history entry in the checkpoint and its row of `metrics_path(checkpoint)`.
 
     Returns:
         The trained supernet, in eval mode.
@@ -285,13 +362,22 @@ def train_supernet(
         for epoch in range(run.epoch, recipe.epochs):
             loss = _train_epoch(run, model, loader, losses, epoch=epoch, device=device, progress=progress)
             run.epoch = epoch + 1
-            run.history.append({"epoch": epoch + 1, "loss": loss, "lr": optimizer.param_groups[0]["lr"]})
+            row: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "lr": optimizer.param_groups[0]["lr"]}
+            validate = eval_every > 0 and (run.epoch % eval_every == 0 or run.epoch == recipe.epochs)
+            if validate and _rank() == 0:
+                row.update(_validate(net, data, space, device))
+            run.history.append(row)
             if _rank() == 0:
                 save_checkpoint(checkpoint, run.checkpoint())
+                _write_metrics(metrics_path(checkpoint), run.history)
             if _world() > 1:
                 dist.barrier()
             if progress and _rank() == 0:
-                tqdm.write(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss:.4f}")
+                line = f"epoch {epoch + 1}/{recipe.epochs}: loss {loss:.4f}, lr {row['lr']:.2e}"
+                if "val_accuracy_largest" in row:
+                    line += (f", val acc largest {row['val_accuracy_largest']:.2%}, "
+                             f"smallest {row['val_accuracy_smallest']:.2%}")
+                tqdm.write(line)
     net.set_subnet(supernet_cfg.largest_subnet())
     return net.eval()
 

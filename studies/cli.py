@@ -28,7 +28,7 @@ from typing import Any
 from models import ConfigError
 from nas.dataspec import DATASETS
 from nas.fitness import AEBSettings
-from nas.recipes import RECIPES
+from nas.recipes import RECIPES, RULES
 from nas.settings import OBJECTIVE_DESCRIPTIONS, OBJECTIVES, Budgets, EvaluationSettings, SamplerSettings
 from nas.space import presets
 
@@ -172,17 +172,18 @@ def cmd_train_supernet(args: argparse.Namespace) -> None:
     from nas.dataspec import DatasetSpec
     from nas.recipes import default_recipe, get_recipe
     from nas.space import default_space, load_space
-    from nas.train import torchrun_process_group, train_supernet
+    from nas.train import metrics_path, torchrun_process_group, train_supernet
 
     dataset = DatasetSpec(name=args.dataset, root=args.data_root, download=args.download, img_size=args.img_size)
     space = load_space(args.space or default_space(args.dataset))
     recipe = get_recipe(args.recipe or default_recipe(args.dataset))
-    recipe = recipe.replace(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                            sandwich=True if args.sandwich else None)
+    rule = "sandwich" if args.sandwich and args.rule is None else args.rule
+    recipe = recipe.replace(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr).with_rule(rule)
     with torchrun_process_group(args.device):
         train_supernet(space, dataset, recipe, args.output, resume=args.resume, seed=args.seed,
-                       device=args.device, progress=not args.no_progress)
+                       device=args.device, progress=not args.no_progress, eval_every=args.eval_every)
     print(f"supernet checkpoint: {Path(args.output).resolve()}")
+    print(f"per-epoch metrics:   {metrics_path(args.output).resolve()}")
 
 
 def cmd_create(args: argparse.Namespace) -> None:
@@ -372,7 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive(int), default=None, help="override the recipe's epochs")
     p.add_argument("--batch-size", type=_positive(int), default=None, help="override the recipe's batch size")
     p.add_argument("--lr", type=_positive(float), default=None, help="override the recipe's learning rate")
-    p.add_argument("--sandwich", action="store_true", help="train largest + smallest + a random subnet per step")
+    p.add_argument("--rule", choices=RULES, default=None,
+                   help="training rule: uniform (one random subnet per step), sandwich (largest + smallest + "
+                        "a random one per step) or distill (the sandwich, the others learning from the largest's "
+                        "outputs) (None: the recipe's)")
+    p.add_argument("--sandwich", action="store_true", help="the same as --rule sandwich")
+    p.add_argument("--eval-every", type=_non_negative_int, default=1, metavar="K",
+                   help="score the largest and the smallest subnet on the validation split every K epochs and "
+                        "after the last (0: never); written to the checkpoint's history and NAME.metrics.csv")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, data order and subnet draws")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (None: cuda if available)")
     p.add_argument("--output", default="supernet.pt", help="checkpoint path")
