@@ -108,7 +108,7 @@ class EnergyMonitor:
                 kind = "MAC" if real else "AC"
             stats = self._stats[name] = _LayerStats(kind=kind)
         if stats.kind == "AC":
-            stats.spikes = stats.spikes + x.detach().sum()
+            stats.spikes = stats.spikes + x.detach().sum(dtype=torch.float64)  # exact in any precision
             stats.elements += x.numel()
         stats.call_macs += call_macs
 
@@ -133,7 +133,7 @@ class EnergyMonitor:
         return hook
 
     def _on_neuron(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        self._neuron_spikes = self._neuron_spikes + out.detach().sum()
+        self._neuron_spikes = self._neuron_spikes + out.detach().sum(dtype=torch.float64)
         self._neuron_elements += out.numel()
 
     def report(self, *, params: int | None = None) -> EnergyReport:

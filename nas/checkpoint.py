@@ -45,9 +45,13 @@ class SupernetCheckpoint:
         dataset: The data set it was trained on.
         recipe: The training hyper-parameters.
         seed: The training seed.
-        history: One dict per completed epoch: ``epoch``, mean ``loss`` and final ``lr``.
+        history: One dict per completed epoch: ``epoch``, mean ``loss``, final ``lr`` and, on
+            validated epochs, the largest and smallest subnets' validation accuracy and energy.
         data_fingerprint: `nas.data.fingerprint` of the training data; None in checkpoints
             written before fingerprints.
+        precision: The precision it was trained in (``fp32`` in checkpoints written before
+            precisions).
+        scaler: The fp16 loss scaler's state (None unless trained in fp16).
     """
 
     epoch: int
@@ -62,6 +66,8 @@ class SupernetCheckpoint:
     seed: int
     history: list[dict[str, Any]]
     data_fingerprint: str | None = None
+    precision: str = "fp32"
+    scaler: dict[str, Any] | None = None
 
     def to_state(self) -> dict[str, Any]:
         """The dict written to disk: tensors (on the CPU, so that a file written on a GPU loads
@@ -80,6 +86,8 @@ class SupernetCheckpoint:
             "seed": self.seed,
             "history": self.history,
             "data_fingerprint": self.data_fingerprint,
+            "precision": self.precision,
+            "scaler": self.scaler,
         }
 
     @classmethod
@@ -116,6 +124,8 @@ class SupernetCheckpoint:
                 seed=state["seed"],
                 history=list(state["history"]),
                 data_fingerprint=data_fingerprint,
+                precision=state.get("precision", "fp32"),
+                scaler=state.get("scaler"),
             )
         except (TypeError, ValueError) as err:
             raise ConfigError(f"supernet checkpoint {path}: {err}") from None

@@ -29,6 +29,7 @@ from energy import EnergyMonitor, EnergyProfile, EnergyReport
 from models import ConfigError, SpikformerSupernet, SubnetConfig, count_params
 
 from .data import split_labels, stratified_subset
+from .precision import autocast, check_precision
 from .rejection import RejectionRule, accuracy_upper_bound, energy_lower_bound
 from .settings import EvaluationSettings
 
@@ -230,6 +231,7 @@ class SubnetEvaluator:
         self.net = net
         self.device = torch.device(device) if device is not None else next(net.parameters()).device
         self.settings = settings
+        self.precision = check_precision(settings.precision, self.device)
         self._calibration = _calibration_batches(calibration, settings.calib_batch_size, settings.calib_batches)
         self.scored_split = _scored_split(dataset, settings)
         workers = settings.loader_workers
@@ -263,11 +265,12 @@ class SubnetEvaluator:
         start = time.perf_counter()
         net, settings, total = self.net, self.settings, self.images
         net.set_subnet(config)
-        recalibrate_bn(net, self._calibration, self.device)
+        with autocast(self.device, self.precision):
+            recalibrate_bn(net, self._calibration, self.device)
         net.eval()
         params = count_params(net.supernet_cfg, config)
         correct = scored = 0
-        with EnergyMonitor(net, profile=settings.profile) as monitor:
+        with EnergyMonitor(net, profile=settings.profile) as monitor, autocast(self.device, self.precision):
             for correct, scored in _running_counts(net, self._loader, self.device):
                 if reject is None or not settings.rejection_min_images <= scored < total:
                     continue

@@ -98,6 +98,10 @@ class SamplerSettings:
         return asdict(self)
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+"""Numeric precisions of training and evaluation (see `nas.precision`)."""
+
+
 @dataclass(frozen=True)
 class EvaluationSettings:
     """How a subnet is scored with inherited weights.
@@ -125,6 +129,8 @@ class EvaluationSettings:
             so no subnet the full evaluation would keep is ever rejected. A level in (0, 1),
             e.g. 0.99, also uses a statistical accuracy bound that holds with at least that
             probability, which rejects sooner.
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast of the scoring passes
+            (`nas.precision`); None: bf16 on a GPU that supports it, else fp32.
     """
 
     calib_batches: int = 4
@@ -136,8 +142,11 @@ class EvaluationSettings:
     early_rejection: bool = False
     rejection_min_images: int = 100
     rejection_confidence: float | None = None
+    precision: str | None = None
 
     def __post_init__(self) -> None:
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision '{self.precision}'; choose from {list(PRECISIONS)}")
         for name in ("calib_batches", "calib_batch_size", "batch_size", "rejection_min_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")

@@ -37,6 +37,7 @@ from .checkpoint import SupernetCheckpoint, load_checkpoint, save_checkpoint
 from .data import DataSplits, fingerprint, load_dataset
 from .dataspec import DatasetSpec
 from .device import default_device
+from .precision import autocast, check_precision, grad_scaler
 from .recipes import Recipe
 from .space import SearchSpace
 
@@ -158,6 +159,8 @@ class _Run:
     scheduler: Scheduler
     loader_rng: torch.Generator
     subnet_rng: random.Random
+    precision: str = "fp32"
+    scaler: torch.amp.GradScaler | None = None
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -178,6 +181,8 @@ class _Run:
         torch.set_rng_state(ckpt.rng["torch"])
         self.loader_rng.set_state(ckpt.rng["loader"])
         self.subnet_rng.setstate(_to_tuple(ckpt.rng["subnets"]))
+        if self.scaler is not None and ckpt.scaler:
+            self.scaler.load_state_dict(ckpt.scaler)
         self.epoch, self.history = ckpt.epoch, list(ckpt.history)
 
     def checkpoint(self) -> SupernetCheckpoint:
@@ -195,6 +200,8 @@ class _Run:
             seed=self.seed,
             history=list(self.history),
             data_fingerprint=self.data_fingerprint,
+            precision=self.precision,
+            scaler=self.scaler.state_dict() if self.scaler is not None and self.scaler.is_enabled() else None,
         )
 
 
@@ -232,17 +239,19 @@ def _train_epoch(run: _Run, model: nn.Module, loader: DataLoader, losses: _Losse
             # Gradients of a sandwich are summed locally and all-reduced once, after the last subnet.
             defer = not last and isinstance(model, DistributedDataParallel)
             with model.no_sync() if defer else contextlib.nullcontext():
-                logits = model(x)
-                if teacher is None:
-                    loss = criterion(logits, y) / len(configs)
-                else:
-                    # In-place distillation: the largest subnet's soft outputs are the target.
-                    loss = losses.soft(logits, teacher) / len(configs)
-                loss.backward()
+                with autocast(device, run.precision):
+                    logits = model(x)
+                    if teacher is None:
+                        loss = criterion(logits, y) / len(configs)
+                    else:
+                        # In-place distillation: the largest subnet's soft outputs are the target.
+                        loss = losses.soft(logits, teacher) / len(configs)
+                run.scaler.scale(loss).backward()
             if run.recipe.distill and i == 0:
-                teacher = logits.detach().softmax(dim=-1)
+                teacher = logits.detach().float().softmax(dim=-1)
             total += loss.detach()
-        run.optimizer.step()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
         steps += 1
         run.scheduler.step_update(epoch * len(loader) + steps)
         if progress and steps % LOG_EVERY == 0:
@@ -251,7 +260,8 @@ def _train_epoch(run: _Run, model: nn.Module, loader: DataLoader, losses: _Losse
     return total.item() / max(steps, 1)
 
 
-def _validate(net: SpikformerSupernet, data: DataSplits, space: SearchSpace, device: torch.device) -> dict[str, float]:
+def _validate(net: SpikformerSupernet, data: DataSplits, space: SearchSpace, device: torch.device,
+              precision: str) -> dict[str, float]:
     """Validation accuracy and energy of the largest and the smallest subnet, scored as in search.
 
     Each subnet's BN statistics are recalibrated for the score (`SubnetEvaluator`); the
@@ -259,6 +269,7 @@ def _validate(net: SpikformerSupernet, data: DataSplits, space: SearchSpace, dev
     back afterwards, so that validating does not change training.
     """
     from .evaluate import SubnetEvaluator
+    from .settings import EvaluationSettings
 
     norms = {name: buffer.clone() for name, buffer in net.named_buffers() if "running_" in name
              or name.endswith("num_batches_tracked")}
@@ -267,7 +278,8 @@ def _validate(net: SpikformerSupernet, data: DataSplits, space: SearchSpace, dev
     try:
         # Data loaders draw their base seed from torch's global generator: keep training's stream.
         with torch.random.fork_rng(devices=cuda, device_type="cuda"):
-            evaluator = SubnetEvaluator(net, data.train_eval, data.val, device=device)
+            evaluator = SubnetEvaluator(net, data.train_eval, data.val, device=device,
+                                        settings=EvaluationSettings(precision=precision))
             scores = {"largest": evaluator(space.largest()), "smallest": evaluator(space.smallest())}
     finally:
         with torch.no_grad():
@@ -318,6 +330,7 @@ def train_supernet(
     progress: bool = True,
     data: DataSplits | None = None,
     eval_every: int = 1,
+    precision: str | None = None,
 ) -> SpikformerSupernet:
     """Train the supernet of `space` on `dataset` and checkpoint it after every epoch.
 
@@ -338,12 +351,16 @@ def train_supernet(
         eval_every: Score the largest and the smallest subnet on the validation split every
             this many epochs and after the last (0: never). The scores join the epoch's
             history entry in the checkpoint and its row of `metrics_path(checkpoint)`.
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast of training and validation
+            (`nas.precision`; fp16 scales the loss); None: bf16 on a GPU that supports it,
+            else fp32. A run resumes in the precision it is given.
 
     Returns:
         The trained supernet, in eval mode.
     """
     checkpoint = Path(checkpoint)
     device = default_device(device)
+    precision = check_precision(precision, device)
     data = data or load_dataset(dataset)
     data_fingerprint = fingerprint(data)
     supernet_cfg = space.supernet_config(in_channels=data.in_channels, img_size=data.img_size,
@@ -356,7 +373,8 @@ def train_supernet(
         losses = _Losses.from_recipe(recipe, data.num_classes)
         run = _Run(space=space, supernet_cfg=supernet_cfg, dataset=dataset, data_fingerprint=data_fingerprint,
                    recipe=recipe, seed=seed, net=net, optimizer=optimizer, scheduler=scheduler,
-                   loader_rng=loader.generator, subnet_rng=random.Random(seed))
+                   loader_rng=loader.generator, subnet_rng=random.Random(seed), precision=precision,
+                   scaler=grad_scaler(device, precision))
         if resume and checkpoint.exists():
             run.resume(load_checkpoint(checkpoint), checkpoint)
         for epoch in range(run.epoch, recipe.epochs):
@@ -365,7 +383,7 @@ def train_supernet(
             row: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "lr": optimizer.param_groups[0]["lr"]}
             validate = eval_every > 0 and (run.epoch % eval_every == 0 or run.epoch == recipe.epochs)
             if validate and _rank() == 0:
-                row.update(_validate(net, data, space, device))
+                row.update(_validate(net, data, space, device, run.precision))
             run.history.append(row)
             if _rank() == 0:
                 save_checkpoint(checkpoint, run.checkpoint())

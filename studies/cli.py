@@ -29,7 +29,14 @@ from models import ConfigError
 from nas.dataspec import DATASETS
 from nas.fitness import AEBSettings
 from nas.recipes import RECIPES, RULES
-from nas.settings import OBJECTIVE_DESCRIPTIONS, OBJECTIVES, Budgets, EvaluationSettings, SamplerSettings
+from nas.settings import (
+    OBJECTIVE_DESCRIPTIONS,
+    OBJECTIVES,
+    PRECISIONS,
+    Budgets,
+    EvaluationSettings,
+    SamplerSettings,
+)
 from nas.space import presets
 
 from .errors import StudyError
@@ -67,6 +74,12 @@ def _positive(kind: type) -> Callable[[str], Any]:
 _non_negative_int = _number(int, lambda v: v >= 0, ">= 0")
 _confidence = _number(float, lambda v: 0.0 < v < 1.0, "a level in (0, 1), e.g. 0.99")
 _probability = _number(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
+
+
+def _precision(text: str) -> str:
+    if text not in PRECISIONS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a precision; choose from {', '.join(PRECISIONS)}")
+    return text
 
 
 def _device_list(text: str) -> list[str]:
@@ -133,6 +146,8 @@ _SETTINGS_FLAGS: dict[type, dict[str, tuple[str, Any, str]]] = {
                                  "None: reject only on bounds that hold with certainty (never loses a front "
                                  "subnet); a level such as 0.99: reject sooner on a statistical accuracy bound "
                                  "that holds with that probability"),
+        "precision": ("--precision", _precision, "fp32, bf16 or fp16 scoring (None: bf16 on a GPU that "
+                                                 "supports it, else fp32)"),
     },
 }
 
@@ -181,7 +196,8 @@ def cmd_train_supernet(args: argparse.Namespace) -> None:
     recipe = recipe.replace(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr).with_rule(rule)
     with torchrun_process_group(args.device):
         train_supernet(space, dataset, recipe, args.output, resume=args.resume, seed=args.seed,
-                       device=args.device, progress=not args.no_progress, eval_every=args.eval_every)
+                       device=args.device, progress=not args.no_progress, eval_every=args.eval_every,
+                       precision=args.precision)
     print(f"supernet checkpoint: {Path(args.output).resolve()}")
     print(f"per-epoch metrics:   {metrics_path(args.output).resolve()}")
 
@@ -378,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a random one per step) or distill (the sandwich, the others learning from the largest's "
                         "outputs) (None: the recipe's)")
     p.add_argument("--sandwich", action="store_true", help="the same as --rule sandwich")
+    p.add_argument("--precision", type=_precision, default=None,
+                   help="fp32, bf16 or fp16 autocast of training and validation; fp16 scales the loss (None: bf16 "
+                        "on a GPU that supports it, else fp32)")
     p.add_argument("--eval-every", type=_non_negative_int, default=1, metavar="K",
                    help="score the largest and the smallest subnet on the validation split every K epochs and "
                         "after the last (0: never); written to the checkpoint's history and NAME.metrics.csv")

@@ -132,3 +132,75 @@ def test_a_training_step_does_not_wait_for_the_device(tmp_path, digits_data, tin
     assert steps >= 3 * train_module.LOG_EVERY
     # One read per progress update and one for the epoch's mean loss; none per step.
     assert len(reads) == steps // train_module.LOG_EVERY + 1, reads
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_training_finishes_and_resumes_bit_identically(tmp_path, digits_data, tiny_space,
+                                                                     monkeypatch, precision):
+    recipe = DIGITS_RECIPE.replace(batch_size=128)
+    straight = train_supernet(tiny_space, DatasetSpec("digits"), recipe, tmp_path / "straight.pt", data=digits_data,
+                              device="cpu", progress=False, precision=precision, eval_every=0)
+    ckpt = load_checkpoint(tmp_path / "straight.pt")
+    assert ckpt.precision == precision and (ckpt.scaler is not None) == (precision == "fp16")
+    assert all(torch.isfinite(t).all() for t in ckpt.model.values())
+    assert all(p.dtype == torch.float32 for p in straight.parameters())  # weights stay fp32 under autocast
+
+    path = tmp_path / "resumed.pt"
+    real_save = train_module.save_checkpoint
+
+    def save_then_crash(p, state):
+        real_save(p, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(tiny_space, DatasetSpec("digits"), recipe, path, data=digits_data, device="cpu",
+                       progress=False, precision=precision, eval_every=0)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    resumed = train_supernet(tiny_space, DatasetSpec("digits"), recipe, path, resume=True, data=digits_data,
+                             device="cpu", progress=False, precision=precision, eval_every=0)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_spikes_stay_binary_and_scores_agree_across_precisions(digits_checkpoint, digits_data):
+    """Under autocast a neuron still emits 0 or 1; fp32, bf16 and fp16 scores agree within stated tolerances.
+
+    Tolerances (on the digits split, one image = 0.46 points): bf16 keeps 8 mantissa bits, so
+    a membrane potential near the threshold may fire differently: accuracy within 3 points and
+    energy within 2%; fp16 (11 bits): within 1 point and 0.5%.
+    """
+    from spikingjelly.activation_based import neuron
+
+    from nas import EvaluationSettings, SubnetEvaluator
+
+    net = load_checkpoint(digits_checkpoint.path).build_supernet()
+    outputs: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda m, a, out: outputs.append(out.detach()))
+             for m in net.modules() if isinstance(m, neuron.LIFNode)]
+    space = digits_checkpoint.space
+    scores = {}
+    for precision in ("fp32", "bf16", "fp16"):
+        evaluator = SubnetEvaluator(net, digits_data.train_eval, digits_data.val,
+                                    settings=EvaluationSettings(precision=precision), device="cpu")
+        scores[precision] = [evaluator(c) for c in (space.largest(), space.smallest())]
+    for h in hooks:
+        h.remove()
+    assert {out.dtype for out in outputs} >= {torch.bfloat16, torch.float16}
+    for out in outputs:
+        assert ((out == 0) | (out == 1)).all()
+    for precision, accuracy_tol, energy_tol in (("bf16", 0.03, 0.02), ("fp16", 0.01, 0.005)):
+        for low, full in zip(scores[precision], scores["fp32"]):
+            assert abs(low.accuracy - full.accuracy) <= accuracy_tol
+            assert low.energy.energy_mj == pytest.approx(full.energy.energy_mj, rel=energy_tol)
+
+
+def test_unknown_precision_is_refused():
+    from nas import EvaluationSettings
+    from nas.precision import check_precision
+
+    with pytest.raises(ConfigError, match="choose from"):
+        check_precision("fp8", torch.device("cpu"))
+    with pytest.raises(ConfigError, match="choose from"):
+        EvaluationSettings(precision="half")
+    assert check_precision(None, torch.device("cpu")) == "fp32"
