@@ -54,3 +54,18 @@ def test_bench_search_prints_hypervolume_per_sampler(tmp_path, digits_checkpoint
         assert 0 <= hv12 <= hv24 <= 1  # the hypervolume of more trials is never smaller
     assert re.search(r"evaluations to reach Random's mean HV@24", out)
     assert (tmp_path / "cache.json").exists()
+
+
+def test_bench_train_prints_throughput_against_spikingjelly_and_memory(tmp_path):
+    out = _run(["benchmarks/bench_train.py", "--device", "cpu", "--batch", "2", "--repeats", "1",
+                "--precisions", "fp32", "bf16"], tmp_path)
+    rows = [r for r in (_table_rows(out, "ours, largest") + _table_rows(out, "spikingjelly")
+                        + _table_rows(out, "ours, half-MAC"))]
+    assert sorted((r[0], r[1]) for r in rows) == sorted(
+        (m, p) for m in ("ours, largest", "spikingjelly", "ours, half-MAC") for p in ("fp32", "bf16"))
+    for row in rows:
+        assert float(row[2]) > 0 and float(row[3]) > 0  # train and eval images/s
+    assert all(float(r[4]) > 0 for r in rows if r[0] == "ours, largest")
+    memory = _table_rows(out, "fp32")[-1]
+    before, peak, per_image = (float(v) for v in memory[1:4])
+    assert peak > before > 0 and per_image == pytest.approx((peak - before) / 2, abs=0.1)

@@ -1,0 +1,247 @@
+"""Training and evaluation throughput of the supernet against spikingjelly's Spikformer.
+
+One training step is what `train_supernet` does per batch: forward, cross-entropy loss,
+backward and an AdamW step, on CIFAR-shaped synthetic data (3x32x32, --batch images, 10
+classes), under `nas.precision.autocast`. Models, at T=4:
+
+- ``ours, largest``: our supernet for the `paper` space running its largest subnet
+  (Spikformer-4-384, 12 heads, MLP ratio 4);
+- ``spikingjelly``: spikingjelly's built-in `Spikformer` of the same size (reset after
+  every step, as it needs);
+- ``ours, half-MAC``: the paper-space subnet nearest to half the largest's dense MACs.
+
+Every (model, precision) pair runs --repeats times, interleaved round-robin after one warm-up
+round; the table gives the median images/s of training steps and of evaluation forwards
+(eval mode, no gradients), and the ratio of our time per step to spikingjelly's at the same
+size and precision (target <= 1.05). Peak memory of the first training step of the largest
+subnet at the batch size is measured apart, in a fresh model (CUDA:
+`torch.cuda.max_memory_allocated` less the memory allocated before the step; CPU: the peak
+RSS of a fresh process, less its peak before the step); per image, it gives the batch sizes
+that fit a 24 GB and an 80 GB card besides what the model held before the step.
+
+    python benchmarks/bench_train.py [--device cpu|cuda] [--batch 64] [--repeats 5]
+        [--precisions fp32 bf16]
+
+On 2 CPU cores a round of the six training runs takes about a minute at batch 64; use
+--batch 16 --repeats 3 for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from spikingjelly.activation_based import functional
+from spikingjelly.activation_based.model import spikformer as sj_spikformer
+from torch import nn
+
+from energy import dense_macs
+from models import SpikformerSupernet, SubnetConfig, SupernetConfig
+from nas import load_space
+from nas.precision import autocast, check_precision
+
+TIME_STEPS = 4
+CARDS_GB = (24, 80)
+
+
+def paper_models(device: torch.device) -> tuple[SupernetConfig, SubnetConfig, SubnetConfig]:
+    """The paper space's supernet (at T=4), its largest subnet and the half-MAC subnet."""
+    space = load_space("paper")
+    supernet_cfg = dataclasses.replace(space.supernet_config(in_channels=3, img_size=32, num_classes=10),
+                                       time_steps=TIME_STEPS)
+    largest = dataclasses.replace(space.largest(), time_steps=TIME_STEPS)
+    target = dense_macs(supernet_cfg, largest).total / 2
+    best: tuple[float, SubnetConfig] | None = None
+    genes = space.genes
+    for depth in genes["depth"]:
+        for dim in genes["embed_dim"]:
+            for ratio in genes["mlp_ratio"]:
+                cfg = SubnetConfig.uniform(depth=depth, embed_dim=dim, num_heads=max(genes["num_heads"]),
+                                           mlp_ratio=ratio, time_steps=TIME_STEPS)
+                gap = abs(dense_macs(supernet_cfg, cfg).total - target)
+                if best is None or gap < best[0]:
+                    best = (gap, cfg)
+    return supernet_cfg, largest, best[1]
+
+
+def spikingjelly_spikformer(supernet_cfg: SupernetConfig) -> nn.Module:
+    return sj_spikformer.Spikformer(
+        T=TIME_STEPS, in_channels=3, img_size_h=32, img_size_w=32, patch_size=supernet_cfg.patch_size,
+        num_classes=10, embed_dims=supernet_cfg.max_embed_dim, num_heads=supernet_cfg.max_num_heads,
+        mlp_ratio=supernet_cfg.max_mlp_ratio, depths=supernet_cfg.max_depth)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               device: torch.device, precision: str, reset: bool) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(device, precision):
+        out = model(x)
+        # spikingjelly's Spikformer returns one output per time step; ours averages them itself.
+        loss = nn.functional.cross_entropy(out.mean(0) if out.ndim == 3 else out, y)
+    loss.backward()
+    optimizer.step()
+    if reset:
+        functional.reset_net(model)
+
+
+@torch.no_grad()
+def eval_step(model: nn.Module, x: torch.Tensor, device: torch.device, precision: str, reset: bool) -> None:
+    with autocast(device, precision):
+        model(x)
+    if reset:
+        functional.reset_net(model)
+
+
+def timed(fn: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ru_maxrss
+    (the fallback elsewhere) keeps the parent's peak in a child."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_probe(device: torch.device, batch: int, precision: str) -> dict[str, float]:
+    """Peak memory of one training step of the largest subnet at `batch` (run in a fresh process on CPU)."""
+    supernet_cfg, largest, _ = paper_models(device)
+    torch.manual_seed(0)
+    net = SpikformerSupernet(supernet_cfg).to(device)
+    net.set_subnet(largest)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    # Measured from before the first step, so the peak includes AdamW's state (2 x 4 bytes per parameter).
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device) / 2**20
+        train_step(net, optimizer, x, y, device, precision, reset=False)
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        before = peak_rss_mb()
+        train_step(net, optimizer, x, y, device, precision, reset=False)
+        peak = peak_rss_mb()
+    return {"before_mb": before, "peak_mb": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # child process of the CPU probe
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.memory_probe:
+        print(json.dumps(memory_probe(device, args.batch, args.memory_probe)))
+        return
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1)))
+    precisions = [check_precision(p, device) for p in args.precisions]
+    supernet_cfg, largest, half = paper_models(device)
+    torch.manual_seed(0)
+    ours = SpikformerSupernet(supernet_cfg).to(device)
+    theirs = spikingjelly_spikformer(supernet_cfg).to(device)
+    models = {"ours, largest": (ours, largest), "spikingjelly": (theirs, None), "ours, half-MAC": (ours, half)}
+    optimizers = {id(m): torch.optim.AdamW(m.parameters(), lr=1e-4) for m in (ours, theirs)}
+    x = torch.rand(args.batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
+
+    runs: dict[tuple[str, str, str], Callable[[], None]] = {}
+    for precision in precisions:
+        for name, (model, subnet) in models.items():
+            reset = subnet is None
+
+            def prepare(model=model, subnet=subnet, train=True) -> None:
+                if subnet is not None:
+                    model.set_subnet(subnet)
+                model.train(train)
+
+            def train(model=model, prepare=prepare, precision=precision, reset=reset) -> None:
+                prepare()
+                train_step(model, optimizers[id(model)], x, y, device, precision, reset)
+
+            def evaluate(model=model, prepare=prepare, precision=precision, reset=reset) -> None:
+                prepare(train=False)
+                eval_step(model, x, device, precision, reset)
+
+            runs[(name, precision, "train")] = train
+            runs[(name, precision, "eval")] = evaluate
+    times: dict[tuple[str, str, str], list[float]] = {key: [] for key in runs}
+    for fn in runs.values():
+        fn()  # warm-up
+    for repeat in range(args.repeats):
+        for key, fn in runs.items():
+            times[key].append(timed(fn, device))
+        print(f"round {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+    median = {key: statistics.median(v) for key, v in times.items()}
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    macs_l, macs_h = (dense_macs(supernet_cfg, c).total for c in (largest, half))
+    print(f"device: {name}; torch {torch.__version__}; batch {args.batch} of 3x32x32, T={TIME_STEPS}, "
+          f"{args.repeats} interleaved repeats (median)")
+    print(f"largest: Spikformer-{largest.depth}-{largest.embed_dim}, {macs_l / 1e6:.0f} M dense MACs per image; "
+          f"half-MAC: depth {half.depth}, width {half.embed_dim}, MLP ratio {half.mlp_ratio[0]}, "
+          f"{macs_h / 1e6:.0f} M ({macs_h / macs_l:.2f})")
+    print()
+    print("| model | precision | train images/s | eval images/s | train s/step vs spikingjelly |")
+    print("|---|---|---|---|---|")
+    for precision in precisions:
+        for model_name in models:
+            train_s, eval_s = median[(model_name, precision, "train")], median[(model_name, precision, "eval")]
+            ratio = train_s / median[("spikingjelly", precision, "train")]
+            ratio_cell = f"{ratio:.3f}" if model_name == "ours, largest" else ""
+            print(f"| {model_name} | {precision} | {args.batch / train_s:.1f} | {args.batch / eval_s:.1f} | "
+                  f"{ratio_cell} |")
+    if "fp32" in precisions and len(precisions) > 1:
+        print()
+        for precision in precisions:
+            if precision != "fp32":
+                speedup = median[("ours, largest", "fp32", "train")] / median[("ours, largest", precision, "train")]
+                print(f"{precision} / fp32 training throughput, ours largest: {speedup:.2f}x "
+                      "(target >= 1.5 on a CUDA GPU)")
+
+    print()
+    print(f"peak memory of one training step, ours largest, batch {args.batch}:")
+    print("| precision | before the step MB | peak MB | per image MB | batch for 24 GB | batch for 80 GB |")
+    print("|---|---|---|---|---|---|")
+    for precision in precisions:
+        if device.type == "cuda":
+            probe = memory_probe(device, args.batch, precision)
+        else:
+            out = subprocess.run([sys.executable, __file__, "--device", "cpu", "--batch", str(args.batch),
+                                  "--memory-probe", precision], capture_output=True, text=True, check=True)
+            probe = json.loads(out.stdout.strip().splitlines()[-1])
+        per_image = (probe["peak_mb"] - probe["before_mb"]) / args.batch
+        fits = [int((gb * 1024 - probe["before_mb"]) / per_image) if per_image > 0 else 0 for gb in CARDS_GB]
+        print(f"| {precision} | {probe['before_mb']:.0f} | {probe['peak_mb']:.0f} | {per_image:.1f} | "
+              f"{fits[0]} | {fits[1]} |")
+    if device.type != "cuda":
+        print("(CPU: peak RSS of a fresh process; a GPU's activations take a similar size, its batch sizes are "
+              "an estimate until measured on CUDA)")
+
+
+if __name__ == "__main__":
+    main()
