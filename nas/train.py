@@ -72,6 +72,11 @@ def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def skips_blocks(space: SearchSpace) -> bool:
+    """Whether a subnet of `space` can run fewer blocks than the supernet holds."""
+    return min(space.genes["depth"]) < max(space.genes["depth"])
+
+
 def _subnets(space: SearchSpace, rng: random.Random, sandwich: bool) -> list[SubnetConfig]:
     if sandwich:
         return [space.largest(), space.smallest(), space.sample(rng)]
@@ -367,7 +372,11 @@ def train_supernet(
                                          num_classes=data.num_classes)
     with _seeded_rng(seed, device):
         net = SpikformerSupernet(supernet_cfg).to(device)
-        model: nn.Module = DistributedDataParallel(net, find_unused_parameters=True) if _world() > 1 else net
+        model: nn.Module = net
+        if _world() > 1:
+            # Only a subnet shallower than the supernet leaves parameters out of the graph (the
+            # blocks it skips); narrower ones use slices, which get (zero) gradients in full.
+            model = DistributedDataParallel(net, find_unused_parameters=skips_blocks(space))
         loader = _train_loader(data.train, recipe, seed=seed, device=device)
         optimizer, scheduler = _optimizer_and_scheduler(net, recipe, len(loader))
         losses = _Losses.from_recipe(recipe, data.num_classes)

@@ -204,3 +204,13 @@ def test_unknown_precision_is_refused():
     with pytest.raises(ConfigError, match="choose from"):
         EvaluationSettings(precision="half")
     assert check_precision(None, torch.device("cpu")) == "fp32"
+
+
+def test_ddp_looks_for_unused_parameters_only_when_blocks_can_be_skipped(tiny_space):
+    from nas import SearchSpace
+    from nas.train import skips_blocks
+
+    assert min(tiny_space.genes["depth"]) < max(tiny_space.genes["depth"]) and skips_blocks(tiny_space)
+    fixed = tiny_space.to_dict()
+    fixed["genes"] = {**fixed["genes"], "depth": [max(tiny_space.genes["depth"])]}
+    assert not skips_blocks(SearchSpace.from_dict(fixed))
