@@ -150,7 +150,7 @@ def main() -> None:
         from nas.train import train_supernet
 
         print(f"training the digits supernet on the re-split data -> {path}", flush=True)
-        train_supernet(load_space("digits"), SPEC, get_recipe("digits"), path, progress=False)
+        train_supernet(load_space("digits"), SPEC, get_recipe("digits").with_rule("uniform"), path, progress=False)
     ckpt = load_checkpoint(path)
     if ckpt.dataset != SPEC:
         raise SystemExit(f"{path} was trained on {ckpt.dataset}, not on {SPEC}; give another --checkpoint")

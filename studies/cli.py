@@ -374,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     p = _subparser(sub, "train-supernet", "train a weight-entangled supernet",
-                   "Train the supernet of a search space on a data set (one random subnet per batch, neuron "
+                   "Train the supernet of a search space on a data set (by default the sandwich rule with in-place "
+                   "distillation: the largest, the smallest and a random subnet per batch, neuron "
                    "genes included); checkpoint after every epoch. Run under torchrun --nproc-per-node N for "
                    "data-parallel training.")
     p.add_argument("--dataset", default="digits", help=f"data set: {', '.join(DATASETS)}")

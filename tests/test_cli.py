@@ -119,7 +119,7 @@ def test_killed_worker_mid_trial_and_the_study_still_completes(tmp_path, digits_
 
 def test_training_killed_mid_epoch_resumes_to_all_epochs(tmp_path, tiny_toml):
     out = tmp_path / "sn.pt"
-    args = [*CLI, "train-supernet", "--space", str(tiny_toml), "--epochs", "3", "--batch-size", "32",
+    args = [*CLI, "train-supernet", "--space", str(tiny_toml), "--epochs", "3", "--batch-size", "32", "--rule", "uniform",
             "--output", str(out), "--no-progress"]
     proc = subprocess.Popen(args, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -141,7 +141,7 @@ def test_training_killed_while_writing_its_checkpoint_leaves_no_temp_files(tmp_p
     from nas import load_checkpoint
 
     out = tmp_path / "sn.pt"
-    args = ["train-supernet", "--space", str(tiny_toml), "--epochs", "6", "--batch-size", "32", "--output", str(out),
+    args = ["train-supernet", "--space", str(tiny_toml), "--epochs", "6", "--batch-size", "32", "--rule", "uniform", "--output", str(out),
             "--resume", "--no-progress"]
     torn = 0
     for _ in range(6):
@@ -163,7 +163,7 @@ def test_training_killed_while_writing_its_checkpoint_leaves_no_temp_files(tmp_p
 
 
 # Runs inside every torchrun rank: trains through the real CLI, recording the subnet of each
-# training forward pass (one per step) and, after training, the rank's final parameters. Not the
+# training forward pass (three per step under the default rule: largest, smallest, random) and, after training, the rank's final parameters. Not the
 # BN running statistics: DDP broadcasts rank 0's buffers before each forward, and each rank then
 # updates them from its own batch, so they legitimately differ after the last step.
 RANK_RECORDER = """
@@ -214,7 +214,7 @@ def test_torchrun_data_parallel_training_on_cpu(tmp_path, tiny_toml, digits_data
     # each rank gets half the training images; 1221 -> 610 per rank -> 19 steps of 32
     steps = len(digits_data.train) // 2 // 32
     subnets = [json.loads((tmp_path / f"subnets-{rank}.json").read_text()) for rank in (0, 1)]
-    assert len(subnets[0]) == steps and len(set(subnets[0])) > 1
+    assert len(subnets[0]) == 3 * steps and len(set(subnets[0][2::3])) > 1
     assert subnets[1] == subnets[0], "the ranks trained different subnets"
     weights = [torch.load(tmp_path / f"weights-{rank}.pt", weights_only=True) for rank in (0, 1)]
     assert weights[0].keys() == weights[1].keys()

@@ -20,6 +20,7 @@ from tests.conftest import DIGITS_RECIPE
 
 def test_rules_map_to_the_recipe_and_bad_ones_are_refused():
     recipe = get_recipe("digits")
+    assert recipe.rule == get_recipe("cifar").rule == "distill"  # the default, chosen with bench_distill.py
     assert [recipe.with_rule(rule).rule for rule in RULES] == list(RULES)
     assert recipe.with_rule("distill").sandwich and recipe.with_rule("distill").distill
     assert recipe.with_rule(None) == recipe
@@ -137,7 +138,7 @@ def test_a_training_step_does_not_wait_for_the_device(tmp_path, digits_data, tin
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_low_precision_training_finishes_and_resumes_bit_identically(tmp_path, digits_data, tiny_space,
                                                                      monkeypatch, precision):
-    recipe = DIGITS_RECIPE.replace(batch_size=128)
+    recipe = DIGITS_RECIPE.replace(batch_size=128).with_rule("distill")  # the default rule
     straight = train_supernet(tiny_space, DatasetSpec("digits"), recipe, tmp_path / "straight.pt", data=digits_data,
                               device="cpu", progress=False, precision=precision, eval_every=0)
     ckpt = load_checkpoint(tmp_path / "straight.pt")
