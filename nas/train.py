@@ -279,6 +279,7 @@ def _validate(net: SpikformerSupernet, data: DataSplits, space: SearchSpace, dev
     norms = {name: buffer.clone() for name, buffer in net.named_buffers() if "running_" in name
              or name.endswith("num_batches_tracked")}
     active, training = net.config, net.training
+    net.eval()  # recalibration switches the BN layers alone to training mode
     cuda = [device] if device.type == "cuda" else []
     try:
         # Data loaders draw their base seed from torch's global generator: keep training's stream.

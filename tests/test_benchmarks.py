@@ -68,4 +68,5 @@ def test_bench_train_prints_throughput_against_spikingjelly_and_memory(tmp_path)
     assert all(float(r[4]) > 0 for r in rows if r[0] == "ours, largest")
     memory = _table_rows(out, "fp32")[-1]
     before, peak, per_image = (float(v) for v in memory[1:4])
-    assert peak > before > 0 and per_image == pytest.approx((peak - before) / 2, abs=0.1)
+    # The table rounds MB to whole numbers and MB per image to 0.1.
+    assert peak > before > 0 and per_image == pytest.approx((peak - before) / 2, abs=0.6)
