@@ -37,7 +37,8 @@ trials reaches the mean HV of Random at the last budget; per seed, the median of
 count and how many seeds reach it. A duplicate is a trial whose architecture an earlier
 trial of the same study already had.
 
-Sampler settings (population size, candidates, ...) were tuned on seeds 100-104 only; the
+Sampler settings (population size, candidates, the screening rule) were tuned on seeds
+100-109 only; the
 tables in the README come from seeds 0-9.
 
     python benchmarks/bench_search.py [--problem digits|digits-large] [--seeds 0-9]
