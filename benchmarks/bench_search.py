@@ -38,8 +38,7 @@ count and how many seeds reach it. A duplicate is a trial whose architecture an 
 trial of the same study already had.
 
 Sampler settings (population size, candidates, the screening rule) were tuned on seeds
-100-109 only; the
-tables in the README come from seeds 0-9.
+100-109 only; the tables in the README come from seeds 0-9.
 
     python benchmarks/bench_search.py [--problem digits|digits-large] [--seeds 0-9]
         [--budgets 100 200 500] [--population-size N] [--candidates 4] [--samplers ...]
