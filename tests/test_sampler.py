@@ -438,3 +438,19 @@ def test_screening_is_deterministic_and_duplicate_free_with_workers(tiny_space):
     study.optimize(fake_objective(tiny_space, delay=0.01), n_trials=40, n_jobs=3)
     ids = [t.user_attrs["arch_id"] for t in study.trials]
     assert len(ids) == len(set(ids)) == 40
+
+
+def test_two_objective_gains_equal_the_hypervolume_added():
+    """The vectorised 2-D gain equals moocore's hypervolume with the point less without it."""
+    from nas.sampler._surrogate import _gains_2d
+
+    rng = np.random.default_rng(0)
+    ref = np.array([1.1, 1.1])
+    for _ in range(50):
+        points = rng.random((int(rng.integers(1, 30)), 2))
+        front = points[moocore.is_nondominated(points)]
+        candidates = rng.random((20, 2)) * 1.3 - 0.1  # some beyond the reference, some beyond the front
+        base = moocore.hypervolume(front, ref=ref)
+        exact = [moocore.hypervolume(np.vstack([front, c]), ref=ref) - base if (c < ref).all() else 0.0
+                 for c in candidates]
+        assert _gains_2d(candidates, front, ref) == pytest.approx(exact, abs=1e-12)

@@ -174,17 +174,37 @@ def promise(predicted: np.ndarray, front: np.ndarray, low: np.ndarray, high: np.
         gains = np.maximum(best - draws[:, :, 0], 0.0).mean(axis=1)
         return np.where(gains > 1e-12, gains, np.minimum(best - pred[:, 0], 0.0))
     ref = np.full(front.shape[1], 1.1)
-    base = moocore.hypervolume(front, ref=ref)
+    if front.shape[1] == 2:
+        gains = _gains_2d(draws.reshape(-1, 2), front, ref).reshape(draws.shape[:2]).mean(axis=1)
+    else:
+        base = moocore.hypervolume(front, ref=ref)
+        gains = np.array([np.mean([moocore.hypervolume(np.vstack([front, d]), ref=ref) - base
+                                   if (d < ref).all() else 0.0 for d in point_draws]) for point_draws in draws])
     scores = np.empty(len(pred))
     for i, p in enumerate(pred):
-        gain = float(np.mean([moocore.hypervolume(np.vstack([front, d]), ref=ref) - base if (d < ref).all() else 0.0
-                              for d in draws[i]]))
+        gain = float(gains[i])
         if gain > 1e-12:
             scores[i] = gain
         else:
             # How far p must move (in every objective) before no front point dominates it.
             scores[i] = -max(0.0, float(np.max(np.min(p - front, axis=1))))
     return scores
+
+
+def _gains_2d(points: np.ndarray, front: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """The area each point would add to a 2-D front (both minimised), up to `ref`, all at once.
+
+    Sorted by the first objective, the front is a staircase: between its i-th and (i+1)-th
+    point, everything above height y_i is dominated (above the reference before the first).
+    A point (a, b) adds, over each step from a to the reference, the height between b and the
+    step. Costs (points x front) numpy operations instead of a hypervolume per point.
+    """
+    front = front[np.argsort(front[:, 0], kind="stable")]
+    heights = np.minimum.accumulate(np.concatenate([[ref[1]], front[:, 1]]))  # per step, from -inf
+    edges = np.concatenate([[-np.inf], front[:, 0], [ref[0]]])
+    starts = np.clip(edges[None, :-1], points[:, :1], ref[0])
+    ends = np.clip(edges[None, 1:], points[:, :1], ref[0])
+    return ((ends - starts) * np.maximum(heights[None, :] - points[:, 1:], 0.0)).sum(axis=1)
 
 
 class Observed:
