@@ -239,8 +239,8 @@ def main() -> None:
         print(f"| {precision} | {probe['before_mb']:.0f} | {probe['peak_mb']:.0f} | {per_image:.1f} | "
               f"{fits[0]} | {fits[1]} |")
     if device.type != "cuda":
-        print("(CPU: peak RSS of a fresh process; a GPU's activations take a similar size, its batch sizes are "
-              "an estimate until measured on CUDA)")
+        print("(CPU: peak RSS of a fresh process. On a GPU this script measures allocated GPU memory instead; "
+              "until then the card batch sizes are an extrapolation from CPU memory)")
 
 
 if __name__ == "__main__":
