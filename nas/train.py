@@ -12,6 +12,7 @@ the same subnet at every step (same seed, same number of draws).
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import random
 from collections.abc import Iterator
@@ -37,8 +38,11 @@ from .checkpoint import SupernetCheckpoint, load_checkpoint, save_checkpoint
 from .data import DataSplits, fingerprint, load_dataset
 from .dataspec import DatasetSpec
 from .device import default_device
+from .evaluate import SubnetEvaluator
+from .io import atomic_write
 from .precision import autocast, check_precision, grad_scaler
 from .recipes import Recipe
+from .settings import EvaluationSettings
 from .space import SearchSpace
 
 
@@ -90,12 +94,18 @@ def _seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
     Weight init and augmentation draw from the global generators, so training seeds them;
     forking them keeps that from resetting the random stream of the code that called us.
     """
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+    with _forked_rng(device):
         torch.default_generator.manual_seed(seed)
-        for d in cuda:
-            with torch.cuda.device(d):
+        if device.type == "cuda":
+            with torch.cuda.device(device):
                 torch.cuda.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def _forked_rng(device: torch.device) -> Iterator[None]:
+    """Give torch's global generators (the CPU's and `device`'s) back as they were after the block."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type="cuda"):
         yield
 
 
@@ -164,8 +174,8 @@ class _Run:
     scheduler: Scheduler
     loader_rng: torch.Generator
     subnet_rng: random.Random
-    precision: str = "fp32"
-    scaler: torch.amp.GradScaler | None = None
+    precision: str
+    scaler: torch.amp.GradScaler
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -186,7 +196,7 @@ class _Run:
         torch.set_rng_state(ckpt.rng["torch"])
         self.loader_rng.set_state(ckpt.rng["loader"])
         self.subnet_rng.setstate(_to_tuple(ckpt.rng["subnets"]))
-        if self.scaler is not None and ckpt.scaler:
+        if ckpt.scaler:
             self.scaler.load_state_dict(ckpt.scaler)
         self.epoch, self.history = ckpt.epoch, list(ckpt.history)
 
@@ -206,7 +216,7 @@ class _Run:
             history=list(self.history),
             data_fingerprint=self.data_fingerprint,
             precision=self.precision,
-            scaler=self.scaler.state_dict() if self.scaler is not None and self.scaler.is_enabled() else None,
+            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
         )
 
 
@@ -273,25 +283,19 @@ def _validate(net: SpikformerSupernet, data: DataSplits, space: SearchSpace, dev
     supernet's own statistics, its active subnet, its mode and torch's random state are put
     back afterwards, so that validating does not change training.
     """
-    from .evaluate import SubnetEvaluator
-    from .settings import EvaluationSettings
-
-    norms = {name: buffer.clone() for name, buffer in net.named_buffers() if "running_" in name
-             or name.endswith("num_batches_tracked")}
+    buffers = {name: buffer.clone() for name, buffer in net.named_buffers()}  # BN statistics
     active, training = net.config, net.training
     net.eval()  # recalibration switches the BN layers alone to training mode
-    cuda = [device] if device.type == "cuda" else []
     try:
         # Data loaders draw their base seed from torch's global generator: keep training's stream.
-        with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+        with _forked_rng(device):
             evaluator = SubnetEvaluator(net, data.train_eval, data.val, device=device,
                                         settings=EvaluationSettings(precision=precision))
             scores = {"largest": evaluator(space.largest()), "smallest": evaluator(space.smallest())}
     finally:
         with torch.no_grad():
             for name, buffer in net.named_buffers():
-                if name in norms:
-                    buffer.copy_(norms[name])
+                buffer.copy_(buffers[name])
         net.set_subnet(active)
         net.train(training)
     return {f"{key}_{which}": value for which, score in scores.items()
@@ -311,9 +315,6 @@ def metrics_path(checkpoint: str | Path) -> Path:
 
 def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     """Write the whole history (so a resumed run's file matches its checkpoint)."""
-    import csv
-
-    from .io import atomic_write
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
