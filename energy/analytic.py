@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -11,18 +11,22 @@ import pandas as pd
 from models import SubnetConfig, SupernetConfig
 
 from .profiles import EnergyProfile, get_profile
+from .report import EnergyReport, build_report, check_first_layer
 
 
 @dataclass(frozen=True)
 class DenseMACs:
     """Dense MACs of each synaptic layer for one image.
 
-    ``MAC`` layers (the first conv on the static image, the head on averaged features)
-    run once per image; ``AC`` layers run once per time step and the counts are per step.
+    ``MAC`` layers (the first conv on a static image, the head on averaged features) are
+    counted per image: the first conv once, or T times under the ``per_step`` first-layer
+    convention. ``AC`` layers run once per time step and the counts are per step; on event
+    frames the first conv is one of them.
     """
 
     layers: pd.DataFrame
     time_steps: int
+    first_layer: str = "once"
 
     @property
     def total(self) -> int:
@@ -41,8 +45,10 @@ def _pooled(size: int) -> int:
     return (size + 1) // 2
 
 
-def _layer_macs(supernet_cfg: SupernetConfig, config: SubnetConfig) -> list[tuple[str, str, int]]:
+def _layer_macs(supernet_cfg: SupernetConfig, config: SubnetConfig,
+                first_layer: str = "once") -> list[tuple[str, str, int]]:
     """``(layer, kind, dense MACs)`` of each synaptic layer of the active `config`."""
+    check_first_layer(first_layer)
     d = config.embed_dim
     dims = (supernet_cfg.in_channels, *supernet_cfg.stem_dims, d)
     side = supernet_cfg.img_size
@@ -50,7 +56,10 @@ def _layer_macs(supernet_cfg: SupernetConfig, config: SubnetConfig) -> list[tupl
     rows: list[tuple[str, str, int]] = []
     for stage in range(4):
         macs = side * side * dims[stage] * dims[stage + 1] * 9
-        rows.append((f"sps.proj_convs.{stage}", "MAC" if stage == 0 else "AC", macs))
+        kind = "AC" if stage or supernet_cfg.event_input else "MAC"
+        if kind == "MAC" and first_layer == "per_step":
+            macs *= config.time_steps
+        rows.append((f"sps.proj_convs.{stage}", kind, macs))
         if stage >= pooled_from:
             side = _pooled(side)
     n = side * side
@@ -69,15 +78,16 @@ def _layer_macs(supernet_cfg: SupernetConfig, config: SubnetConfig) -> list[tupl
     return rows
 
 
-def dense_macs(supernet_cfg: SupernetConfig, config: SubnetConfig) -> DenseMACs:
+def dense_macs(supernet_cfg: SupernetConfig, config: SubnetConfig, *, first_layer: str = "once") -> DenseMACs:
     """Count the dense MACs of `config` layer by layer.
 
     Layer names are the module names of `models.Spikformer`, with ``.qk`` and ``.av`` for
-    the two attention products.
+    the two attention products. `first_layer` (``once`` or ``per_step``) is the convention
+    for the first conv of a static-image model.
     """
     config = config.active()
-    frame = pd.DataFrame(_layer_macs(supernet_cfg, config), columns=["layer", "kind", "dense_macs"])
-    return DenseMACs(layers=frame, time_steps=config.time_steps)
+    frame = pd.DataFrame(_layer_macs(supernet_cfg, config, first_layer), columns=["layer", "kind", "dense_macs"])
+    return DenseMACs(layers=frame, time_steps=config.time_steps, first_layer=first_layer)
 
 
 def analytic_energy(
@@ -85,6 +95,7 @@ def analytic_energy(
     *,
     firing_rate: float = 1.0,
     profile: str | EnergyProfile | None = None,
+    first_layer: str = "once",
 ) -> Callable[[SubnetConfig], float]:
     """Energy per image (mJ) of any subnet of `supernet_cfg` from its dense counts alone.
 
@@ -96,22 +107,73 @@ def analytic_energy(
         supernet_cfg: The supernet the subnets live in.
         firing_rate: Input spike rate assumed for every spike-driven layer.
         profile: Energy per operation (see `get_profile`).
+        first_layer: First-layer convention, ``once`` or ``per_step``.
 
     Returns:
         A function of a `SubnetConfig` giving mJ per image.
     """
-    return functools.partial(_dense_energy_mj, supernet_cfg, firing_rate=firing_rate, profile=profile)
+    check_first_layer(first_layer)
+    return functools.partial(_dense_energy_mj, supernet_cfg, firing_rate=firing_rate, profile=profile,
+                             first_layer=first_layer)
 
 
 def _dense_energy_mj(supernet_cfg: SupernetConfig, config: SubnetConfig, *, firing_rate: float,
-                     profile: str | EnergyProfile | None) -> float:
+                     profile: str | EnergyProfile | None, first_layer: str = "once") -> float:
     # `DenseMACs.energy_mj` without the DataFrame: a sampler calls this for every child it draws.
     config = config.active()
     p = get_profile(profile)
     mac = ac = 0
-    for _, kind, macs in _layer_macs(supernet_cfg, config):
+    for _, kind, macs in _layer_macs(supernet_cfg, config, first_layer):
         if kind == "MAC":
             mac += macs
         else:
             ac += macs
     return float(p.e_mac_pj * mac + p.e_ac_pj * firing_rate * config.time_steps * ac) * 1e-9
+
+
+def appendix_energy(
+    dense: DenseMACs,
+    firing_rates: Mapping[str, float] | float,
+    *,
+    profile: str | EnergyProfile | None = None,
+    count_head: bool = True,
+) -> EnergyReport:
+    """The Spikformer appendix's energy arithmetic, from dense counts and input firing rates.
+
+    ``E = E_MAC x MACs(first conv) + E_AC x sum_l fr(l) x T x MACs(l)`` over the spike-driven
+    layers l, where fr(l) is the mean spike count per input element per step of layer l.
+    The first conv counts as `dense` counts it: build `dense` with
+    ``dense_macs(..., first_layer="per_step")`` for the published tables, which charge it at
+    every step. The appendix's formula has no term for the head (its MACs on averaged
+    features are a few thousandths of a mJ on ImageNet); ``count_head=False`` leaves it out.
+
+    Args:
+        dense: Per-layer dense MACs (`dense_macs`).
+        firing_rates: One rate for every spike-driven layer, or a rate per layer name; every
+            spike-driven layer of `dense` needs one.
+        profile: Energy per operation (default ``fp32``: 4.6 / 0.9 pJ).
+        count_head: Charge the head's MACs.
+
+    Returns:
+        The energy per image, with a per-layer table (`EnergyReport.layers`).
+
+    Raises:
+        ValueError: for a spike-driven layer without a rate, or a rate naming no layer.
+    """
+    rows = []
+    layers = dense.layers if count_head else dense.layers[dense.layers["layer"] != "head"]
+    ac_layers = set(layers.loc[layers["kind"] == "AC", "layer"])
+    if not isinstance(firing_rates, (int, float)):
+        missing = sorted(ac_layers - set(firing_rates))
+        unknown = sorted(set(firing_rates) - ac_layers)
+        if missing or unknown:
+            raise ValueError(f"firing rates: spike-driven layers without a rate {missing}, rates for no spike-driven "
+                             f"layer {unknown}")
+    for layer, kind, macs in layers.itertuples(index=False):
+        if kind == "MAC":
+            rows.append((layer, kind, float(macs), float("nan"), float(macs)))
+        else:
+            rate = float(firing_rates if isinstance(firing_rates, (int, float)) else firing_rates[layer])
+            rows.append((layer, kind, float(macs), rate, rate * dense.time_steps * macs))
+    return build_report(rows, get_profile(profile), time_steps=dense.time_steps, firing_rate=float("nan"),
+                        params=None, images=1, first_layer=dense.first_layer)

@@ -15,7 +15,7 @@ from torch import nn
 from models import AttentionProduct
 
 from .profiles import EnergyProfile, get_profile
-from .report import EnergyReport, build_report
+from .report import EnergyReport, build_report, check_first_layer
 
 SYNAPTIC_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -26,6 +26,7 @@ class _LayerStats:
     spikes: torch.Tensor | float = 0.0
     elements: int = 0
     call_macs: int = 0
+    step_macs: int = 0  # call_macs with a call that serves several steps counted once per step
 
 
 def _is_spike_count(x: torch.Tensor) -> bool:
@@ -50,6 +51,12 @@ class EnergyMonitor:
     is spike-driven and charged at E_AC for its synaptic operations
     ``SOPs = input rate x dense MACs`` (summed over time steps).
 
+    A layer that computes once what serves several steps (`models.Spikformer`'s first conv
+    on a static image) says so in ``energy_steps_per_call``; the ``first_layer`` convention
+    decides whether that is charged once (``once``) or at every step (``per_step``, as the
+    published Spikformer tables count it). Images are counted from the logits, the second
+    to last axis of the model's output (``[B, classes]``, or ``[T, B, classes]``).
+
     Hooks only read tensors: outputs are unchanged, and they are removed on exit.
 
     Args:
@@ -57,11 +64,13 @@ class EnergyMonitor:
         time_steps: T, used to report per-step dense MACs; read from the model's
             ``time_steps`` or ``T`` attribute when not given.
         profile: Energy per operation (see `get_profile`).
+        first_layer: ``once`` or ``per_step`` (`FIRST_LAYER_CONVENTIONS`).
     """
 
     model: nn.Module
     time_steps: int | None = None
     profile: str | EnergyProfile | None = None
+    first_layer: str = "once"
     _stats: dict[str, _LayerStats] = field(default_factory=dict, init=False)
     _handles: list = field(default_factory=list, init=False)
     _images: int = field(default=0, init=False)
@@ -69,9 +78,13 @@ class EnergyMonitor:
     _neuron_spikes: torch.Tensor | float = field(default=0.0, init=False)
     _neuron_elements: int = field(default=0, init=False)
 
+    def __post_init__(self) -> None:
+        check_first_layer(self.first_layer)
+
     def __enter__(self) -> EnergyMonitor:
         self.reset()
         self._handles.append(self.model.register_forward_pre_hook(self._on_model_input))
+        self._handles.append(self.model.register_forward_hook(self._on_model_output))
         for name, module in self.model.named_modules():
             if isinstance(module, SYNAPTIC_LAYERS):
                 self._handles.append(module.register_forward_hook(self._layer_hook(name)))
@@ -95,9 +108,10 @@ class EnergyMonitor:
         self._neuron_elements = 0
 
     def _on_model_input(self, module: nn.Module, args: tuple) -> None:
-        x = args[0]
-        self._model_input = x
-        self._images += x.shape[1] if x.ndim == 5 else x.shape[0]
+        self._model_input = args[0]
+
+    def _on_model_output(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        self._images += out.shape[-2] if out.ndim >= 2 else 1
 
     def _record(self, name: str, module: nn.Module, x: torch.Tensor, call_macs: int) -> None:
         stats = self._stats.get(name)
@@ -111,6 +125,7 @@ class EnergyMonitor:
             stats.spikes = stats.spikes + x.detach().sum(dtype=torch.float64)  # exact in any precision
             stats.elements += x.numel()
         stats.call_macs += call_macs
+        stats.step_macs += call_macs * getattr(module, "energy_steps_per_call", 1)
 
     def _layer_hook(self, name: str):
         def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
@@ -151,13 +166,13 @@ class EnergyMonitor:
         rows = []
         for name, s in self._stats.items():
             rate = float(s.spikes) / s.elements if s.kind == "AC" and s.elements else float("nan")
-            per_image = s.call_macs / self._images
+            per_image = (s.step_macs if self.first_layer == "per_step" else s.call_macs) / self._images
             dense = per_image / time_steps if s.kind == "AC" else per_image
             ops = rate * per_image if s.kind == "AC" else per_image
             rows.append((name, s.kind, dense, rate, ops))
         firing = float(self._neuron_spikes) / self._neuron_elements if self._neuron_elements else float("nan")
         return build_report(rows, get_profile(self.profile), time_steps=int(time_steps),
-                            firing_rate=firing, params=params, images=self._images)
+                            firing_rate=firing, params=params, images=self._images, first_layer=self.first_layer)
 
 
 def measure_energy(
@@ -167,8 +182,10 @@ def measure_energy(
     profile: str | EnergyProfile | None = None,
     time_steps: int | None = None,
     params: int | None = None,
+    first_layer: str = "once",
 ) -> EnergyReport:
     """Run `model` once on `inputs` (no grad) and report its energy per image."""
-    with torch.no_grad(), EnergyMonitor(model, time_steps=time_steps, profile=profile) as monitor:
+    with torch.no_grad(), EnergyMonitor(model, time_steps=time_steps, profile=profile,
+                                        first_layer=first_layer) as monitor:
         model(inputs)
     return monitor.report(params=params)

@@ -10,14 +10,33 @@ from .profiles import EnergyProfile
 
 PJ_TO_MJ = 1e-9
 
+FIRST_LAYER_CONVENTIONS = ("once", "per_step")
+"""How the first layer of a static-image model is charged. ``once``: as it is computed here,
+once per image (its output is reused at every step). ``per_step``: at every one of the T
+steps, as the published Spikformer tables count it (the appendix's 0.347 G first-layer MACs
+of 8-512 at 224x224 and T=4 are 4 x 86.7 M). On event frames the first layer runs at every
+step under either convention."""
+
+
+def check_first_layer(convention: str) -> str:
+    """Return `convention` if it is one of `FIRST_LAYER_CONVENTIONS`.
+
+    Raises:
+        ValueError: naming the conventions allowed.
+    """
+    if convention not in FIRST_LAYER_CONVENTIONS:
+        raise ValueError(f"unknown first-layer convention {convention!r}; choose from {list(FIRST_LAYER_CONVENTIONS)}")
+    return convention
+
 
 @dataclass(frozen=True)
 class EnergyReport:
     """Energy per image, after the Spikformer appendix.
 
     ``E = E_MAC * MACs + E_AC * SOPs``, where MACs are the dense operations of layers that
-    see real values (the first conv, once per image; the head) and SOPs the synaptic
-    operations of spike-driven layers (input rate x T x dense MACs).
+    see real values (the first conv on a static image, once per image or at every step as
+    `first_layer` says; the head) and SOPs the synaptic operations of spike-driven layers
+    (input rate x T x dense MACs; on event frames the first conv is one of them).
 
     Attributes:
         energy_mj: Energy per image in millijoules.
@@ -31,6 +50,7 @@ class EnergyReport:
             energy_mj and energy_share.
         profile: The per-operation energies used.
         images: How many images were measured.
+        first_layer: The first-layer convention the figures follow (`FIRST_LAYER_CONVENTIONS`).
     """
 
     energy_mj: float
@@ -42,6 +62,7 @@ class EnergyReport:
     layers: pd.DataFrame
     profile: EnergyProfile
     images: int
+    first_layer: str = "once"
 
     def summary(self) -> dict[str, float | int | None]:
         """The scalar figures, e.g. for an Optuna trial's user attrs."""
@@ -63,6 +84,7 @@ def build_report(
     firing_rate: float,
     params: int | None,
     images: int,
+    first_layer: str = "once",
 ) -> EnergyReport:
     """Assemble an `EnergyReport` from per-layer (layer, kind, dense_macs, rate, ops) rows."""
     layers = pd.DataFrame(rows, columns=["layer", "kind", "dense_macs", "input_rate", "ops"])
@@ -81,4 +103,5 @@ def build_report(
         layers=layers,
         profile=profile,
         images=images,
+        first_layer=check_first_layer(first_layer),
     )

@@ -13,5 +13,5 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "errors": ["ConfigError"],
     "extract": ["extract_subnet"],
     "spikformer": ["AttentionProduct", "Spikformer", "SpikformerBlock", "SpikformerSupernet", "SpikingMLP",
-                   "SpikingPatchSplitting", "SpikingSelfAttention"],
+                   "SpikingPatchSplitting", "SpikingSelfAttention", "integrate_frames"],
 })

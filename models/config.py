@@ -48,6 +48,11 @@ class SupernetConfig:
         threshold: Firing threshold of the largest subnet's searched neurons.
         time_steps: Time steps of the largest subnet.
         threshold_scope: Which neurons the searched threshold drives (`THRESHOLD_SCOPES`).
+        event_input: The input is a sequence of event frames (spike counts per pixel and
+            polarity, one frame per step) rather than a static image: the first conv then
+            runs at every step and is charged as spike-driven.
+        attention_scale: The constant that scales ``Q K^T V`` (Spikformer: 0.125; its
+            CIFAR10-DVS model: 0.25).
     """
 
     in_channels: int = 3
@@ -62,6 +67,8 @@ class SupernetConfig:
     threshold: float = 1.0
     time_steps: int = 4
     threshold_scope: str = "mlp"
+    event_input: bool = False
+    attention_scale: float = 0.125
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "img_size", "patch_size", "num_classes", "max_depth",
@@ -90,6 +97,8 @@ class SupernetConfig:
             raise ConfigError(f"SupernetConfig.tau={self.tau} must be a finite number > 1 (spikingjelly's LIF)")
         if not 0.0 < self.threshold < math.inf:
             raise ConfigError(f"SupernetConfig.threshold={self.threshold} must be a finite number > 0")
+        if not 0.0 < self.attention_scale < math.inf:
+            raise ConfigError(f"SupernetConfig.attention_scale={self.attention_scale} must be a finite number > 0")
         if self.threshold_scope not in THRESHOLD_SCOPES:
             raise ConfigError(
                 f"SupernetConfig.threshold_scope={self.threshold_scope!r}; "
@@ -152,7 +161,8 @@ class SubnetConfig:
         mlp_ratio: MLP hidden width of each block, as a multiple of D.
         tau: Membrane time constant of each block's neurons (> 1).
         threshold: Firing threshold of each block's searched neurons.
-        time_steps: Time steps T the image is presented for.
+        time_steps: Time steps T the network runs for (a static image is shown at every
+            step; event frames are integrated into T steps).
     """
 
     depth: int

@@ -1,7 +1,9 @@
 """Spikformer (Zhou et al., ICLR 2023) and its weight-entangled supernet.
 
-Tensors inside the network are multi-step: images ``[T, B, C, H, W]`` in the patch
-splitter and tokens ``[T, B, N, D]`` (channels last) in the transformer blocks.
+The network takes static images ``[B, C, H, W]``, shown at every step, or frame sequences
+``[B, F, C, H, W]`` (batch first, as a data loader stacks them), whose F frames are integrated
+into the subnet's T steps (`integrate_frames`). Tensors inside are multi-step: ``[T, B, C, H, W]``
+in the patch splitter and tokens ``[T, B, N, D]`` (channels last) in the transformer blocks.
 
 `Spikformer` is one fixed architecture built from plain torch layers. `SpikformerSupernet`
 is the same network at the largest configuration, built from elastic layers, that runs
@@ -24,6 +26,27 @@ from .neurons import ATTENTION_THRESHOLD, lif, set_lif
 ATTENTION_SCALE = 0.125
 
 
+def integrate_frames(frames: torch.Tensor, time_steps: int) -> torch.Tensor:
+    """Batch-first frames ``[B, F, ...]`` as ``time_steps`` steps ``[T, B, ...]``.
+
+    Step t is the sum of frames ``floor(t F / T)`` up to ``floor((t + 1) F / T)`` (excluded):
+    every frame counts once, in order, so a subnet with fewer steps than the data has frames
+    sees all events, re-integrated into longer windows (exactly F / T frames each when T
+    divides F). With T = F the frames are the steps.
+
+    Raises:
+        ValueError: if there are fewer frames than steps.
+    """
+    frame_count = frames.shape[1]
+    if frame_count < time_steps:
+        raise ValueError(f"{frame_count} frames per sample cannot feed T={time_steps} steps; integrate the data "
+                         f"into at least {time_steps} frames (the space's largest T)")
+    if frame_count == time_steps:
+        return frames.transpose(0, 1)
+    bounds = [t * frame_count // time_steps for t in range(time_steps + 1)]
+    return torch.stack([frames[:, a:b].sum(dim=1) for a, b in zip(bounds, bounds[1:])])
+
+
 def _layers(elastic: bool) -> tuple[type, type, type, type]:
     if elastic:
         return ElasticLinear, ElasticConv2d, ElasticBatchNorm1d, ElasticBatchNorm2d
@@ -44,8 +67,9 @@ def _lif_steps(node: neuron.LIFNode, x: torch.Tensor, time_steps: int) -> torch.
 class SpikingPatchSplitting(nn.Module):
     """SPS: four conv-BN-LIF stages with max-pools, then a relative position embedding.
 
-    The first conv sees the static image; it (and its BN) runs once per image and the
-    result is repeated over the T steps, which gives the same output T times cheaper.
+    The first conv of a static image runs once (with its BN) and the result is repeated over
+    the T steps, which gives the same output T times cheaper; it records that on the conv as
+    ``energy_steps_per_call`` for energy monitors. Of a sequence, it runs at every step.
     """
 
     def __init__(
@@ -77,11 +101,13 @@ class SpikingPatchSplitting(nn.Module):
         # propagates through BN, LIF and pooling.
         if x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+            self.proj_convs[0].energy_steps_per_call = time_steps
             y = self.proj_bns[0](self.proj_convs[0](x))
             y = self.proj_lifs[0](y.unsqueeze(0).expand(time_steps, *y.shape)).flatten(0, 1)
         else:
             time_steps = x.shape[0]
             x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+            self.proj_convs[0].energy_steps_per_call = 1
             y = self.proj_bns[0](self.proj_convs[0](x))
             y = _lif_steps(self.proj_lifs[0], y, time_steps)
         for stage in range(4):
@@ -119,16 +145,16 @@ class AttentionProduct(nn.Module):
 
 
 class SpikingSelfAttention(nn.Module):
-    """SSA: Q, K, V = LIF(BN(Linear(x))); LIF_0.5(Q K^T V * 0.125); LIF(BN(Linear(.)))."""
+    """SSA: Q, K, V = LIF(BN(Linear(x))); LIF_0.5(Q K^T V * scale); LIF(BN(Linear(.)))."""
 
-    def __init__(self, dim: int, num_heads: int, *, elastic: bool = False) -> None:
+    def __init__(self, dim: int, num_heads: int, *, elastic: bool = False, scale: float = ATTENTION_SCALE) -> None:
         super().__init__()
         Linear, _, BN1d, _ = _layers(elastic)
         self.num_heads = num_heads
         self.q_linear, self.k_linear, self.v_linear = (Linear(dim, dim) for _ in range(3))
         self.q_bn, self.k_bn, self.v_bn = (BN1d(dim) for _ in range(3))
         self.q_lif, self.k_lif, self.v_lif = (lif() for _ in range(3))
-        self.attn_product = AttentionProduct()
+        self.attn_product = AttentionProduct(scale)
         self.attn_lif = lif(threshold=ATTENTION_THRESHOLD)
         self.proj_linear = Linear(dim, dim)
         self.proj_bn = BN1d(dim)
@@ -163,9 +189,10 @@ class SpikingMLP(nn.Module):
 class SpikformerBlock(nn.Module):
     """x = x + SSA(x); x = x + MLP(x). Residuals add spikes, so x holds small integers."""
 
-    def __init__(self, dim: int, num_heads: int, hidden: int, *, elastic: bool = False) -> None:
+    def __init__(self, dim: int, num_heads: int, hidden: int, *, elastic: bool = False,
+                 attention_scale: float = ATTENTION_SCALE) -> None:
         super().__init__()
-        self.attn = SpikingSelfAttention(dim, num_heads, elastic=elastic)
+        self.attn = SpikingSelfAttention(dim, num_heads, elastic=elastic, scale=attention_scale)
         self.mlp = SpikingMLP(dim, hidden, elastic=elastic)
 
     def set_neurons(self, *, tau: float, threshold: float, scope: str) -> None:
@@ -214,7 +241,8 @@ class Spikformer(nn.Module):
             supernet_cfg.in_channels, supernet_cfg.stem_dims, d, supernet_cfg.num_pools, elastic=elastic
         )
         self.blocks = nn.ModuleList(
-            SpikformerBlock(d, config.num_heads[i], config.mlp_hidden(i), elastic=elastic)
+            SpikformerBlock(d, config.num_heads[i], config.mlp_hidden(i), elastic=elastic,
+                            attention_scale=supernet_cfg.attention_scale)
             for i in range(config.depth)
         )
         self.head = Linear(d, supernet_cfg.num_classes)
@@ -225,13 +253,17 @@ class Spikformer(nn.Module):
     def _mark_energy_kinds(self) -> None:
         """Tell energy monitors how each synaptic layer is charged.
 
-        The first conv sees the real-valued image and the head time-averaged features
-        (MACs); every other layer sees spikes or sums of spikes (ACs).
+        The first conv sees the real-valued image (MACs) or, on event data, spike counts
+        (ACs); the head sees time-averaged features (MACs); every other layer sees spikes or
+        sums of spikes (ACs). The first conv is also marked as the first layer, which an
+        energy convention may charge at every step (`energy.FIRST_LAYER_CONVENTIONS`).
         """
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d, AttentionProduct)):
                 module.energy_kind = "AC"
-        self.sps.proj_convs[0].energy_kind = "MAC"
+        first = self.sps.proj_convs[0]
+        first.energy_kind = "AC" if self.supernet_cfg.event_input else "MAC"
+        first.energy_first_layer = True
         self.head.energy_kind = "MAC"
 
     def _init_weights(self) -> None:
@@ -254,7 +286,17 @@ class Spikformer(nn.Module):
         return self.config.time_steps
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``[B, C, H, W]`` to features ``[B, D]`` (mean over tokens, then time)."""
+        """Images ``[B, C, H, W]`` or frames ``[B, F, C, H, W]`` to features ``[B, D]`` (mean
+        over tokens, then time).
+
+        Raises:
+            ValueError: for a static image into an event-input network, or too few frames.
+        """
+        if x.ndim == 5:
+            x = integrate_frames(x, self.time_steps)
+        elif self.supernet_cfg.event_input:
+            raise ValueError(f"this network reads event frames [B, F, C, H, W], got a tensor of shape "
+                             f"{tuple(x.shape)}")
         x = self.sps(x, self.time_steps)
         for block in self.blocks[: self.config.depth]:
             x = block(x)
@@ -264,7 +306,8 @@ class Spikformer(nn.Module):
         return self.head(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits ``[B, classes]``; neuron state is reset after every call."""
+        """Class logits ``[B, classes]`` of images or frame sequences (see `forward_features`);
+        neuron state is reset after every call."""
         try:
             return self.forward_head(self.forward_features(x))
         finally:

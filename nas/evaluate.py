@@ -160,6 +160,7 @@ def score_model(
     params: int,
     profile: str | EnergyProfile | None = None,
     device: torch.device | str | None = None,
+    first_layer: str = "once",
 ) -> tuple[float, EnergyReport]:
     """Top-1 accuracy of `model` on `batches` and its energy per image, measured in one pass.
 
@@ -171,13 +172,14 @@ def score_model(
         params: Parameter count written into the report.
         profile: Energy per operation (see `energy.get_profile`).
         device: Where the images go; defaults to the model's device.
+        first_layer: First-layer energy convention, ``once`` or ``per_step``.
 
     Returns:
         Accuracy in [0, 1] and the energy report.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     correct = scored = 0
-    with EnergyMonitor(model, profile=profile) as monitor:
+    with EnergyMonitor(model, profile=profile, first_layer=first_layer) as monitor:
         for correct, scored in _running_counts(model, batches, device):
             pass
     return correct / scored, monitor.report(params=params)
@@ -270,7 +272,8 @@ class SubnetEvaluator:
         net.eval()
         params = count_params(net.supernet_cfg, config)
         correct = scored = 0
-        with EnergyMonitor(net, profile=settings.profile) as monitor, autocast(self.device, self.precision):
+        with (EnergyMonitor(net, profile=settings.profile, first_layer=settings.first_layer) as monitor,
+              autocast(self.device, self.precision)):
             for correct, scored in _running_counts(net, self._loader, self.device):
                 if reject is None or not settings.rejection_min_images <= scored < total:
                     continue

@@ -98,6 +98,10 @@ class SamplerSettings:
         return asdict(self)
 
 
+FIRST_LAYER_CONVENTIONS = ("once", "per_step")
+"""Energy conventions for the first layer (`energy.FIRST_LAYER_CONVENTIONS`, repeated here so
+that this module imports neither torch nor pandas; a test keeps the two equal)."""
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 """Numeric precisions of training and evaluation (see `nas.precision`)."""
 
@@ -131,6 +135,10 @@ class EvaluationSettings:
             probability, which rejects sooner.
         precision: ``fp32``, ``bf16`` or ``fp16`` autocast of the scoring passes
             (`nas.precision`); None: bf16 on a GPU that supports it, else fp32.
+        first_layer: How the first layer of a static-image model is charged: ``once`` per
+            image, as it is computed, or ``per_step``, at each of the T steps, as the
+            published Spikformer tables count it (`energy.FIRST_LAYER_CONVENTIONS`). On
+            event data the first layer runs at every step either way.
     """
 
     calib_batches: int = 4
@@ -143,8 +151,12 @@ class EvaluationSettings:
     rejection_min_images: int = 100
     rejection_confidence: float | None = None
     precision: str | None = None
+    first_layer: str = "once"
 
     def __post_init__(self) -> None:
+        if self.first_layer not in FIRST_LAYER_CONVENTIONS:
+            raise ConfigError(f"unknown first-layer convention '{self.first_layer}'; choose from "
+                              f"{list(FIRST_LAYER_CONVENTIONS)}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision '{self.precision}'; choose from {list(PRECISIONS)}")
         for name in ("calib_batches", "calib_batch_size", "batch_size", "rejection_min_images"):

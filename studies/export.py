@@ -61,7 +61,8 @@ def export_trial(
         again here on the search's ``val_images`` images; equals the search's),
         ``test_accuracy`` in [0, 1], ``test_energy_mj``, ``test_sops``, ``test_firing_rate``
         (measured on the extracted model, on all ``test_images`` images of the test split),
-        ``energy_profile`` and ``files`` (the two paths).
+        ``energy_profile``, ``energy_first_layer`` (the first-layer convention) and ``files``
+        (the two paths).
 
     Raises:
         StudyError: for a study without complete trials, an unknown trial number or a
@@ -78,7 +79,7 @@ def export_trial(
     params = count_params(supernet_cfg, config)
     ev = settings.evaluation
     test_accuracy, report = score_model(model, DataLoader(data.test, batch_size=ev.batch_size, shuffle=False),
-                                        params=params, profile=ev.profile)
+                                        params=params, profile=ev.profile, first_layer=ev.first_layer)
 
     out = Path(out_dir)
     weights, description = out / WEIGHTS_FILE, out / CONFIG_FILE
@@ -104,6 +105,7 @@ def export_trial(
         "test_sops": report.sops,
         "test_firing_rate": report.firing_rate,
         "energy_profile": ev.profile,
+        "energy_first_layer": ev.first_layer,
     }
     text = json.dumps({**result, "format": EXPORT_FORMAT, "supernet": supernet_cfg.to_dict(),
                        "dataset": settings.dataset.to_dict(), "weights": WEIGHTS_FILE}, indent=1) + "\n"

@@ -36,6 +36,10 @@ GENES_TITLE = "Genes of every trial"
 
 ACCURACY_LABEL = "validation accuracy (%)"
 ENERGY_LABEL = "energy per image (mJ)"
+_FIRST_LAYER_TEXT = {
+    "once": "once per image (as computed)",
+    "per_step": "at every time step (as the published Spikformer tables)",
+}
 PARAMS_LABEL = "parameters"
 HYPERVOLUME_LABEL = "hypervolume ((1 − accuracy) × mJ)"
 HYPERVOLUME3_LABEL = "hypervolume ((1 − accuracy) × mJ × parameters)"
@@ -399,7 +403,8 @@ def _summary(study: optuna.Study, settings: StudySettings, frame: pd.DataFrame, 
     if not front.empty:
         items.append(("Best F_AEB", _trial_line(analysis.best_aeb(frame))))
         items.append(("Knee of the front", _trial_line(analysis.knee(front, objective=settings.objective))))
-    items += [("Energy profile", settings.evaluation.profile), ("Supernet", settings.checkpoint)]
+    items += [("Energy profile", settings.evaluation.profile),
+              ("First layer", _FIRST_LAYER_TEXT[settings.evaluation.first_layer]), ("Supernet", settings.checkpoint)]
     rows = "".join(f"<dt>{html.escape(key)}</dt><dd>{html.escape(value)}</dd>" for key, value in items)
     return f'<dl class="summary">{rows}</dl>'
 

@@ -119,7 +119,7 @@ def make_sampler(settings: StudySettings, *, seed_offset: int = 0):
 
     sampler_settings = dataclasses.replace(settings.sampler, seed=settings.sampler.seed + seed_offset)
     return SpikformerNSGAIISampler(settings.space, settings=sampler_settings,
-                                   cost=analytic_energy(settings.supernet_cfg))
+                                   cost=analytic_energy(settings.supernet_cfg, first_layer=settings.evaluation.first_layer))
 
 
 def _study_names(store: optuna.storages.BaseStorage) -> list[str]:

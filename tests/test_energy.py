@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import random
 
@@ -10,8 +11,8 @@ from spikingjelly.activation_based.model import spikformer as sj_spikformer
 from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 from torch import nn
 
-from energy import EnergyMonitor, analytic_energy, dense_macs, get_profile, measure_energy
-from models import SpikformerSupernet, SubnetConfig
+from energy import EnergyMonitor, analytic_energy, appendix_energy, dense_macs, get_profile, measure_energy
+from models import SpikformerSupernet, SubnetConfig, SupernetConfig, integrate_frames
 from tests.conftest import random_config
 
 
@@ -215,3 +216,87 @@ def test_analytic_energy_is_a_picklable_cost_of_the_dense_counts(tiny_supernet_c
         assert cost(cfg) == dense.energy_mj() > 0
         assert half(cfg) == dense.energy_mj(firing_rate=0.5, profile="fp32") < cost(cfg)
         assert pickle.loads(pickle.dumps(cost))(cfg) == cost(cfg)
+
+
+def _static_and_event_nets(tiny_supernet_cfg):
+    static = SpikformerSupernet(tiny_supernet_cfg).eval()
+    event_cfg = dataclasses.replace(tiny_supernet_cfg, in_channels=2, event_input=True)
+    return static, SpikformerSupernet(event_cfg).eval()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_first_layer_convention_adds_t_minus_one_first_layer_macs_on_images_and_nothing_on_events(
+        tiny_supernet_cfg, seed):
+    torch.manual_seed(seed)
+    static, event = _static_and_event_nets(tiny_supernet_cfg)
+    config = random_config(tiny_supernet_cfg, random.Random(seed))
+    static.set_subnet(config)
+    event.set_subnet(config)
+    t = config.time_steps
+    images = torch.rand(3, 1, 8, 8)
+    once = measure_energy(static, images)
+    per_step = measure_energy(static, images, first_layer="per_step")
+    first_macs = dense_macs(tiny_supernet_cfg, config).layers.set_index("layer").loc["sps.proj_convs.0", "dense_macs"]
+    e_mac_mj = get_profile("fp32").e_mac_pj * 1e-9
+    assert per_step.energy_mj - once.energy_mj == pytest.approx((t - 1) * e_mac_mj * first_macs, rel=1e-9)
+    assert (once.first_layer, per_step.first_layer) == ("once", "per_step")
+    assert per_step.sops == once.sops
+    # The analytic count follows the same convention.
+    counted = dense_macs(tiny_supernet_cfg, config, first_layer="per_step").layers.set_index("layer")
+    assert counted.loc["sps.proj_convs.0", "dense_macs"] == t * first_macs
+
+    frames = torch.poisson(torch.full((3, t + 1, 2, 8, 8), 0.4))
+    a, b = measure_energy(event, frames), measure_energy(event, frames, first_layer="per_step")
+    assert a.energy_mj == b.energy_mj
+    first = a.layers.set_index("layer").loc["sps.proj_convs.0"]
+    # Spike-driven: the measured input rate (counts per element per step) x dense MACs x T, at E_AC.
+    steps = integrate_frames(frames, t)
+    assert first["kind"] == "AC" and first["input_rate"] == pytest.approx(steps.mean().item(), rel=1e-6)
+    assert first["ops"] == pytest.approx(first["input_rate"] * t * first["dense_macs"], rel=1e-9)
+    assert first["dense_macs"] == first_macs * 2  # two polarity channels
+    assert a.images == 3
+
+
+def test_unknown_first_layer_convention_is_refused(tiny_supernet_cfg):
+    with pytest.raises(ValueError, match="once"):
+        EnergyMonitor(SpikformerSupernet(tiny_supernet_cfg), first_layer="twice")
+    with pytest.raises(ValueError, match="per_step"):
+        dense_macs(tiny_supernet_cfg, tiny_supernet_cfg.largest_subnet(), first_layer="sometimes")
+
+
+def test_settings_and_energy_name_the_same_first_layer_conventions():
+    from energy import FIRST_LAYER_CONVENTIONS
+    from nas.settings import FIRST_LAYER_CONVENTIONS as SETTINGS_CONVENTIONS
+
+    assert SETTINGS_CONVENTIONS == FIRST_LAYER_CONVENTIONS
+
+
+@pytest.mark.parametrize("depth, width, rate", [(8, 512, 0.3), (4, 256, 0.1), (2, 384, 0.25)])
+def test_appendix_arithmetic_is_first_conv_at_e_mac_plus_rate_t_dense_at_e_ac(depth, width, rate):
+    cfg = SupernetConfig(in_channels=3, img_size=224, patch_size=16, num_classes=1000, max_depth=depth,
+                         max_embed_dim=width, max_num_heads=8, time_steps=4)
+    dense = dense_macs(cfg, cfg.largest_subnet(), first_layer="per_step")
+    rows = dense.layers.set_index("layer")
+    first = 224 * 224 * 3 * (width // 8) * 9
+    assert rows.loc["sps.proj_convs.0", "dense_macs"] == 4 * first  # charged at each of T=4 steps
+    ac = rows.loc[rows["kind"] == "AC", "dense_macs"].sum()
+    report = appendix_energy(dense, rate, count_head=False)
+    assert report.energy_mj == pytest.approx((4.6 * 4 * first + 0.9 * rate * 4 * ac) * 1e-9, rel=1e-12)
+    assert report.sops == pytest.approx(rate * 4 * ac) and "head" not in set(report.layers["layer"])
+    with_head = appendix_energy(dense, rate)
+    assert with_head.energy_mj - report.energy_mj == pytest.approx(4.6e-9 * width * 1000)
+    per_layer = {name: rate for name in rows.index[rows["kind"] == "AC"]}
+    assert appendix_energy(dense, per_layer, count_head=False).energy_mj == pytest.approx(report.energy_mj)
+    with pytest.raises(ValueError, match="without a rate"):
+        appendix_energy(dense, dict(list(per_layer.items())[1:]))
+
+
+def test_appendix_energy_reproduces_spikformer_8_512_on_imagenet():
+    """Spikformer-8-512, 224x224, T=4: 0.347 G first-layer MACs and 11.09 G SOPs give 11.577 mJ."""
+    cfg = SupernetConfig(in_channels=3, img_size=224, patch_size=16, num_classes=1000, max_depth=8,
+                         max_embed_dim=512, max_num_heads=8, time_steps=4)
+    dense = dense_macs(cfg, cfg.largest_subnet(), first_layer="per_step")
+    ac = dense.layers.loc[dense.layers["kind"] == "AC", "dense_macs"].sum()
+    report = appendix_energy(dense, 11.09e9 / (4 * ac), count_head=False)
+    assert round(report.macs / 1e9, 3) == 0.347 and report.sops == pytest.approx(11.09e9)
+    assert report.energy_mj == pytest.approx(11.577, abs=0.001)

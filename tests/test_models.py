@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -9,11 +10,13 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 from models import (
+    ConfigError,
     SpikformerSupernet,
     SubnetConfig,
     SupernetConfig,
     count_params,
     extract_subnet,
+    integrate_frames,
 )
 from models.elastic import ElasticBatchNorm1d, ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
 from models.neurons import lif, set_lif
@@ -163,7 +166,7 @@ def test_two_identical_forwards_give_identical_outputs(tiny_supernet_cfg):
 def test_static_image_is_equivalent_to_repeated_sequence(tiny_supernet_cfg):
     net = SpikformerSupernet(tiny_supernet_cfg).eval()
     x = torch.rand(3, 1, 8, 8) * 3
-    sequence = x.unsqueeze(0).repeat(tiny_supernet_cfg.time_steps, 1, 1, 1, 1)
+    sequence = x.unsqueeze(1).repeat(1, tiny_supernet_cfg.time_steps, 1, 1, 1)  # [B, T, C, H, W]
     with torch.no_grad():
         assert torch.allclose(net(x), net(sequence), atol=1e-6)
 
@@ -256,3 +259,43 @@ def test_subnet_context_restores_previous_config(tiny_supernet_cfg):
         assert net.config.depth == 1 and net.sps.rpe_conv.active_out == 16
     assert net.config == tiny_supernet_cfg.largest_subnet()
     assert net.sps.rpe_conv.active_out == 32
+
+
+def test_frames_integrate_into_t_steps_of_consecutive_frames():
+    frames = torch.arange(2 * 7, dtype=torch.float32).view(2, 7)  # [B, F]
+    steps = integrate_frames(frames, 3)  # windows of frames 0-1, 2-3, 4-6
+    assert steps.shape == (3, 2)
+    assert steps[:, 0].tolist() == [0 + 1, 2 + 3, 4 + 5 + 6]
+    assert torch.equal(steps.sum(0), frames.sum(1))  # every frame counts once
+    assert torch.equal(integrate_frames(frames, 7), frames.T)
+    even = integrate_frames(frames[:, :6], 2)
+    assert even[:, 1].tolist() == [7 + 8 + 9, 10 + 11 + 12]
+    with pytest.raises(ValueError, match="at least 8"):
+        integrate_frames(frames, 8)
+
+
+def test_supernet_runs_frame_sequences_with_the_first_conv_at_every_step(tiny_supernet_cfg):
+    cfg = dataclasses.replace(tiny_supernet_cfg, in_channels=2, event_input=True)
+    torch.manual_seed(0)
+    net = SpikformerSupernet(cfg).eval()
+    config = dataclasses.replace(cfg.largest_subnet(), time_steps=2)
+    net.set_subnet(config)
+    frames = torch.poisson(torch.full((3, 4, 2, 8, 8), 1.0))
+    calls = []
+    handle = net.sps.proj_convs[0].register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    with torch.no_grad():
+        out = net(frames)
+        # The same as feeding the integrated steps, one per step (T = frames).
+        same = net(integrate_frames(frames, 2).transpose(0, 1))
+    handle.remove()
+    assert out.shape == (3, cfg.num_classes) and torch.equal(out, same)
+    assert calls == [2 * 3, 2 * 3]  # T x B images through the first conv: once per step
+    with pytest.raises(ValueError, match="event frames"):
+        net(torch.rand(3, 2, 8, 8))
+
+
+def test_attention_scale_comes_from_the_supernet_config(tiny_supernet_cfg):
+    net = SpikformerSupernet(dataclasses.replace(tiny_supernet_cfg, attention_scale=0.25))
+    assert {block.attn.attn_product.scale for block in net.blocks} == {0.25}
+    with pytest.raises(ConfigError, match="attention_scale"):
+        SupernetConfig(attention_scale=0.0)
