@@ -1,9 +1,13 @@
-"""Data sets for supernet training and subnet scoring: digits, CIFAR-10/100 and image folders.
+"""Data sets for supernet training and subnet scoring: digits, CIFAR-10/100, image folders and
+the event-camera sets N-MNIST, CIFAR10-DVS and DVS128 Gesture.
 
 Every data set is split four ways: ``train`` (augmented, for supernet training),
 ``train_eval`` (the same images without augmentation, for BN recalibration), ``val`` (carved
 from the training data, scored by the search) and ``test`` (final reports only). Every item is
-``(float32 tensor [C, H, W], normalised, int label)``.
+``(float32 tensor [C, H, W], normalised, int label)`` for images, and ``(float32 tensor
+[F, 2, H, W], int label)`` for event data: F frames of event counts per polarity, integrated by
+spikingjelly's own loaders (``frames_number=F``, ``split_by="number"``: each frame holds an
+equal share of the sample's events) and cached by them beside the raw files.
 
 Choices where the design is silent:
 
@@ -18,6 +22,14 @@ Choices where the design is silent:
   the training data.
 - A folder's default ``img_size`` is the shorter side of its first training image; every image
   is resized to that square.
+- Event frames are not normalised: they stay event counts, which the first conv reads as
+  spikes (`models.SupernetConfig.event_input`). Their side is centre-cropped to a multiple
+  of 8 (N-MNIST: 34 -> 32; CIFAR10-DVS and DVS128 Gesture stay 128). Training frames get a
+  random horizontal flip and a random roll (shift with wrap-around) of up to 1/8 of the side
+  in each direction, the same for every frame of a sample.
+- N-MNIST and DVS128 Gesture keep their publishers' train/test split; CIFAR10-DVS has none,
+  so its test split is a stratified `test_fraction` of it, as for digits. Gesture labels are
+  the gesture numbers minus one (spikingjelly's folder order sorts "10" before "2").
 - `fingerprint` tells loaded data sets apart (checkpoints and studies store it): it hashes
   the split sizes, the class count, the image shape, every training label and the pixels of
   a fixed sample of training images, so another data set of the same shape, another split
@@ -71,6 +83,8 @@ class DataSplits:
         num_classes: Number of classes; labels are ``0 .. num_classes - 1``.
         mean: Per-channel mean used for normalisation.
         std: Per-channel standard deviation used for normalisation.
+        frames: Event data: frames per sample (items are ``[frames, C, H, W]``); None for
+            static images.
     """
 
     train: Dataset
@@ -82,14 +96,17 @@ class DataSplits:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    frames: int | None = None
 
 
 def load_dataset(spec: DatasetSpec) -> DataSplits:
     """Load and split the data set that ``spec`` names.
 
     Raises:
-        FileNotFoundError: CIFAR files are missing and ``spec.download`` is off.
-        ConfigError: The folder tree is missing or malformed, or a split cannot be stratified.
+        FileNotFoundError: CIFAR files are missing and ``spec.download`` is off, or an event
+            data set's downloaded files are missing or not the publisher's.
+        ConfigError: The folder tree is missing or malformed, a split cannot be stratified,
+            or an event data set has no ``spec.frames``.
     """
     return _LOADERS[spec.name](spec)
 
@@ -478,9 +495,147 @@ def _stat_sample(train: np.ndarray, seed: int) -> np.ndarray:
     return np.sort(rng.choice(train, size=_MAX_STAT_IMAGES, replace=False))
 
 
+@dataclass(frozen=True)
+class _EventLayout:
+    """An event-camera data set: its spikingjelly loader and what that loader reads."""
+
+    module: str
+    loader: str
+    num_classes: int
+    has_split: bool
+
+
+_EVENTS = {
+    "n-mnist": _EventLayout(module="n_mnist", loader="NMNIST", num_classes=10, has_split=True),
+    "cifar10-dvs": _EventLayout(module="cifar10_dvs", loader="CIFAR10DVS", num_classes=10, has_split=False),
+    "dvs128-gesture": _EventLayout(module="dvs128_gesture", loader="DVS128Gesture", num_classes=11, has_split=True),
+}
+
+
+def event_loader(name: str) -> type:
+    """spikingjelly's loader class of the event data set `name` (``n-mnist``, ``cifar10-dvs``,
+    ``dvs128-gesture``)."""
+    import importlib
+
+    layout = _EVENTS[name]
+    return getattr(importlib.import_module(f"spikingjelly.datasets.{layout.module}"), layout.loader)
+
+
+def _check_event_files(name: str, root: str) -> None:
+    """Fail with the expected layout unless `root` holds the publisher's files (or spikingjelly's
+    converted cache of them): the loader would otherwise try to download them, or delete a
+    file whose checksum differs."""
+    from torchvision.datasets.utils import check_integrity
+
+    if os.path.isdir(os.path.join(root, "events_np")):
+        return  # converted before: spikingjelly reads the cache and not the downloads
+    download = os.path.join(root, "download")
+    expected = event_loader(name).resource_url_md5()
+    missing = [f for f, _, _ in expected if not os.path.isfile(os.path.join(download, f))]
+    if missing:
+        raise FileNotFoundError(
+            f"{name} files not found under {download}: missing {missing}; download the data set from its "
+            f"publisher and put these files there unchanged: {[f for f, _, _ in expected]}")
+    corrupt = [f for f, _, md5 in expected if not check_integrity(os.path.join(download, f), md5)]
+    if corrupt:
+        raise FileNotFoundError(
+            f"{name} files under {download} are not the publisher's (md5 differs): {corrupt}; download them again")
+    marker = os.path.join(root, "events_np.building")
+    if os.path.exists(marker):
+        raise ConfigError(f"an earlier conversion of {name} under {root} did not finish: remove {marker} and "
+                          f"the folders {os.path.join(root, 'extract')} and {os.path.join(root, 'events_np')}, "
+                          "then run again")
+
+
+class _EventItems(Dataset):
+    """A spikingjelly frame data set with our labels (``targets``)."""
+
+    def __init__(self, frames: Dataset, targets: np.ndarray) -> None:
+        self.frames = frames
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        frames, _ = self.frames[index]
+        return torch.as_tensor(np.asarray(frames), dtype=torch.float32), int(self.targets[index])
+
+
+def _event_items(frames: Dataset) -> _EventItems:
+    """Labels in class order: class folders named by numbers (N-MNIST digits, gestures 1-11)
+    take the order of the numbers, others spikingjelly's (alphabetical)."""
+    targets = np.asarray(frames.targets, dtype=np.int64)
+    classes = list(frames.classes)
+    if all(c.isdigit() for c in classes):
+        order = np.argsort(np.argsort([int(c) for c in classes]))
+        targets = order[targets]
+    return _EventItems(frames, targets)
+
+
+class _CentreCrop:
+    """Crop the last two axes to `size` x `size` around the centre."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        h, w = frames.shape[-2:]
+        top, left = (h - self.size) // 2, (w - self.size) // 2
+        return frames[..., top:top + self.size, left:left + self.size]
+
+
+class _FlipRoll:
+    """A random horizontal flip and a random roll of up to `max_shift` pixels along each of
+    the last two axes, the same for every frame of the sequence."""
+
+    def __init__(self, max_shift: int) -> None:
+        self.max_shift = max_shift
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) < 0.5:
+            frames = frames.flip(-1)
+        shifts = torch.randint(-self.max_shift, self.max_shift + 1, (2,)).tolist()
+        return torch.roll(frames, shifts=shifts, dims=(-2, -1))
+
+
+def _load_events(spec: DatasetSpec) -> DataSplits:
+    if spec.frames is None:
+        raise ConfigError(f"{spec.name}: give the frames per sample (DatasetSpec.frames, --frames); training uses "
+                          "the search space's largest T")
+    layout = _EVENTS[spec.name]
+    root = str(spec.root)
+    _check_event_files(spec.name, root)
+    loader = event_loader(spec.name)
+    options = {"data_type": "frame", "frames_number": spec.frames, "split_by": "number"}
+    if layout.has_split:
+        train_base = _event_items(loader(root, train=True, **options))
+        test_base = _event_items(loader(root, train=False, **options))
+        labels = train_base.targets
+        train, val = _stratified_split(np.arange(len(labels)), labels, spec.val_fraction, spec.seed, "val")
+        test = np.arange(len(test_base))
+    else:
+        train_base = test_base = _event_items(loader(root, **options))
+        train, val, test = _train_val_test(train_base.targets, spec)
+    frames, _ = train_base[0]
+    _, channels, height, width = frames.shape
+    side = min(height, width) // 8 * 8
+    evaluate = _CentreCrop(side)
+    augment = transforms.Compose([evaluate, _FlipRoll(max(1, side // 8))])
+    return DataSplits(
+        train=_SplitView(train_base, train, augment),
+        train_eval=_SplitView(train_base, train, evaluate),
+        val=_SplitView(train_base, val, evaluate),
+        test=_SplitView(test_base, test, evaluate),
+        in_channels=channels, img_size=side, num_classes=layout.num_classes,
+        mean=(0.0,) * channels, std=(1.0,) * channels, frames=spec.frames,
+    )
+
+
 _LOADERS: dict[str, Callable[[DatasetSpec], DataSplits]] = {
     "digits": _load_digits,
     "cifar10": _load_cifar,
     "cifar100": _load_cifar,
     "folder": _load_folder,
+    **{name: _load_events for name in _EVENTS},
 }

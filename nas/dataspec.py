@@ -7,9 +7,12 @@ from typing import Any
 
 from models import ConfigError
 
-DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "folder")
+EVENT_DATASETS: tuple[str, ...] = ("n-mnist", "cifar10-dvs", "dvs128-gesture")
+"""Event-camera data sets, read from their publishers' files by spikingjelly's loaders."""
 
-_NEEDS_ROOT = ("cifar10", "cifar100", "folder")
+DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "folder", *EVENT_DATASETS)
+
+_NEEDS_ROOT = ("cifar10", "cifar100", "folder", *EVENT_DATASETS)
 
 
 @dataclass(frozen=True)
@@ -18,13 +21,16 @@ class DatasetSpec:
 
     Attributes:
         name: One of ``DATASETS``.
-        root: Folder holding the CIFAR files or the image-folder tree; ignored for digits.
+        root: Folder holding the CIFAR files, the image-folder tree, or an event data set's
+            ``download/`` folder of publisher files; ignored for digits.
         val_fraction: Fraction of the training data carved out as the validation split.
-        test_fraction: Fraction held out as the test split; digits, and a folder tree
-            without its own test split, only.
+        test_fraction: Fraction held out as the test split; digits, CIFAR10-DVS and a folder
+            tree without its own test split only.
         seed: Seed of the split.
         download: CIFAR only: fetch missing files with torchvision.
         img_size: Folder only: resize to this square size; default: the first image's size.
+        frames: Event data sets only: frames integrated per sample; training sets it to the
+            search space's largest T when it is None.
     """
 
     name: str
@@ -34,6 +40,7 @@ class DatasetSpec:
     seed: int = 0
     download: bool = False
     img_size: int | None = None
+    frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
@@ -46,6 +53,9 @@ class DatasetSpec:
                 raise ConfigError(f"{key}={value} is outside the allowed range 0 < {key} < 1")
         if self.img_size is not None and self.img_size < 1:
             raise ConfigError(f"img_size={self.img_size} must be a positive number of pixels or None")
+        if self.frames is not None and (self.name not in EVENT_DATASETS or self.frames < 1):
+            raise ConfigError(f"frames={self.frames}: frames per sample are a positive number, for the event data "
+                              f"sets {list(EVENT_DATASETS)} only")
 
     def describe(self) -> str:
         """The data set in a few words for messages: name, folder (if it has one) and split seed."""

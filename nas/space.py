@@ -48,6 +48,8 @@ class SearchSpace:
         patch_size: Pixels per token side (one max-pool per halving).
         threshold_scope: Which neurons the threshold gene drives (``mlp`` or ``block``).
         description: One line for humans (CLI help, dashboard notes).
+        attention_scale: The constant that scales ``Q K^T V`` (0.125; Spikformer's
+            CIFAR10-DVS model uses 0.25).
     """
 
     name: str
@@ -55,6 +57,7 @@ class SearchSpace:
     patch_size: int = 4
     threshold_scope: str = "mlp"
     description: str = ""
+    attention_scale: float = 0.125
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -147,8 +150,10 @@ class SearchSpace:
             max_depth=self.max_depth,
         )
 
-    def supernet_config(self, *, in_channels: int, img_size: int, num_classes: int) -> SupernetConfig:
-        """The supernet that holds every subnet of this space, for data of this shape."""
+    def supernet_config(self, *, in_channels: int, img_size: int, num_classes: int,
+                        event_input: bool = False) -> SupernetConfig:
+        """The supernet that holds every subnet of this space, for data of this shape (event
+        frames with `event_input`)."""
         largest = self.largest()
         return SupernetConfig(
             in_channels=in_channels,
@@ -163,6 +168,8 @@ class SearchSpace:
             threshold=largest.threshold[0],
             time_steps=largest.time_steps,
             threshold_scope=self.threshold_scope,
+            event_input=event_input,
+            attention_scale=self.attention_scale,
         )
 
     def size(self) -> int:
@@ -179,6 +186,7 @@ class SearchSpace:
             "description": self.description,
             "patch_size": self.patch_size,
             "threshold_scope": self.threshold_scope,
+            "attention_scale": self.attention_scale,
             "genes": {g: list(v) for g, v in self.genes.items()},
         }
 
@@ -191,7 +199,7 @@ class SearchSpace:
         """
         data = dict(data)
         name = data.pop("name", name) or "custom"
-        allowed = {"description", "patch_size", "threshold_scope", "genes"}
+        allowed = {"description", "patch_size", "threshold_scope", "attention_scale", "genes"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ConfigError(f"space '{name}': unknown entries {unknown}; allowed: {sorted(allowed)}")
@@ -221,6 +229,7 @@ class SearchSpace:
             patch_size=data.get("patch_size", 4),
             threshold_scope=str(data.get("threshold_scope", "mlp")),
             description=str(data.get("description", "")),
+            attention_scale=data.get("attention_scale", 0.125),
         )
 
 
@@ -236,6 +245,8 @@ def _validate(space: SearchSpace) -> None:
             )
     if not isinstance(space.patch_size, int) or isinstance(space.patch_size, bool):
         raise ConfigError(f"{where}: patch_size={space.patch_size!r} must be one whole number, e.g. 4")
+    if not isinstance(space.attention_scale, (int, float)) or isinstance(space.attention_scale, bool):
+        raise ConfigError(f"{where}: attention_scale={space.attention_scale!r} must be a number, e.g. 0.125")
     try:
         supernet_cfg = space.supernet_config(in_channels=1, img_size=16 * space.patch_size, num_classes=2)
         # The extremes of every gene, in one subnet each: a value out of range anywhere is
@@ -252,9 +263,14 @@ def _validate(space: SearchSpace) -> None:
         raise ConfigError(f"{where}: {err}") from None
 
 
+_DEFAULT_SPACES = {"digits": "digits", "cifar10-dvs": "dvs-cifar10", "dvs128-gesture": "dvs-gesture"}
+
+
 def default_space(dataset: str) -> str:
-    """The preset a data set searches unless told otherwise: ``digits`` for digits, else ``paper``."""
-    return "digits" if dataset == "digits" else "paper"
+    """The preset a data set searches unless told otherwise: ``digits`` for digits, ``dvs-cifar10``
+    for CIFAR10-DVS, ``dvs-gesture`` for DVS128 Gesture, else ``paper`` (N-MNIST's 32x32 frames
+    included)."""
+    return _DEFAULT_SPACES.get(dataset, "paper")
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import os
 import random
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from models import ConfigError, SpikformerSupernet, SubnetConfig, SupernetConfig
 
 from .checkpoint import SupernetCheckpoint, load_checkpoint, save_checkpoint
 from .data import DataSplits, fingerprint, load_dataset
-from .dataspec import DatasetSpec
+from .dataspec import EVENT_DATASETS, DatasetSpec
 from .device import default_device
 from .evaluate import SubnetEvaluator
 from .io import atomic_write
@@ -368,10 +369,11 @@ def train_supernet(
     checkpoint = Path(checkpoint)
     device = default_device(device)
     precision = check_precision(precision, device)
+    dataset = event_frames_for(space, dataset)
     data = data or load_dataset(dataset)
     data_fingerprint = fingerprint(data)
     supernet_cfg = space.supernet_config(in_channels=data.in_channels, img_size=data.img_size,
-                                         num_classes=data.num_classes)
+                                         num_classes=data.num_classes, event_input=data.frames is not None)
     with _seeded_rng(seed, device):
         net = SpikformerSupernet(supernet_cfg).to(device)
         model: nn.Module = net
@@ -409,6 +411,25 @@ def train_supernet(
                 tqdm.write(line)
     net.set_subnet(supernet_cfg.largest_subnet())
     return net.eval()
+
+
+def event_frames_for(space: SearchSpace, dataset: DatasetSpec) -> DatasetSpec:
+    """`dataset` with the frames its event data are integrated into: the space's largest T
+    unless it says otherwise (static image data sets are returned as they are).
+
+    Raises:
+        ConfigError: for fewer frames than the space's largest T (every subnet's T steps
+            are integrated from the frames, so none may have more steps than frames).
+    """
+    if dataset.name not in EVENT_DATASETS:
+        return dataset
+    largest_t = max(space.genes["time_steps"])
+    if dataset.frames is None:
+        return dataclasses.replace(dataset, frames=largest_t)
+    if dataset.frames < largest_t:
+        raise ConfigError(f"{dataset.name}: frames={dataset.frames} is below the space's largest T={largest_t}; "
+                          f"integrate at least {largest_t} frames per sample")
+    return dataset
 
 
 def _to_lists(value: Any) -> Any:

@@ -30,6 +30,7 @@ from nas.dataspec import DATASETS
 from nas.fitness import AEBSettings
 from nas.recipes import RECIPES, RULES
 from nas.settings import (
+    FIRST_LAYER_CONVENTIONS,
     OBJECTIVE_DESCRIPTIONS,
     OBJECTIVES,
     PRECISIONS,
@@ -74,11 +75,19 @@ def _positive(kind: type) -> Callable[[str], Any]:
 _non_negative_int = _number(int, lambda v: v >= 0, ">= 0")
 _confidence = _number(float, lambda v: 0.0 < v < 1.0, "a level in (0, 1), e.g. 0.99")
 _probability = _number(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
+_fraction = _number(float, lambda v: 0.0 < v < 1.0, "a fraction in (0, 1), e.g. 0.2")
 
 
 def _precision(text: str) -> str:
     if text not in PRECISIONS:
         raise argparse.ArgumentTypeError(f"{text!r} is not a precision; choose from {', '.join(PRECISIONS)}")
+    return text
+
+
+def _first_layer(text: str) -> str:
+    if text not in FIRST_LAYER_CONVENTIONS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a first-layer convention; choose from "
+                                         f"{', '.join(FIRST_LAYER_CONVENTIONS)}")
     return text
 
 
@@ -148,6 +157,10 @@ _SETTINGS_FLAGS: dict[type, dict[str, tuple[str, Any, str]]] = {
                                  "that holds with that probability"),
         "precision": ("--precision", _precision, "fp32, bf16 or fp16 scoring (None: bf16 on a GPU that "
                                                  "supports it, else fp32)"),
+        "first_layer": ("--first-layer", _first_layer, "energy of the first layer of a static-image model: 'once' "
+                                                       "per image, as computed, or 'per_step' (T times), as the "
+                                                       "published Spikformer tables count it; no difference on "
+                                                       "event data"),
     },
 }
 
@@ -189,7 +202,8 @@ def cmd_train_supernet(args: argparse.Namespace) -> None:
     from nas.space import default_space, load_space
     from nas.train import metrics_path, torchrun_process_group, train_supernet
 
-    dataset = DatasetSpec(name=args.dataset, root=args.data_root, download=args.download, img_size=args.img_size)
+    dataset = DatasetSpec(name=args.dataset, root=args.data_root, download=args.download, img_size=args.img_size,
+                          frames=args.frames, test_fraction=args.test_fraction)
     space = load_space(args.space or default_space(args.dataset))
     recipe = get_recipe(args.recipe or default_recipe(args.dataset))
     rule = "sandwich" if args.sandwich and args.rule is None else args.rule
@@ -261,7 +275,9 @@ def _print_shown(storage: str, name: str, *, top: int, fmt: str) -> None:
         what = {"pareto": "Pareto front",
                 "pareto3": "3-D Pareto front of accuracy, energy and parameters"}.get(settings.objective,
                                                                                       f"top {top} by F_AEB")
-        print(f"{name}: {what} ({settings.dataset.name}, E_ref {settings.aeb.e_ref:.4g} mJ)")
+        ev = settings.evaluation
+        print(f"{name}: {what} ({settings.dataset.name}, E_ref {settings.aeb.e_ref:.4g} mJ; energy: "
+              f"{ev.profile} profile, first layer {ev.first_layer})")
         table = shown.copy()
         if "accuracy" in table:
             table["accuracy"] = (100 * table["accuracy"]).round(2)
@@ -379,14 +395,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "genes included); checkpoint after every epoch. Run under torchrun --nproc-per-node N for "
                    "data-parallel training.")
     p.add_argument("--dataset", default="digits", help=f"data set: {', '.join(DATASETS)}")
-    p.add_argument("--data-root", default=None, help="folder of cifar10/cifar100/folder data")
+    p.add_argument("--data-root", default=None,
+                   help="folder of the cifar10/cifar100/folder data, or the folder whose download/ holds an event "
+                        "data set's files as its publisher distributes them (see the README)")
     p.add_argument("--download", action="store_true", help="download CIFAR into --data-root if missing")
     p.add_argument("--img-size", type=_positive(int), default=None, help="folder data sets: resize to this size")
+    p.add_argument("--frames", type=_positive(int), default=None,
+                   help="event data sets: frames integrated per sample (None: the space's largest T); a subnet "
+                        "with T steps sums them into T windows of consecutive frames")
+    p.add_argument("--test-fraction", type=_fraction, default=0.2,
+                   help="digits, CIFAR10-DVS and folders without a test/ tree: share held out as the test split")
     p.add_argument("--space", default=None,
                    help=f"search space preset ({', '.join(presets())}) or a .toml file "
-                        "(None: digits for digits, else paper)")
+                        "(None: digits for digits, dvs-cifar10 for cifar10-dvs, dvs-gesture for dvs128-gesture, "
+                        "else paper)")
     p.add_argument("--recipe", default=None,
-                   help=f"training recipe ({', '.join(RECIPES)}; None: digits for digits, else cifar)")
+                   help=f"training recipe ({', '.join(RECIPES)}; None: digits for digits, dvs for event data, "
+                        "else cifar)")
     p.add_argument("--epochs", type=_positive(int), default=None, help="override the recipe's epochs")
     p.add_argument("--batch-size", type=_positive(int), default=None, help="override the recipe's batch size")
     p.add_argument("--lr", type=_positive(float), default=None, help="override the recipe's learning rate")
