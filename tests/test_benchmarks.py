@@ -70,3 +70,11 @@ def test_bench_train_prints_throughput_against_spikingjelly_and_memory(tmp_path)
     before, peak, per_image = (float(v) for v in memory[1:4])
     # The table rounds MB to whole numbers and MB per image to 0.1.
     assert peak > before > 0 and per_image == pytest.approx((peak - before) / 2, abs=0.6)
+
+
+def test_bench_events_prints_shape_grid_size_and_step_time_per_event_data_set(tmp_path):
+    out = _run(["benchmarks/bench_events.py", "--device", "cpu", "--batch", "2", "--repeats", "1",
+                "--datasets", "n-mnist", "dvs128-gesture"], tmp_path)
+    nmnist, gesture = _table_rows(out, "n-mnist")[0], _table_rows(out, "dvs128-gesture")[0]
+    assert nmnist[2:5] == ["2 x 32 x 32", "6", "8 x 8"] and gesture[2:5] == ["2 x 128 x 128", "16", "8 x 8"]
+    assert int(gesture[6].replace(",", "")) > 0 and float(gesture[7]) > 0
