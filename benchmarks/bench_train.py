@@ -19,7 +19,7 @@ round; the table gives the median images/s of training steps and of evaluation f
 (eval mode, no gradients), and the ratio of our time per step to spikingjelly's at the same
 size and precision: against the paper-order model (target <= 1.05) and against the built-in
 one. Peak memory of the first training step of the largest
-subnet at the batch size is measured apart, in a fresh model (CUDA:
+subnet at the batch size is measured first, apart, in a fresh model (CUDA:
 `torch.cuda.max_memory_allocated` less the memory allocated before the step; CPU: the peak
 RSS of a fresh process, less its peak before the step); per image, it gives the batch sizes
 that fit a 24 GB and an 80 GB card besides what the model held before the step.
@@ -166,6 +166,16 @@ def memory_probe(device: torch.device, batch: int, precision: str) -> dict[str, 
     return {"before_mb": before, "peak_mb": peak}
 
 
+def _probe(device: torch.device, batch: int, precision: str) -> dict[str, float]:
+    if device.type == "cuda":
+        probe = memory_probe(device, batch, precision)
+        torch.cuda.empty_cache()
+        return probe
+    out = subprocess.run([sys.executable, __file__, "--device", "cpu", "--batch", str(batch),
+                          "--memory-probe", precision], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -181,6 +191,8 @@ def main() -> None:
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1)))
     precisions = [check_precision(p, device) for p in args.precisions]
+    # Memory first, each probe on its own: the timed models below would share the memory.
+    probes = {precision: _probe(device, args.batch, precision) for precision in precisions}
     supernet_cfg, largest, half = paper_models(device)
     torch.manual_seed(0)
     ours = SpikformerSupernet(supernet_cfg).to(device)
@@ -252,13 +264,7 @@ def main() -> None:
     print(f"peak memory of one training step, ours largest, batch {args.batch}:")
     print("| precision | before the step MB | peak MB | per image MB | batch for 24 GB | batch for 80 GB |")
     print("|---|---|---|---|---|---|")
-    for precision in precisions:
-        if device.type == "cuda":
-            probe = memory_probe(device, args.batch, precision)
-        else:
-            out = subprocess.run([sys.executable, __file__, "--device", "cpu", "--batch", str(args.batch),
-                                  "--memory-probe", precision], capture_output=True, text=True, check=True)
-            probe = json.loads(out.stdout.strip().splitlines()[-1])
+    for precision, probe in probes.items():
         per_image = (probe["peak_mb"] - probe["before_mb"]) / args.batch
         fits = [int((gb * 1024 - probe["before_mb"]) / per_image) if per_image > 0 else 0 for gb in CARDS_GB]
         print(f"| {precision} | {probe['before_mb']:.0f} | {probe['peak_mb']:.0f} | {per_image:.1f} | "
