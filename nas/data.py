@@ -527,6 +527,11 @@ def _check_event_files(name: str, root: str) -> None:
     file whose checksum differs."""
     from torchvision.datasets.utils import check_integrity
 
+    marker = os.path.join(root, "events_np.building")
+    if os.path.exists(marker):
+        raise ConfigError(f"an earlier conversion of {name} under {root} did not finish: remove {marker} and "
+                          f"the folders {os.path.join(root, 'extract')} and {os.path.join(root, 'events_np')}, "
+                          "then run again")
     if os.path.isdir(os.path.join(root, "events_np")):
         return  # converted before: spikingjelly reads the cache and not the downloads
     download = os.path.join(root, "download")
@@ -540,11 +545,6 @@ def _check_event_files(name: str, root: str) -> None:
     if corrupt:
         raise FileNotFoundError(
             f"{name} files under {download} are not the publisher's (md5 differs): {corrupt}; download them again")
-    marker = os.path.join(root, "events_np.building")
-    if os.path.exists(marker):
-        raise ConfigError(f"an earlier conversion of {name} under {root} did not finish: remove {marker} and "
-                          f"the folders {os.path.join(root, 'extract')} and {os.path.join(root, 'events_np')}, "
-                          "then run again")
 
 
 class _EventItems(Dataset):

@@ -60,7 +60,8 @@ class DatasetSpec:
     def describe(self) -> str:
         """The data set in a few words for messages: name, folder (if it has one) and split seed."""
         where = f" {self.root}" if self.root and self.name in _NEEDS_ROOT else ""
-        return f"{self.name}{where}, split seed {self.seed}"
+        frames = f", {self.frames} frames" if self.frames is not None else ""
+        return f"{self.name}{where}{frames}, split seed {self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON-friendly values."""

@@ -12,6 +12,7 @@ import torch
 from spikingjelly import configure
 from spikingjelly.datasets import base
 
+from models import ConfigError
 from nas.data import event_loader, fingerprint, load_dataset, split_labels
 from nas.dataspec import DatasetSpec
 from studies.cli import main
@@ -96,11 +97,13 @@ def test_missing_or_altered_event_files_are_refused_before_the_loader_runs(tmp_p
     with pytest.raises(FileNotFoundError, match="not the publisher's"):
         load_dataset(DatasetSpec("n-mnist", root=str(tmp_path), frames=FRAMES))
     assert (tmp_path / "download" / "Train.zip").exists()  # and the user's file is left alone
+    (tmp_path / "events_np").mkdir()
+    (tmp_path / "events_np.building").touch()  # spikingjelly's mark of a conversion cut short
+    with pytest.raises(ConfigError, match="did not finish: remove .*events_np.building"):
+        load_dataset(DatasetSpec("n-mnist", root=str(tmp_path), frames=FRAMES))
 
 
 def test_frames_are_for_event_data_only_and_needed_there(tmp_path):
-    from models import ConfigError
-
     with pytest.raises(ConfigError, match="event data sets"):
         DatasetSpec("cifar10", root=str(tmp_path), frames=4)
     with pytest.raises(ConfigError, match="frames per sample"):
