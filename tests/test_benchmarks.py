@@ -78,3 +78,35 @@ def test_bench_events_prints_shape_grid_size_and_step_time_per_event_data_set(tm
     nmnist, gesture = _table_rows(out, "n-mnist")[0], _table_rows(out, "dvs128-gesture")[0]
     assert nmnist[2:5] == ["2 x 32 x 32", "6", "8 x 8"] and gesture[2:5] == ["2 x 128 x 128", "16", "8 x 8"]
     assert int(gesture[6].replace(",", "")) > 0 and float(gesture[7]) > 0
+
+
+def test_bench_train_paper_order_reference_fires_before_it_pools():
+    """The paper-order spikingjelly model runs each pooled stem stage as conv, BN, LIF, then max-pool."""
+    import sys
+
+    import torch
+    from spikingjelly.activation_based import functional
+
+    from models import SupernetConfig
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_train
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    cfg = SupernetConfig(in_channels=3, img_size=16, patch_size=4, num_classes=10, max_depth=1, max_embed_dim=32,
+                         max_num_heads=4, time_steps=2)
+    torch.manual_seed(0)
+    model = bench_train.spikingjelly_spikformer(cfg, paper_order=True, time_steps=2).eval()
+    # No stage pools inside its conv-BN block any more (the built-in pools the last two there).
+    assert all(isinstance(stage.conv_bn.block[-1], torch.nn.BatchNorm2d) for stage in model.patch_embed.stages)
+    stage = model.patch_embed.stages[-1]
+    x = (torch.rand(2, 3, cfg.max_embed_dim // 2, 8, 8) < 0.5).float()  # [T, B, C, H, W] spikes
+    with torch.no_grad():
+        conv, bn = stage.conv_bn.block
+        functional.reset_net(stage)
+        spikes = stage.neuron[0](bn(conv(x.flatten(0, 1))).view(2, 3, -1, 8, 8))
+        assert 0 < spikes.mean() < 1
+        expected = torch.nn.functional.max_pool2d(spikes.flatten(0, 1), 3, 2, 1).view(2, 3, -1, 4, 4)
+        functional.reset_net(stage)
+        assert torch.equal(stage(x), expected)
