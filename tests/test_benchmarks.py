@@ -104,6 +104,7 @@ def test_bench_train_paper_order_reference_fires_before_it_pools():
     x = (torch.rand(2, 3, cfg.max_embed_dim // 2, 8, 8) < 0.5).float()  # [T, B, C, H, W] spikes
     with torch.no_grad():
         conv, bn = stage.conv_bn.block
+        torch.nn.init.normal_(conv.weight, std=0.5)  # at init the neurons would barely fire
         functional.reset_net(stage)
         spikes = stage.neuron[0](bn(conv(x.flatten(0, 1))).view(2, 3, -1, 8, 8))
         assert 0 < spikes.mean() < 1
