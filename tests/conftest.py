@@ -127,3 +127,17 @@ def server_answers(url: str) -> bool:
     except Exception:
         return False
     return True
+
+
+@pytest.fixture
+def offline_event_loaders(monkeypatch):
+    """spikingjelly's event data set loaders preprocess in one thread and fail rather than download."""
+    from spikingjelly import configure
+    from spikingjelly.datasets import base
+
+    monkeypatch.setattr(configure, "max_threads_number_for_datasets_preprocess", 1)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"spikingjelly tried to download: {args} {kwargs}")
+
+    monkeypatch.setattr(base, "download_url", no_download)

@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from spikingjelly import configure
-from spikingjelly.datasets import base
 
 from models import ConfigError
 from nas.data import event_loader, fingerprint, load_dataset, split_labels
@@ -29,15 +27,7 @@ WRITERS = {
 SIDE = {"n-mnist": 32, "cifar10-dvs": 128, "dvs128-gesture": 128}
 
 
-@pytest.fixture(autouse=True)
-def _offline_single_thread(monkeypatch):
-    """Preprocess in one thread, and fail rather than download anything."""
-    monkeypatch.setattr(configure, "max_threads_number_for_datasets_preprocess", 1)
-
-    def no_download(*args, **kwargs):
-        raise AssertionError(f"spikingjelly tried to download: {args} {kwargs}")
-
-    monkeypatch.setattr(base, "download_url", no_download)
+pytestmark = pytest.mark.usefixtures("offline_event_loaders")
 
 
 def written(name: str, root, monkeypatch) -> EventFiles:

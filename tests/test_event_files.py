@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikingjelly import configure
-from spikingjelly.datasets import base, utils
+from spikingjelly.datasets import utils
 from spikingjelly.datasets.cifar10_dvs import CIFAR10DVS, CIFAR10DVS_CLASS_NAMES
 from spikingjelly.datasets.dvs128_gesture import DVS128Gesture
 from spikingjelly.datasets.n_mnist import NMNIST
@@ -20,15 +19,7 @@ from tests.event_files import (EventFiles, write_cifar10_dvs, write_dvs128_gestu
 T = 4
 
 
-@pytest.fixture(autouse=True)
-def _offline_single_thread(monkeypatch):
-    """Preprocess in one thread, and fail rather than download anything."""
-    monkeypatch.setattr(configure, "max_threads_number_for_datasets_preprocess", 1)
-
-    def no_download(*args, **kwargs):
-        raise AssertionError(f"spikingjelly tried to download: {args} {kwargs}")
-
-    monkeypatch.setattr(base, "download_url", no_download)
+pytestmark = pytest.mark.usefixtures("offline_event_loaders")
 
 
 def _trust_written_files(monkeypatch, loader, files: EventFiles) -> None:
