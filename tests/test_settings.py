@@ -30,8 +30,13 @@ def _v1() -> dict:
 def test_version_1_settings_read_into_the_typed_settings():
     stored = _v1()
     settings = StudySettings.from_dict(stored)
-    assert settings.supernet_cfg.to_dict() == stored["supernet"]
-    assert settings.space.to_dict() == stored["space"] and settings.dataset.to_dict() == stored["dataset"]
+    # Every stored value is read back; fields added since (event input, attention scale, frames)
+    # take their defaults, which are what the first release did.
+    assert settings.supernet_cfg.to_dict() == {**settings.supernet_cfg.to_dict(), **stored["supernet"]}
+    assert (settings.supernet_cfg.event_input, settings.supernet_cfg.attention_scale) == (False, 0.125)
+    assert settings.space.to_dict() == {**settings.space.to_dict(), **stored["space"]}
+    assert settings.dataset.to_dict() == {**settings.dataset.to_dict(), **stored["dataset"]}
+    assert settings.space.attention_scale == 0.125 and settings.dataset.frames is None
     assert settings.sampler == SamplerSettings(**stored["sampler"])
     assert settings.sampler.swap_prob == SamplerSettings().swap_prob
     assert settings.aeb == AEBSettings(**stored["aeb"]) and settings.budgets.max_params == 5000
