@@ -246,7 +246,8 @@ def cmd_list(args: argparse.Namespace) -> None:
 
     from .storage import open_storage
 
-    summaries = optuna.get_all_study_summaries(open_storage(_storage(args)), include_best_trial=False)
+    summaries = optuna.get_all_study_summaries(open_storage(_storage(args), existing=True),
+                                                 include_best_trial=False)
     if not summaries:
         print(f"no studies in {mask_url(_storage(args))}")
         return

@@ -253,8 +253,9 @@ def load(storage: str, study_name: str, *, seed_offset: int = 0,
 
     Raises:
         StudyError: if the study does not exist, is half-created or was not created by autospk.
+        StorageError: if the storage does not exist (it is not created).
     """
-    store = open_storage(storage)
+    store = open_storage(storage, existing=True)
     study = _existing_study(store, storage, study_name)
     if _half_created(study):
         raise _half_created_error(study_name)
@@ -285,8 +286,9 @@ def delete(storage: str, study_name: str, *, confirm: Callable[[int], bool] | No
 
     Raises:
         StudyError: if there is no such study.
+        StorageError: if the storage does not exist (it is not created).
     """
-    store = open_storage(storage)
+    store = open_storage(storage, existing=True)
     n_trials = len(_existing_study(store, storage, study_name).get_trials(deepcopy=False))
     if confirm is not None and not confirm(n_trials):
         return None
@@ -307,7 +309,8 @@ def open_study(storage: str, name: str | None = None) -> tuple[optuna.Study, Stu
             name was given and the choice is ambiguous.
     """
     if name is None:
-        summaries = optuna.get_all_study_summaries(open_storage(storage), include_best_trial=False)
+        summaries = optuna.get_all_study_summaries(open_storage(storage, existing=True),
+                                                     include_best_trial=False)
         pareto = [s for s in summaries if s.user_attrs.get("objective") == "pareto"]
         if len(summaries) == 1 or len(pareto) == 1:
             name = (summaries if len(summaries) == 1 else pareto)[0].study_name

@@ -246,7 +246,8 @@ def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, digits_check
     trained = checkpoint.read_bytes()
     storage = f"sqlite:///{tmp_path}/bad.db"
     err = _fails(capsys, "show", "--storage", storage, "--study-name", "nope")
-    assert "no study 'nope'" in err and len(err.strip().splitlines()) == 1
+    assert f"storage {storage} does not exist" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.db").exists()
     assert main(["create", "--storage", storage, "--study-name", "s", "--objective", "aeb",
                  "--checkpoint", str(checkpoint), "--population-size", "4", "--num-parents", "2"]) == 0
     capsys.readouterr()
@@ -312,7 +313,7 @@ def test_console_script_exits_non_zero_on_error(tmp_path):
     proc = subprocess.run([str(script), "show", "--storage", f"sqlite:///{tmp_path}/x.db", "--study-name", "x"],
                           capture_output=True, text=True, env=ENV)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("autospk-study: error: no study 'x'")
+    assert proc.stderr.startswith(f"autospk-study: error: storage sqlite:///{tmp_path}/x.db does not exist")
 
 
 def test_every_subcommand_has_help():
