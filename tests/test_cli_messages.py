@@ -4,13 +4,19 @@ and --version. Each case checks its exact message."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import sqlite3
 
 import optuna
 import pytest
 
+from nas import load_checkpoint, save_checkpoint
+from studies.cli import main
 from studies.storage import open_storage
+from studies.study import load
 from tests.test_cli import _fails
+from tests.test_data import DIGITS_FINGERPRINT
 
 CREATE_HINT = "check the URL, or create a study there with `autospk-study create`"
 
@@ -65,3 +71,32 @@ def test_a_storage_without_that_study_names_the_studies_it_holds(tmp_path, capsy
     optuna.create_study(study_name="digits-aeb", storage=open_storage(url))
     err = _fails(capsys, "show", "--storage", url, "--study-name", "digits-aeb2")
     assert err == f"autospk-study: error: no study 'digits-aeb2' in {url}; studies there: ['digits-aeb']\n"
+
+
+# ----------------------------------------------------------------------------- create --skip-if-exists
+
+
+def test_skip_if_exists_reuses_only_a_study_made_the_same_way(tmp_path, digits_checkpoint, capsys):
+    checkpoint = tmp_path / "supernet.pt"
+    shutil.copy(digits_checkpoint.path, checkpoint)
+    storage = f"sqlite:///{tmp_path}/s.db"
+    # No --num-parents: it follows the population, max(2, 4 // 5) = 2.
+    args = ["create", "--storage", storage, "--study-name", "s", "--objective", "aeb", "--checkpoint",
+            str(checkpoint), "--population-size", "4"]
+    assert main(args) == 0
+    assert load(storage, "s")[1].sampler.num_parents == 2
+    assert main([*args, "--skip-if-exists"]) == 0
+    assert capsys.readouterr().out.endswith(f"study 's' (aeb) in {storage}\n")
+
+    fix = "create it with the stored settings, choose another study name, or delete the study first"
+    err = _fails(capsys, *args, "--skip-if-exists", "--population-size", "6", "--alpha", "-0.1")
+    assert err == ("autospk-study: error: study 's' exists with other settings: aeb.alpha=-0.07, not -0.1; "
+                   f"sampler.population_size=4, not 6; {fix}\n")
+
+    save_checkpoint(checkpoint, dataclasses.replace(load_checkpoint(checkpoint), data_fingerprint="retrained"))
+    mismatch = (f"checkpoint {checkpoint} is not the supernet the study was created with: it was trained on digits, "
+                f"split seed 0 with data fingerprint retrained, the study's on digits, split seed 0 with data "
+                f"fingerprint {DIGITS_FINGERPRINT}; put the study's checkpoint back, or create a new study on this "
+                "one")
+    err = _fails(capsys, *args, "--skip-if-exists")
+    assert err == f"autospk-study: error: study 's' exists, but its {mismatch}\n"
