@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,14 +53,29 @@ def _assert_study_done(storage: str, name: str, n: int) -> optuna.Study:
 
 def test_quickstart_reduced(tmp_path):
     storage = f"sqlite:///{tmp_path}/q.db"
-    proc = run("quickstart", "--storage", storage, "--workdir", str(tmp_path / "runs"), "--epochs", "1",
-               "--trials", "6", "--population-size", "4", "--no-progress")
-    assert "optuna-dashboard sqlite:///" in proc.stdout
-    assert "digits-aeb: top 5 by F_AEB" in proc.stdout and "digits-pareto: Pareto front" in proc.stdout
+    # As a user logs it: both streams to a file, progress on by default, every warning shown.
+    log = tmp_path / "quickstart.log"
+    env = {key: value for key, value in ENV.items() if key != "PYTHONWARNINGS"}
+    with open(log, "w") as out:
+        proc = subprocess.run([*CLI, "quickstart", "--storage", storage, "--workdir", str(tmp_path / "runs"),
+                               "--epochs", "2", "--trials", "6", "--population-size", "4"],
+                              stdout=out, stderr=subprocess.STDOUT, env=env, timeout=600)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "optuna-dashboard sqlite:///" in text
+    assert "digits-aeb: top 5 by F_AEB" in text and "digits-pareto: Pareto front" in text
     for name in ("digits-aeb", "digits-pareto"):
         _assert_study_done(storage, name, 6)
     listed = run("list", "--storage", storage).stdout
     assert "digits-aeb" in listed and "digits-pareto" in listed
+    # Progress in a file is a line per epoch and per generation, never a bar.
+    assert log.stat().st_size < 20_000, text
+    assert "\r" not in text, "a progress bar was written to the file"
+    for epoch in (1, 2):
+        assert re.search(rf"^epoch {epoch}/2: loss \d\.\d{{4}}, lr ", text, re.M), text
+    for name in ("digits-aeb", "digits-pareto"):
+        for done in (4, 6):
+            assert re.search(rf"^{name}: {done}/6 trials, front \d+, best ", text, re.M), text
 
 
 # MySQL's storage path is covered by tests/test_storage.py; two workers on it add nothing here.
