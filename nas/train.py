@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import os
 import random
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,8 +239,10 @@ def _train_epoch(run: _Run, model: nn.Module, loader: DataLoader, losses: _Losse
     mixup = losses.mixup_at(epoch)
     criterion = losses.hard if mixup is None else losses.soft
     epochs = run.recipe.epochs
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress or _rank() != 0,
-               leave=False, dynamic_ncols=True)
+    # A bar only on a terminal: in a log file each refresh would be another line. `train_supernet`
+    # prints a line per epoch either way.
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress or _rank() != 0
+               or not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
     total = torch.zeros((), device=device)
     steps = 0
     for x, y in bar:
@@ -270,7 +273,7 @@ def _train_epoch(run: _Run, model: nn.Module, loader: DataLoader, losses: _Losse
         run.scaler.update()
         steps += 1
         run.scheduler.step_update(epoch * len(loader) + steps)
-        if progress and steps % LOG_EVERY == 0:
+        if not bar.disable and steps % LOG_EVERY == 0:
             bar.set_postfix(loss=f"{total.item() / steps:.4f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
     run.scheduler.step(epoch + 1)
     return total.item() / max(steps, 1)
@@ -354,7 +357,8 @@ def train_supernet(
             shape or data set (`nas.data.fingerprint`) is refused with a ConfigError.
         seed: Seed of weights, data order and subnet draws.
         device: Where to train (default: cuda if available, else cpu).
-        progress: Show a progress bar (rank 0 only).
+        progress: Show progress (rank 0 only): a line per epoch, and a bar during each epoch
+            when stderr is a terminal.
         data: Already loaded splits of `dataset` (skips loading).
         eval_every: Score the largest and the smallest subnet on the validation split every
             this many epochs and after the last (0: never). The scores join the epoch's

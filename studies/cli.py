@@ -8,8 +8,9 @@
     autospk-study delete --study-name s --yes
     optuna-dashboard sqlite:///autospk.db
 
-The storage comes from --storage, else $AUTOSPK_STORAGE, else sqlite:///autospk.db.
-An error is one line; --verbose (before or after the command) prints its traceback instead.
+The storage comes from --storage, else $AUTOSPK_STORAGE, else sqlite:///autospk.db; only
+create and quickstart make one. An error is one line (a line per cause when workers fail);
+--verbose (before or after the command) adds its traceback, --quiet leaves out progress.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ from nas.settings import (
 )
 from nas.space import presets
 
-from .errors import StudyError
+from .errors import USER_ERRORS, StudyError
 from .settings import HEARTBEAT_INTERVAL, check_study_name
-from .storage import (DEFAULT_STORAGE, STORAGE_ENV, StorageError, StorageWarning, default_storage, failure_cause,
-                      mask_url, normalize_url)
+from .storage import (DEFAULT_STORAGE, STORAGE_ENV, StorageWarning, default_storage, failure_cause, mask_url,
+                      normalize_url)
 
 PROG = "autospk-study"
 
@@ -193,6 +194,17 @@ def _storage(args: argparse.Namespace) -> str:
     return normalize_url(args.storage or default_storage())
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Whether to show progress: bars on a terminal, plain lines elsewhere."""
+    return not (args.no_progress or args.quiet)
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    """Print a line that tells how a command goes (left out with --quiet)."""
+    if not args.quiet:
+        print(text, flush=True)
+
+
 # ----------------------------------------------------------------------------- commands
 
 
@@ -210,7 +222,7 @@ def cmd_train_supernet(args: argparse.Namespace) -> None:
     recipe = recipe.replace(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr).with_rule(rule)
     with torchrun_process_group(args.device):
         train_supernet(space, dataset, recipe, args.output, resume=args.resume, seed=args.seed,
-                       device=args.device, progress=not args.no_progress, eval_every=args.eval_every,
+                       device=args.device, progress=_progress(args), eval_every=args.eval_every,
                        precision=args.precision)
     print(f"supernet checkpoint: {Path(args.output).resolve()}")
     print(f"per-epoch metrics:   {metrics_path(args.output).resolve()}")
@@ -235,10 +247,33 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         raise CLIError("give --n-trials and/or --timeout")
     result = optimize(_storage(args), args.study_name, n_trials=args.n_trials, timeout=args.timeout,
                       workers=args.workers, device=args.device, devices=args.devices,
-                      progress=not args.no_progress)
-    if result.lost:
+                      progress=_progress(args), verbose=args.verbose)
+    _print_optimized(args, args.study_name, result)
+
+
+def _print_optimized(args: argparse.Namespace, name: str, result: Any) -> None:
+    """What `optimize` did, in a line (a warning first if workers died on the way)."""
+    if result.nothing_to_do:
+        more = result.finished_before + result.n_trials
+        print(f"study '{name}' already holds {result.finished_before} finished trials and --n-trials "
+              f"{result.n_trials} is the total it should hold: nothing to do (for {result.n_trials} more, give "
+              f"--n-trials {more})")
+        return
+    if result.failures:
+        _print_tracebacks(args, result.failures)
         print(f"{PROG}: warning: {result.lost_summary}", file=sys.stderr)
-    print(f"study '{args.study_name}': {result.complete} complete trials")
+    done = f"{result.finished} finished trials ({result.finished - result.finished_before} new)"
+    if result.finished != result.complete:
+        done += f", {result.finished - result.complete} of them rejected early"
+    print(f"study '{name}': {done}")
+
+
+def _print_tracebacks(args: argparse.Namespace, failures: Any) -> None:
+    """With --verbose, the traceback of each worker that raised an error."""
+    if args.verbose:
+        for failure in failures:
+            if failure.traceback:
+                print(f"worker {failure.index} (pid {failure.pid}):\n{failure.traceback}", file=sys.stderr)
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -246,7 +281,8 @@ def cmd_list(args: argparse.Namespace) -> None:
 
     from .storage import open_storage
 
-    summaries = optuna.get_all_study_summaries(open_storage(_storage(args)), include_best_trial=False)
+    summaries = optuna.get_all_study_summaries(open_storage(_storage(args), existing=True),
+                                                 include_best_trial=False)
     if not summaries:
         print(f"no studies in {mask_url(_storage(args))}")
         return
@@ -348,17 +384,23 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     checkpoint = workdir / "digits-supernet.pt"
     t0 = time.perf_counter()
-    print(f"[1/3] training the digits supernet -> {checkpoint}")
+    _say(args, f"[1/3] training the digits supernet -> {checkpoint}")
     train_supernet(load_space("digits"), DatasetSpec("digits"), get_recipe("digits").replace(epochs=args.epochs),
-                   checkpoint, resume=True, seed=args.seed, device=args.device, progress=not args.no_progress)
-    print(f"      done in {time.perf_counter() - t0:.0f} s")
+                   checkpoint, resume=True, seed=args.seed, device=args.device, progress=_progress(args))
+    _say(args, f"      done in {time.perf_counter() - t0:.0f} s")
     sampler = SamplerSettings(population_size=args.population_size, seed=args.seed)
     for step, objective in enumerate(QUICKSTART_OBJECTIVES, start=2):
         name = f"{args.prefix}-{objective}"
-        print(f"[{step}/3] searching study '{name}' ({args.trials} trials)")
+        _say(args, f"[{step}/3] searching study '{name}' ({args.trials} trials)")
         create(storage, name, objective=objective, checkpoint=checkpoint, sampler=sampler, skip_if_exists=True,
                device=args.device)
-        optimize(storage, name, n_trials=args.trials, timeout=None, device=args.device, progress=not args.no_progress)
+        result = optimize(storage, name, n_trials=args.trials, timeout=None, device=args.device,
+                          progress=_progress(args), verbose=args.verbose)
+        if result.nothing_to_do:
+            _say(args, f"      study '{name}' already holds {result.finished_before} finished trials")
+        if result.failures:
+            _print_tracebacks(args, result.failures)
+            print(f"{PROG}: warning: {result.lost_summary}", file=sys.stderr)
     for objective in QUICKSTART_OBJECTIVES:
         print()
         _print_shown(storage, f"{args.prefix}-{objective}", top=5, fmt="table")
@@ -373,20 +415,37 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Defaults in every option's help, descriptions as written."""
 
 
-_VERBOSE_HELP = "on an error, print its traceback instead of one line"
+_VERBOSE_HELP = ("on an error, print its traceback (and each failed worker's) after its line; optimize: "
+                 "Optuna's log of every trial")
+_QUIET_HELP = "no progress bars or progress lines, only results, warnings and errors"
+
+
+def _add_verbosity(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", default=default, help=_VERBOSE_HELP)
+    p.add_argument("-q", "--quiet", action="store_true", default=default, help=_QUIET_HELP)
 
 
 def _subparser(sub: Any, name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=text, description=description or text, formatter_class=_HelpFormatter)
-    # SUPPRESS: unless given here, the flag keeps the value parsed before the command.
-    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
+    # SUPPRESS: unless given here, the flags keep the values parsed before the command.
+    _add_verbosity(p, argparse.SUPPRESS)
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("autospk")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; building it imports neither torch nor Optuna."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=_HelpFormatter)
-    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
+    _add_verbosity(parser, False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     p = _subparser(sub, "train-supernet", "train a weight-entangled supernet",
@@ -430,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (None: cuda if available)")
     p.add_argument("--output", default="supernet.pt", help="checkpoint path")
     p.add_argument("--resume", action="store_true", help="continue from --output if it exists")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress (by default bars on a terminal, else a line per epoch or generation)")
     p.set_defaults(func=cmd_train_supernet)
 
     p = _subparser(sub, "create", "create a study on a trained supernet",
@@ -451,12 +511,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_create)
 
     p = _subparser(sub, "optimize", "run trials of a study (many workers allowed)",
-                   "Run workers on a study until it holds --n-trials finished trials (complete, or rejected early "
-                   "with --early-rejection) or --timeout passes. Run "
-                   "this on several hosts against one database storage to search in parallel.")
+                   "Run workers on a study until it holds --n-trials finished trials in all (complete, or "
+                   "rejected early with --early-rejection) or --timeout passes. --n-trials is the study's total, "
+                   "not a number of trials to add (unlike Optuna's n_trials): a study holding 100 runs 50 more "
+                   "with --n-trials 150, and none with --n-trials 50 (it says so). Workers on several hosts "
+                   "given the same total against one database storage stop together; running the command "
+                   "again after a crash finishes the job. The checkpoint is checked before any worker starts.")
     _add_storage(p)
-    p.add_argument("--n-trials", type=_positive(int), default=None, help="trials the study should hold, complete or (with --early-rejection) rejected "
-                        "early")
+    p.add_argument("--n-trials", type=_positive(int), default=None,
+                   help="finished trials the study should hold in all (not trials to add), complete or (with "
+                        "--early-rejection) rejected early")
     p.add_argument("--timeout", type=_positive(float), default=None, help="seconds")
     p.add_argument("--workers", type=_positive(int), default=1,
                    help="worker processes on this host: at most one per CPU core, and as many as its memory holds")
@@ -465,7 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "GPUs uses cuda:(i mod K); the CPU without GPUs)")
     p.add_argument("--devices", type=_device_list, default=None, metavar="D1,D2,...",
                    help="devices dealt out to the workers in turn, e.g. cuda:0,cuda:2 (overrides --device)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress: by default a bar on a terminal with the front size and the best value so "
+                        "far, else a line per generation")
     p.set_defaults(func=cmd_optimize)
 
     p = _subparser(sub, "list", "list the studies in a storage")
@@ -512,7 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--population-size", type=_positive(int), default=20, help="trials per generation")
     p.add_argument("--seed", type=int, default=0, help="seed of training and search")
     p.add_argument("--device", default=None, help="cpu, cuda ... (None: cuda if available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress (by default bars on a terminal, else a line per epoch or generation)")
     p.set_defaults(func=cmd_quickstart)
     return parser
 
@@ -529,7 +596,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 def _error_line(err: Exception, args: argparse.Namespace) -> str | None:
     """What went wrong, in one line; None for an error that is a bug, whose traceback is printed."""
-    if isinstance(err, (CLIError, ConfigError, StudyError, StorageError, FileNotFoundError)):
+    if isinstance(err, (CLIError, *USER_ERRORS)):
         return str(err)
     cause = failure_cause(err)
     if cause is None:
@@ -538,15 +605,20 @@ def _error_line(err: Exception, args: argparse.Namespace) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose and args.quiet:
+        parser.error("give --verbose or --quiet, not both")
     from .workers import quiet_optuna
 
-    quiet_optuna()
+    quiet_optuna(args.verbose)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             args.func(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        if args.verbose:
+            traceback.print_exception(err)
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
@@ -554,9 +626,9 @@ def main(argv: list[str] | None = None) -> int:
         if line is None:
             raise
         if args.verbose:
+            _print_tracebacks(args, getattr(err, "failures", ()))
             traceback.print_exception(err)
-        else:
-            print(f"{PROG}: error: {line}", file=sys.stderr)
+        print(f"{PROG}: error: {line}", file=sys.stderr)
         return 2
     return 0
 

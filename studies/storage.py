@@ -11,6 +11,11 @@ files are written so that a write cut short (a full disk) costs only the entry i
 A process opens each storage once: `open_storage` returns the same object for the same URL,
 so a database sees one connection pool per process however often studies are loaded. A
 forked child forgets its parent's storages and opens its own.
+
+Only `create` makes a storage. Everything that reads a study opens it with
+``existing=True``, which refuses a SQLite or journal file that does not exist and a database
+without Optuna's tables instead of creating them: a mistyped URL is an error naming it,
+not a new empty storage.
 """
 
 from __future__ import annotations
@@ -76,8 +81,8 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 max_retry: int = 3) -> optuna.storages.BaseStorage:
+def open_storage(url: str, *, existing: bool = False, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None, max_retry: int = 3) -> optuna.storages.BaseStorage:
     """The storage of a URL, opened once per process and shared by every later call.
 
     Heartbeat settings, when given, are applied to the shared storage and stay until other
@@ -86,13 +91,16 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
 
     Args:
         url: A storage URL (see the module doc).
+        existing: Open only a storage that exists: a SQLite or journal file that is there,
+            a database that holds Optuna's tables. Nothing is created, not even the tables.
         heartbeat_interval: For database storages, seconds between a running trial's
             heartbeats; a trial silent for `grace_period` is failed and retried.
         grace_period: See `heartbeat_interval` (None: three intervals).
         max_retry: Retries of a trial whose worker died.
 
     Raises:
-        StorageError: naming the URL and the reason.
+        StorageError: naming the URL and the reason; with `existing`, also for a storage
+            that does not exist.
     """
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
@@ -100,6 +108,8 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     with _LOCK:
         store, identity = _STORAGES.get(url, (None, None))
         if store is None or identity != _file_identity(url):
+            if existing:
+                _check_exists(url)
             store = _open(url)
             _STORAGES[url] = store, _file_identity(url)
     if heartbeat_interval and isinstance(store, RDBStorage):
@@ -195,6 +205,60 @@ def _open(url: str) -> optuna.storages.BaseStorage:
     except Exception as err:  # sqlalchemy raises driver-specific errors
         reason = failure_cause(err) or " ".join(str(err).split()) or type(err).__name__
         raise StorageError(f"cannot open storage {shown}: {reason}") from err
+
+
+_SIBLINGS = {"sqlite": (".db", ".sqlite", ".sqlite3"), "journal": (".log", ".journal")}
+"""File name endings of the storages `_check_exists` points out next to a missing one."""
+
+
+def _check_exists(url: str) -> None:
+    """Refuse a storage that does not exist, without creating anything.
+
+    Raises:
+        StorageError: for a missing SQLite or journal file (naming the storages beside it), or
+            a database without Optuna's tables.
+    """
+    shown = mask_url(url)
+    path = _file_path(url)
+    if path is not None:
+        if not path.is_file():
+            kind = "journal" if url.startswith("journal://") else "sqlite"
+            raise StorageError(f"storage {shown} does not exist: no file {path} ({_siblings(path, kind)}); check "
+                               "the URL, or create a study there with `autospk-study create`")
+        if url.startswith("journal://"):
+            return
+    if not _has_optuna_tables(url):
+        raise StorageError(f"storage {shown} holds no studies: the database has no Optuna tables; check the URL, "
+                           "or create a study there with `autospk-study create`")
+
+
+def _siblings(path: Path, kind: str) -> str:
+    """The storage files of `kind` in `path`'s folder, as a phrase."""
+    if not path.parent.is_dir():
+        return f"folder {path.parent} does not exist"
+    found = sorted(p.name for p in path.parent.iterdir() if p.is_file() and p.name.endswith(_SIBLINGS[kind]))
+    if not found:
+        return f"no {kind} storage in {path.parent}"
+    shown = ", ".join(found[:5]) + (f", ... ({len(found)} in all)" if len(found) > 5 else "")
+    return f"{kind} storages in {path.parent}: {shown}"
+
+
+def _has_optuna_tables(url: str) -> bool:
+    """Whether the database of `url` holds Optuna's tables; it is only read."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+    except ImportError as err:
+        raise StorageError(f"cannot open storage {mask_url(url)}: its database driver is not installed; "
+                           "pip install 'autospk[postgres]' or 'autospk[mysql]'") from err
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    except Exception as err:  # the driver's own errors: unreachable server, no such database
+        reason = failure_cause(err) or " ".join(str(err).split()) or type(err).__name__
+        raise StorageError(f"cannot open storage {mask_url(url)}: {reason}") from err
+    finally:
+        engine.dispose()
 
 
 def _engine_kwargs(url: str) -> dict:

@@ -90,25 +90,56 @@ def make_evaluator(checkpoint, evaluation: EvaluationSettings, *, path: str | Pa
     return evaluator, data
 
 
+def check_checkpoint(settings: StudySettings, checkpoint=None, *, path: str | Path | None = None):
+    """The study's supernet checkpoint, checked against the study before any work is spent on it.
+
+    Workers and the parent that starts them call this first, so that a checkpoint that was
+    moved, replaced or retrained is one clear error rather than one per worker.
+
+    Args:
+        settings: The study's settings.
+        checkpoint: A loaded `nas.checkpoint.SupernetCheckpoint` to check instead of reading
+            ``settings.checkpoint``.
+        path: Where `checkpoint` was read from, for messages (default: ``settings.checkpoint``).
+
+    Returns:
+        The checkpoint.
+
+    Raises:
+        FileNotFoundError: if the checkpoint file is gone.
+        ConfigError: if it is not a readable autospk checkpoint.
+        StudyError: if it was trained for another search space, data shape or data than the
+            study's supernet.
+    """
+    from nas.checkpoint import load_checkpoint
+
+    path = settings.checkpoint if path is None else path
+    checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
+    fix = "put the study's checkpoint back, or create a new study on this one"
+    if checkpoint.space != settings.space:
+        other = "" if checkpoint.space.name != settings.space.name else " with other genes or patch size"
+        raise StudyError(f"checkpoint {path} is not the supernet the study was created with: it was trained for "
+                         f"search space '{checkpoint.space.name}'{other}, the study searches "
+                         f"'{settings.space.name}'; {fix}")
+    if checkpoint.supernet_cfg != settings.supernet_cfg:
+        raise StudyError(f"checkpoint {path} is not the supernet the study was created with: its supernet has "
+                         f"another shape (data shape, classes or maxima) than the study's; {fix}")
+    if settings.data_fingerprint is not None and checkpoint.data_fingerprint != settings.data_fingerprint:
+        raise StudyError(
+            f"checkpoint {path} is not the supernet the study was created with: it was trained on "
+            f"{checkpoint.dataset.describe()} with data fingerprint {checkpoint.data_fingerprint or 'unknown'}, the "
+            f"study's on {settings.dataset.describe()} with data fingerprint {settings.data_fingerprint}; {fix}")
+    return checkpoint
+
+
 def load_evaluator(settings: StudySettings, *, device: str | None = None):
     """The study's supernet, data and evaluator, exactly as its search scores subnets.
 
     Raises:
-        StudyError: if the checkpoint no longer matches the study's search space, or was
-            trained on other data than the study's supernet.
+        StudyError: if the checkpoint no longer matches the study (`check_checkpoint`).
         ConfigError: if the data set no longer holds the data the supernet was trained on.
     """
-    from nas.checkpoint import load_checkpoint
-
-    checkpoint = load_checkpoint(settings.checkpoint)
-    if checkpoint.space != settings.space:
-        raise StudyError(f"checkpoint {settings.checkpoint} does not match the study's search space")
-    if settings.data_fingerprint is not None and checkpoint.data_fingerprint != settings.data_fingerprint:
-        raise StudyError(
-            f"checkpoint {settings.checkpoint} is not the supernet the study was created with: it was trained on "
-            f"{checkpoint.dataset.describe()} with data fingerprint {checkpoint.data_fingerprint or 'unknown'}, the "
-            f"study's on {settings.dataset.describe()} with data fingerprint {settings.data_fingerprint}; put the "
-            "study's checkpoint back, or create a new study on this one")
+    checkpoint = check_checkpoint(settings)
     return make_evaluator(checkpoint, settings.evaluation, path=settings.checkpoint, device=device)
 
 
@@ -184,7 +215,8 @@ def create(
         evaluation: How subnets are scored.
         heartbeat_interval: Seconds between heartbeats of a running trial (database storages).
         enqueue_largest: Evaluate the largest subnet first.
-        skip_if_exists: Return the existing study of that name instead of failing. A
+        skip_if_exists: Return the existing study of that name instead of failing, if it was
+            created with these settings on this checkpoint (see `_check_same_study`). A
             half-created study (see the module doc) is replaced whether or not this is set.
         device: Where to measure the reference energy.
 
@@ -203,11 +235,9 @@ def create(
             raise StudyError(f"study '{study_name}' already exists in {mask_url(storage)}; choose another --study-name "
                              "or pass --skip-if-exists")
         study, settings = load(storage, study_name)
-        if settings.objective != objective:
-            raise StudyError(f"study '{study_name}' exists with objective '{settings.objective}', not '{objective}'")
-        if Path(settings.checkpoint) != Path(checkpoint).resolve():
-            raise StudyError(f"study '{study_name}' exists for checkpoint {settings.checkpoint}, "
-                             f"not {Path(checkpoint).resolve()}")
+        _check_same_study(settings, study_name, objective=objective, checkpoint=checkpoint, aeb=aeb,
+                          budgets=budgets, sampler=sampler, evaluation=evaluation,
+                          heartbeat_interval=heartbeat_interval)
         return study
     state = load_checkpoint(checkpoint)
     if aeb.e_ref is None:
@@ -241,6 +271,41 @@ def create(
     return study
 
 
+def _check_same_study(stored: StudySettings, study_name: str, *, objective: str, checkpoint: str | Path,
+                      aeb: AEBSettings, budgets: Budgets, sampler: SamplerSettings, evaluation: EvaluationSettings,
+                      heartbeat_interval: int) -> None:
+    """Refuse to reuse a study created otherwise than `create` is now asked to.
+
+    The objective, the checkpoint (its path, and its contents: `check_checkpoint`) and every
+    stored setting must match; the reference energy only when one is asked for (None lets
+    `create` measure it, which the study did).
+
+    Raises:
+        StudyError: naming what differs, stored value first.
+    """
+    if stored.objective != objective:
+        raise StudyError(f"study '{study_name}' exists with objective '{stored.objective}', not '{objective}'")
+    if Path(stored.checkpoint) != Path(checkpoint).resolve():
+        raise StudyError(f"study '{study_name}' exists for checkpoint {stored.checkpoint}, "
+                         f"not {Path(checkpoint).resolve()}")
+    try:
+        check_checkpoint(stored)
+    except StudyError as err:
+        raise StudyError(f"study '{study_name}' exists, but its {err}") from None
+    skip = {"e_ref"} if aeb.e_ref is None else set()
+    differences = [f"{where}.{field.name}={getattr(old, field.name)!r}, not {getattr(new, field.name)!r}"
+                   for where, old, new in (("aeb", stored.aeb, aeb), ("budgets", stored.budgets, budgets),
+                                           ("sampler", stored.sampler, sampler),
+                                           ("evaluation", stored.evaluation, evaluation))
+                   for field in dataclasses.fields(old)
+                   if field.name not in skip and getattr(old, field.name) != getattr(new, field.name)]
+    if stored.heartbeat_interval != heartbeat_interval:
+        differences.append(f"heartbeat_interval={stored.heartbeat_interval}, not {heartbeat_interval}")
+    if differences:
+        raise StudyError(f"study '{study_name}' exists with other settings: {'; '.join(differences)}; create it "
+                         "with the stored settings, choose another study name, or delete the study first")
+
+
 def load(storage: str, study_name: str, *, seed_offset: int = 0,
          heartbeat: bool = False) -> tuple[optuna.Study, StudySettings]:
     """Load an autospk study with our sampler re-created from its stored settings.
@@ -253,8 +318,9 @@ def load(storage: str, study_name: str, *, seed_offset: int = 0,
 
     Raises:
         StudyError: if the study does not exist, is half-created or was not created by autospk.
+        StorageError: if the storage does not exist (it is not created).
     """
-    store = open_storage(storage)
+    store = open_storage(storage, existing=True)
     study = _existing_study(store, storage, study_name)
     if _half_created(study):
         raise _half_created_error(study_name)
@@ -285,8 +351,9 @@ def delete(storage: str, study_name: str, *, confirm: Callable[[int], bool] | No
 
     Raises:
         StudyError: if there is no such study.
+        StorageError: if the storage does not exist (it is not created).
     """
-    store = open_storage(storage)
+    store = open_storage(storage, existing=True)
     n_trials = len(_existing_study(store, storage, study_name).get_trials(deepcopy=False))
     if confirm is not None and not confirm(n_trials):
         return None
@@ -307,7 +374,8 @@ def open_study(storage: str, name: str | None = None) -> tuple[optuna.Study, Stu
             name was given and the choice is ambiguous.
     """
     if name is None:
-        summaries = optuna.get_all_study_summaries(open_storage(storage), include_best_trial=False)
+        summaries = optuna.get_all_study_summaries(open_storage(storage, existing=True),
+                                                     include_best_trial=False)
         pareto = [s for s in summaries if s.user_attrs.get("objective") == "pareto"]
         if len(summaries) == 1 or len(pareto) == 1:
             name = (summaries if len(summaries) == 1 else pareto)[0].study_name

@@ -9,17 +9,29 @@ proposes anything. `fail_dead_trials` fails and re-enqueues the RUNNING trials w
 on this host has ended, and those without an owner of their own once they are older than
 a grace period; every worker runs it before each trial, and `optimize` as soon as one of
 its workers dies. Database heartbeats recover the trials of workers on other hosts.
+
+What the user sees: a worker that fails sends its error to `optimize`, which summarises
+the failures in one line per cause (`WorkerFailure`; the tracebacks travel along for
+``--verbose``); Ctrl-C stops every worker without a traceback. Progress is a bar on a
+terminal and a plain line per generation elsewhere (a log file), both with the front size
+and the best value so far.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import os
+import queue
 import signal
 import socket
+import sys
+import threading
 import time
+import traceback
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,11 +44,13 @@ from tqdm.auto import tqdm
 
 from models import ConfigError
 
-from .errors import StudyError
+from . import analysis
+from .errors import StudyError, error_line
 from .storage import open_storage
-from .study import load, load_evaluator
+from .study import check_checkpoint, load, load_evaluator
 
 if TYPE_CHECKING:
+    import pandas as pd
     from optuna.distributions import BaseDistribution
 
     from .settings import StudySettings
@@ -65,25 +79,77 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 counting complete trials only could run forever once every new subnet gets rejected."""
 
 
+EXIT_INTERRUPTED = 130
+"""Exit status of a worker stopped by Ctrl-C (SIGINT), as a shell reports it."""
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    """A worker process that ended before its work was done.
+
+    Attributes:
+        index: The worker's number on this host (0, 1, ...).
+        pid: Its process id.
+        cause: What ended it, in one line: its error, ``killed by SIGKILL``, ...
+        traceback: The error's traceback, when it raised one (for ``--verbose``).
+    """
+
+    index: int
+    pid: int | None
+    cause: str
+    traceback: str | None = None
+
+
+def failures_summary(failures: Sequence[WorkerFailure]) -> str:
+    """One line per cause: ``  2 workers 0 (pid 11), 1 (pid 12): <cause>``, most frequent first."""
+    by_cause: dict[str, list[WorkerFailure]] = {}
+    for failure in failures:
+        by_cause.setdefault(failure.cause, []).append(failure)
+    lines = []
+    for cause, group in sorted(by_cause.items(), key=lambda item: -len(item[1])):
+        who = ", ".join(f"{f.index} (pid {f.pid})" for f in group)
+        lines.append(f"  {'worker' if len(group) == 1 else f'{len(group)} workers'} {who}: {cause}")
+    return "\n".join(lines)
+
+
+class WorkersFailed(StudyError):
+    """Workers died before the study held its trials; `failures` says which and why."""
+
+    def __init__(self, message: str, failures: Sequence[WorkerFailure]) -> None:
+        super().__init__(message)
+        self.failures = tuple(failures)
+
+
 @dataclass(frozen=True)
 class OptimizeResult:
     """What `optimize` did.
 
     Attributes:
         complete: Complete trials the study holds at the end (trials rejected early not counted).
-        workers: Worker processes started.
-        lost: One entry per worker that died, e.g. ``"worker 1, pid 4242: killed by SIGKILL"``.
+        workers: Worker processes started (0 when there was nothing to do).
+        failures: One entry per worker that died (the study still reached its trials).
+        finished_before: Finished trials (`FINISHED`) the study held before the run.
+        finished: Finished trials it holds at the end (other hosts' included).
+        n_trials: The finished trials asked for (None: until the timeout).
     """
 
     complete: int
     workers: int
-    lost: tuple[str, ...] = ()
+    failures: tuple[WorkerFailure, ...] = ()
+    finished_before: int = 0
+    finished: int = 0
+    n_trials: int | None = None
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Whether the study already held `n_trials` finished trials, so no worker started."""
+        return self.n_trials is not None and self.finished_before >= self.n_trials
 
     @property
     def lost_summary(self) -> str:
-        """One line on the workers that died and what became of their trials."""
-        return (f"{len(self.lost)} of {self.workers} workers died ({'; '.join(self.lost)}); "
-                "their running trials were failed and re-enqueued")
+        """What became of the workers that died: a header line, then one line per cause."""
+        return (f"{len(self.failures)} of {self.workers} workers died; their running trials were failed and "
+                f"re-enqueued\n{failures_summary(self.failures)}")
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -220,9 +286,41 @@ class _OwnerRecordingSampler(BaseSampler):
         self.sampler.reseed_rng()
 
 
-def quiet_optuna() -> None:
-    """Optuna flags the heartbeat, metric names and retry callback as experimental."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+class _NoTracebacks(logging.Filter):
+    """Drops Optuna's log of a trial failed by an error: the error's whole traceback, then
+    ``Trial N failed with value None.``. The worker reports that error to `optimize`, which
+    prints it in one line. A trial failed by a bad return value (no traceback) is still logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dropped: str | None = None  # "Trial N", whose second line is still to come
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info is not None:
+            self._dropped = message.split(" failed", 1)[0]
+            return False
+        if self._dropped is not None and message.startswith(f"{self._dropped} failed with value "):
+            self._dropped = None
+            return False
+        return True
+
+
+_NO_TRACEBACKS = _NoTracebacks()
+
+
+def quiet_optuna(verbose: bool = False) -> None:
+    """Optuna's log for the command line: warnings only, and no failed trial's traceback;
+    with `verbose`, everything (each trial's result included).
+
+    Optuna also flags the heartbeat, metric names and retry callback as experimental.
+    """
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    log = logging.getLogger("optuna.study._optimize")
+    if verbose:
+        log.removeFilter(_NO_TRACEBACKS)
+    else:
+        log.addFilter(_NO_TRACEBACKS)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
@@ -273,14 +371,48 @@ def run_worker(
     return study
 
 
-def _worker_main(storage: str, name: str, n_trials: int | None, timeout: float | None, index: int,
-                 device: str | None, threads: int) -> None:
-    import torch
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """SIGINT handler of a worker: stop with KeyboardInterrupt once, ignore any second one
+    (Ctrl-C reaches a worker from the terminal and again from `optimize`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
-    quiet_optuna()
-    # Workers sharing a host would oversubscribe its cores with torch's default threads.
-    torch.set_num_threads(threads)
-    run_worker(storage, name, n_trials=n_trials, timeout=timeout, seed_offset=index, device=device)
+
+def _worker_main(storage: str, name: str, n_trials: int | None, timeout: float | None, index: int,
+                 device: str | None, threads: int, failures: Any, verbose: bool) -> None:
+    """A worker process: `run_worker`, its error sent to `failures` as ``(index, line, traceback)``.
+
+    It starts with SIGINT ignored (see `_ignoring_sigint`), so that Ctrl-C while it imports
+    prints nothing; from here on Ctrl-C ends it quietly with `EXIT_INTERRUPTED`.
+    """
+    try:
+        signal.signal(signal.SIGINT, _interrupt_once)
+        import torch
+
+        quiet_optuna(verbose)
+        # Workers sharing a host would oversubscribe its cores with torch's default threads.
+        torch.set_num_threads(threads)
+        run_worker(storage, name, n_trials=n_trials, timeout=timeout, seed_offset=index, device=device)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as err:
+        line = error_line(err) or f"{type(err).__name__}: {' '.join(str(err).split())}".rstrip(": ")
+        failures.put((index, line, traceback.format_exc()))
+        sys.exit(1)
+
+
+@contextlib.contextmanager
+def _ignoring_sigint() -> Iterator[None]:
+    """Start processes with SIGINT ignored: they inherit it, and Python then raises no
+    KeyboardInterrupt in them until they install a handler (`_worker_main` does, first)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _cores() -> int:
@@ -375,45 +507,139 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _death(index: int, proc: multiprocessing.process.BaseProcess) -> str:
+def _death(proc: multiprocessing.process.BaseProcess) -> str:
+    """Why a worker that reported no error ended, from its exit status."""
     code = proc.exitcode
+    if code == EXIT_INTERRUPTED:
+        return "interrupted (SIGINT)"
     if code > 0:
-        return f"worker {index}, pid {proc.pid}: exited with status {code}, see its messages above"
+        return f"exited with status {code}"
     try:
         name = signal.Signals(-code).name
     except ValueError:
         name = f"signal {-code}"
-    return f"worker {index}, pid {proc.pid}: killed by {name}"
+    return f"killed by {name}"
+
+
+def search_summary(frame: pd.DataFrame, objective: str) -> str:
+    """The state of a search in a few words: the front size and the best value so far.
+
+    Args:
+        frame: `analysis.trials_frame` of the study's complete trials.
+        objective: The kind of study (`nas.settings.OBJECTIVES`).
+
+    Returns:
+        E.g. ``front 7, best accuracy 96.11%`` (``pareto``, ``pareto3``) or ``front 5, best
+        F_AEB 0.9532`` (``aeb``, whose front is that of accuracy and energy); empty before
+        the first feasible complete trial.
+    """
+    front = analysis.pareto_front(frame, objective=objective)
+    if front.empty:
+        return ""
+    if objective == "aeb":
+        return f"front {len(front)}, best F_AEB {analysis.best_aeb(frame)['f_aeb']:.4f}"
+    return f"front {len(front)}, best accuracy {100 * front['accuracy'].max():.2f}%"
+
+
+class _SearchProgress:
+    """Progress of `optimize`: a bar on a terminal; elsewhere (a log file) a plain line at
+    every generation's worth of finished trials and at the end.
+
+    Args:
+        study: The study, read to summarise it (`search_summary`) when a trial finished.
+        settings: Its settings.
+        finished: Finished trials at the start.
+        n_trials: Finished trials asked for (None: until the timeout).
+        show: Whether to show anything at all.
+    """
+
+    def __init__(self, study: optuna.Study, settings: StudySettings, *, finished: int, n_trials: int | None,
+                 show: bool) -> None:
+        from nas.dedup import StudyIndex
+
+        self.study, self.settings, self.n_trials = study, settings, n_trials
+        self.index = StudyIndex.of(study)
+        self.show = show
+        self.bar = None
+        if show and sys.stderr.isatty():
+            self.bar = tqdm(total=n_trials, initial=min(finished, n_trials or finished), desc=study.study_name,
+                            unit="trial", dynamic_ncols=True)
+        self.step = settings.sampler.population_size
+        self.shown = finished
+        if self.bar is not None and finished:
+            self.bar.set_postfix_str(self._summarise())
+
+    def _summarise(self) -> str:
+        self.index.refresh(self.study)
+        return search_summary(analysis.trials_frame(self.index.completed, self.settings.space),
+                              self.settings.objective)
+
+    def update(self, finished: int) -> None:
+        if not self.show or finished == self.shown:
+            return
+        if self.bar is not None:
+            self.bar.n = min(finished, self.bar.total or finished)
+            self.bar.set_postfix_str(self._summarise(), refresh=False)
+            self.bar.refresh()
+            self.shown = finished
+        elif finished // self.step > self.shown // self.step:
+            self._line(finished)
+
+    def _line(self, finished: int) -> None:
+        summary = self._summarise()
+        total = f"/{self.n_trials}" if self.n_trials is not None else ""
+        print(f"{self.study.study_name}: {finished}{total} trials" + (f", {summary}" if summary else ""),
+              flush=True)
+        self.shown = finished
+
+    def close(self, finished: int) -> None:
+        if not self.show:
+            return
+        if self.bar is not None:
+            self.update(finished)
+            self.bar.close()
+        elif finished != self.shown:
+            self._line(finished)
 
 
 def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | None, workers: int = 1,
              device: str | None = None, devices: Sequence[str] | None = None,
-             progress: bool = True) -> OptimizeResult:
+             progress: bool = True, verbose: bool = False) -> OptimizeResult:
     """Run `workers` processes on one study until it holds `n_trials` finished trials (`FINISHED`).
 
-    Every second the parent collects each worker that ended; as soon as one died, it fails
-    and re-enqueues the trial it was running. If the study still reaches `n_trials`, the
-    run succeeds and `OptimizeResult.lost` names the workers that died.
+    `n_trials` is the total the study should hold, not a number of trials to add (unlike
+    Optuna's ``Study.optimize``): workers on many hosts started with the same number stop
+    together, and a run started again after a crash finishes the job. A study that already
+    holds `n_trials` starts no worker (`OptimizeResult.nothing_to_do`).
+
+    The study's checkpoint is checked before any worker starts (`study.check_checkpoint`).
+    Every second the parent collects each worker that ended and the errors they report; as
+    soon as one died, it fails and re-enqueues the trial it was running. If the study still
+    reaches `n_trials`, the run succeeds and `OptimizeResult.failures` names the workers that
+    died. Ctrl-C (KeyboardInterrupt) stops every worker: each fails the trial it was running.
 
     Args:
         storage: Storage URL.
         name: The study.
-        n_trials: Complete trials the study should hold (None: until `timeout`).
+        n_trials: Finished trials the study should hold in all (None: until `timeout`).
         timeout: Seconds each worker runs at most.
         workers: Worker processes on this host; each gets an equal share of the CPU threads.
         device: Where every worker evaluates.
         devices: Devices dealt out to the workers in turn (worker i gets ``devices[i mod
             len(devices)]``), overriding `device`. With neither, worker i of a host with K
             GPUs gets ``cuda:(i mod K)``; without GPUs, the CPU.
-        progress: Show a progress bar of finished trials.
+        progress: Show progress: a bar on a terminal, else a line per generation.
+        verbose: Let the workers log every trial (Optuna's INFO log) and failed trials'
+            tracebacks.
 
     Returns:
-        The complete trials at the end, and the workers that died.
+        What the run did: trials before and after, and the workers that died.
 
     Raises:
         ConfigError: for more workers than this host's cores and memory allow, or a device it
             does not have (before any starts).
-        StudyError: if a worker died and the study does not hold `n_trials` finished trials
+        StudyError: for a checkpoint that no longer matches the study (before any worker starts).
+        WorkersFailed: if a worker died and the study does not hold `n_trials` finished trials
             (or no `n_trials` was given).
     """
     cores = _cores()
@@ -433,40 +659,82 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
     def finished() -> int:
         return store.get_n_trials(study_id, state=FINISHED)
 
-    bar = tqdm(total=n_trials, initial=min(finished(), n_trials or 0), desc=name, unit="trial",
-               disable=not progress, dynamic_ncols=True)
+    def result(**kwargs: Any) -> OptimizeResult:
+        return OptimizeResult(complete=store.get_n_trials(study_id, state=TrialState.COMPLETE),
+                              finished_before=before, n_trials=n_trials, **kwargs)
+
+    before = finished()
+    if n_trials is not None and before >= n_trials:
+        return result(workers=0, finished=before)
+    check_checkpoint(settings)
     ctx = multiprocessing.get_context("spawn")
+    reports = ctx.Queue()
     threads = max(1, cores // workers)
-    procs = [ctx.Process(target=_worker_main, args=(storage, name, n_trials, timeout, i, placement[i], threads))
+    procs = [ctx.Process(target=_worker_main, args=(storage, name, n_trials, timeout, i, placement[i], threads,
+                                                    reports, verbose))
              for i in range(workers)]
-    for p in procs:
-        p.start()
+    shown = _SearchProgress(study, settings, finished=before, n_trials=n_trials, show=progress)
+    with _ignoring_sigint():
+        for p in procs:
+            p.start()
     running = set(range(workers))
-    lost: list[str] = []
+    reported: dict[int, tuple[str, str]] = {}
+    died: list[int] = []
     try:
         while running:
             time.sleep(1.0)
+            _collect(reports, reported)
             # is_alive() collects a worker that ended, so none is left a zombie.
             ended = {i for i in running if not procs[i].is_alive()}
             running -= ended
-            died = sorted(i for i in ended if procs[i].exitcode)
-            if died:
-                lost += [_death(i, procs[i]) for i in died]
+            newly = sorted(i for i in ended if procs[i].exitcode)
+            if newly:
+                died += newly
                 fail_dead_trials(study, orphan_grace=grace)
-            bar.n = min(finished(), bar.total or 10**9)
-            bar.refresh()
+            shown.update(finished())
+    except KeyboardInterrupt:
+        _stop([procs[i] for i in running])
+        # Optuna fails the trial a worker was evaluating; one interrupted between trials may leave
+        # its new trial RUNNING, with its owner now dead.
+        fail_dead_trials(study, orphan_grace=grace)
+        raise
     finally:
         for p in procs:
             p.join()
+        _collect(reports, reported)
         done = finished()
-        bar.n = min(done, bar.total or 10**9)
-        bar.close()
-    if lost:
+        shown.close(done)
+    failures = tuple(WorkerFailure(i, procs[i].pid, *reported.get(i, (_death(procs[i]), None))) for i in died)
+    if failures:
         # A trial whose worker died before recording itself may be past its grace period by now.
         fail_dead_trials(study, orphan_grace=grace)
-    result = OptimizeResult(store.get_n_trials(study_id, state=TrialState.COMPLETE), workers, tuple(lost))
-    if lost and (n_trials is None or done < n_trials):
+    outcome = result(workers=workers, failures=failures, finished=done)
+    if failures and (n_trials is None or done < n_trials):
         target = f" of {n_trials}" if n_trials is not None else ""
-        raise StudyError(f"{result.lost_summary}; the study holds {done}{target} finished trials; "
-                         "run optimize again to go on")
-    return result
+        raise WorkersFailed(f"{len(failures)} of {workers} workers died, and the study holds {done}{target} "
+                            f"finished trials; run optimize again to go on\n{failures_summary(failures)}", failures)
+    return outcome
+
+
+def _collect(reports: Any, reported: dict[int, tuple[str, str]]) -> None:
+    """Move the errors workers sent into `reported` (worker index -> (line, traceback))."""
+    while True:
+        try:
+            index, line, text = reports.get_nowait()
+        except queue.Empty:
+            return
+        reported[index] = (line, text)
+
+
+def _stop(procs: Sequence[multiprocessing.process.BaseProcess], *, grace: float = 30.0) -> None:
+    """Stop workers after Ctrl-C: SIGINT (each fails its running trial and exits), then after
+    `grace` seconds SIGTERM for any still running."""
+    for p in procs:
+        if p.is_alive() and p.pid is not None:
+            os.kill(p.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.terminate()

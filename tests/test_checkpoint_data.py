@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from pathlib import Path
 
@@ -95,7 +96,9 @@ def test_a_study_refuses_its_checkpoint_swapped_for_one_trained_on_other_data(
                                    "put the study's checkpoint back, or create a new study on this one")
     proc = run("optimize", "--storage", storage, "--study-name", "s", "--n-trials", "2", "--no-progress",
                check=False)
-    assert proc.returncode == 2 and message in proc.stderr
+    # Checked before any worker starts: one line, not one traceback per worker.
+    assert proc.returncode == 2 and proc.stderr.startswith(f"autospk-study: error: {message}")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
     study = optuna.load_study(study_name="s", storage=open_storage(storage))
     assert not study.get_trials(states=(TrialState.COMPLETE,))
 
@@ -130,3 +133,18 @@ def test_data_edited_after_training_is_refused_by_create_and_by_the_study(
     capsys.readouterr()
     err = _fails(capsys, *create, "--study-name", "after")
     assert message in err and "restore the data it was trained on" in err and len(err.strip().splitlines()) == 1
+
+    # Each worker loads the data and fails on it: a line for the run, a line for the cause.
+    optimize = ["optimize", "--storage", storage, "--study-name", "before", "--n-trials", "2"]
+    proc = run(*optimize, "--workers", "2", check=False)
+    fix = "restore the data it was trained on, or train a supernet on the data as it is now"
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert re.fullmatch(r"autospk-study: error: 2 of 2 workers died, and the study holds 0 of 2 finished trials; run "
+                        r"optimize again to go on\n  2 workers 0 \(pid \d+\), 1 \(pid \d+\): "
+                        + re.escape(message) + r"[0-9a-f]+ \(other images, labels or split\); " + re.escape(fix)
+                        + r"\n", proc.stderr), proc.stderr
+    verbose = run(*optimize, "--verbose", check=False)
+    assert verbose.returncode == 2
+    assert re.match(r"worker 0 \(pid \d+\):\nTraceback \(most recent call last\):\n", verbose.stderr), verbose.stderr
+    assert "models.errors.ConfigError: supernet checkpoint" in verbose.stderr
+    assert verbose.stderr.splitlines()[-1].startswith("  worker 0 (pid ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,14 +53,29 @@ def _assert_study_done(storage: str, name: str, n: int) -> optuna.Study:
 
 def test_quickstart_reduced(tmp_path):
     storage = f"sqlite:///{tmp_path}/q.db"
-    proc = run("quickstart", "--storage", storage, "--workdir", str(tmp_path / "runs"), "--epochs", "1",
-               "--trials", "6", "--population-size", "4", "--no-progress")
-    assert "optuna-dashboard sqlite:///" in proc.stdout
-    assert "digits-aeb: top 5 by F_AEB" in proc.stdout and "digits-pareto: Pareto front" in proc.stdout
+    # As a user logs it: both streams to a file, progress on by default, every warning shown.
+    log = tmp_path / "quickstart.log"
+    env = {key: value for key, value in ENV.items() if key != "PYTHONWARNINGS"}
+    with open(log, "w") as out:
+        proc = subprocess.run([*CLI, "quickstart", "--storage", storage, "--workdir", str(tmp_path / "runs"),
+                               "--epochs", "2", "--trials", "6", "--population-size", "4"],
+                              stdout=out, stderr=subprocess.STDOUT, env=env, timeout=600)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "optuna-dashboard sqlite:///" in text
+    assert "digits-aeb: top 5 by F_AEB" in text and "digits-pareto: Pareto front" in text
     for name in ("digits-aeb", "digits-pareto"):
         _assert_study_done(storage, name, 6)
     listed = run("list", "--storage", storage).stdout
     assert "digits-aeb" in listed and "digits-pareto" in listed
+    # Progress in a file is a line per epoch and per generation, never a bar.
+    assert log.stat().st_size < 20_000, text
+    assert "\r" not in text, "a progress bar was written to the file"
+    for epoch in (1, 2):
+        assert re.search(rf"^epoch {epoch}/2: loss \d\.\d{{4}}, lr ", text, re.M), text
+    for name in ("digits-aeb", "digits-pareto"):
+        for done in (4, 6):
+            assert re.search(rf"^{name}: {done}/6 trials, front \d+, best ", text, re.M), text
 
 
 # MySQL's storage path is covered by tests/test_storage.py; two workers on it add nothing here.
@@ -246,7 +262,8 @@ def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, digits_check
     trained = checkpoint.read_bytes()
     storage = f"sqlite:///{tmp_path}/bad.db"
     err = _fails(capsys, "show", "--storage", storage, "--study-name", "nope")
-    assert "no study 'nope'" in err and len(err.strip().splitlines()) == 1
+    assert f"storage {storage} does not exist" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.db").exists()
     assert main(["create", "--storage", storage, "--study-name", "s", "--objective", "aeb",
                  "--checkpoint", str(checkpoint), "--population-size", "4", "--num-parents", "2"]) == 0
     capsys.readouterr()
@@ -312,7 +329,7 @@ def test_console_script_exits_non_zero_on_error(tmp_path):
     proc = subprocess.run([str(script), "show", "--storage", f"sqlite:///{tmp_path}/x.db", "--study-name", "x"],
                           capture_output=True, text=True, env=ENV)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("autospk-study: error: no study 'x'")
+    assert proc.stderr.startswith(f"autospk-study: error: storage sqlite:///{tmp_path}/x.db does not exist")
 
 
 def test_every_subcommand_has_help():

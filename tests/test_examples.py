@@ -73,7 +73,7 @@ def test_the_worker_script_runs_a_postgresql_study_as_an_array_task_would(tmp_pa
                                        SLURM_ARRAY_JOB_ID="4242", SLURM_ARRAY_TASK_ID="3"))
         assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
         assert "array task 3 of job 4242" in proc.stdout and POSTGRES not in proc.stdout
-        assert f"study '{name}': 4 complete trials" in proc.stdout
+        assert f"study '{name}': 4 finished trials (4 new)" in proc.stdout
         study = _assert_study_done(POSTGRES, name, 4)
         assert len(study.trials) == 4 and study.metric_names == ["accuracy", "energy_mj", "params"]
     finally:
