@@ -12,6 +12,7 @@ same name replaces it. `delete` removes any study.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -256,27 +257,34 @@ def create(
         supernet_cfg=state.supernet_cfg, aeb=aeb, budgets=budgets, sampler=sampler, evaluation=evaluation,
         heartbeat_interval=heartbeat_interval, data_fingerprint=state.data_fingerprint, artifact_dir=str(folder),
     )
+    made = not folder.exists()
     artifact_store(settings)  # the folder exists, or create fails before anything is written
-    if half_created:
-        _log.warning("study '%s' was half-created (an interrupted create); deleting it and creating it anew",
-                     study_name)
-        optuna.delete_study(study_name=study_name, storage=store)
-    study = optuna.create_study(storage=store, study_name=study_name, directions=DIRECTIONS[objective],
-                                sampler=make_sampler(settings))
-    study.set_metric_names(METRIC_NAMES[objective])
-    # Plain attrs that optuna-dashboard and `list` show without parsing the settings.
-    study.set_user_attr("objective", objective)
-    study.set_user_attr("dataset", settings.dataset.name)
-    study.set_user_attr("space", settings.space.name)
-    study.set_user_attr("e_ref_mj", aeb.e_ref)
-    from optuna_dashboard import save_note
+    try:
+        if half_created:
+            _log.warning("study '%s' was half-created (an interrupted create); deleting it and creating it anew",
+                         study_name)
+            optuna.delete_study(study_name=study_name, storage=store)
+        study = optuna.create_study(storage=store, study_name=study_name, directions=DIRECTIONS[objective],
+                                    sampler=make_sampler(settings))
+        study.set_metric_names(METRIC_NAMES[objective])
+        # Plain attrs that optuna-dashboard and `list` show without parsing the settings.
+        study.set_user_attr("objective", objective)
+        study.set_user_attr("dataset", settings.dataset.name)
+        study.set_user_attr("space", settings.space.name)
+        study.set_user_attr("e_ref_mj", aeb.e_ref)
+        from optuna_dashboard import save_note
 
-    save_note(study, _note(settings, measured, enqueue_largest))
-    if enqueue_largest:
-        study.enqueue_trial(settings.space.params_from_config(settings.space.largest()),
-                            user_attrs=_ENQUEUED_LARGEST)
-    # Last, so that a study without settings is one whose create did not finish.
-    study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+        save_note(study, _note(settings, measured, enqueue_largest))
+        if enqueue_largest:
+            study.enqueue_trial(settings.space.params_from_config(settings.space.largest()),
+                                user_attrs=_ENQUEUED_LARGEST)
+        # Last, so that a study without settings is one whose create did not finish.
+        study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+    except BaseException:
+        if made:  # a failed create leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return study
 
 
