@@ -7,7 +7,7 @@ Names load on first use.
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "analytic": ["DenseMACs", "analytic_energy", "appendix_energy", "dense_macs"],
+    "analytic": ["DenseMACs", "analytic_energy", "ann_energy", "appendix_energy", "dense_macs"],
     "monitor": ["EnergyMonitor", "measure_energy"],
     "profiles": ["PRESETS", "EnergyProfile", "get_profile"],
     "report": ["FIRST_LAYER_CONVENTIONS", "EnergyReport", "check_first_layer"],

@@ -131,6 +131,35 @@ def _dense_energy_mj(supernet_cfg: SupernetConfig, config: SubnetConfig, *, firi
     return float(p.e_mac_pj * mac + p.e_ac_pj * firing_rate * config.time_steps * ac) * 1e-9
 
 
+def ann_energy(
+    supernet_cfg: SupernetConfig,
+    *,
+    profile: str | EnergyProfile | None = None,
+) -> Callable[[SubnetConfig], float]:
+    """Energy per image (mJ) of the same network run as an ANN: ``E_MAC x dense MACs``.
+
+    The comparison the Spikformer papers draw: every synaptic layer, the attention products
+    included, computes once on real values at `profile`'s E_MAC (4.6 pJ in fp32). An ANN has
+    no time steps, so its first layer counts once whatever first-layer convention the spiking
+    figures follow. The function is a `functools.partial` of a module-level function, so it
+    pickles with whatever holds it.
+
+    Args:
+        supernet_cfg: The supernet the subnets live in.
+        profile: Energy per operation (see `get_profile`); only its E_MAC is used.
+
+    Returns:
+        A function of a `SubnetConfig` giving mJ per image.
+    """
+    return functools.partial(_ann_energy_mj, supernet_cfg, profile=profile)
+
+
+def _ann_energy_mj(supernet_cfg: SupernetConfig, config: SubnetConfig, *,
+                   profile: str | EnergyProfile | None) -> float:
+    macs = sum(m for _, _, m in _layer_macs(supernet_cfg, config.active(), "once"))
+    return float(get_profile(profile).e_mac_pj * macs) * 1e-9
+
+
 def appendix_energy(
     dense: DenseMACs,
     firing_rates: Mapping[str, float] | float,

@@ -4,8 +4,11 @@ The paper gives no formula; we use the weighted-product form of MnasNet and Auto
 
     F_AEB = Acc * (E / E_ref) ** w,   w = alpha if E <= E_ref else beta
 
-With alpha = beta = -0.07 (the default), halving the energy is worth about 5% relative
-accuracy. alpha, beta and E_ref are settings of a study and are stored with it.
+The exponent w is an exchange rate: F_AEB stays the same when the accuracy changes by a
+factor (1 + a) and the energy by (1 + a) ** (-1 / w) (`energy_for_accuracy`). With
+alpha = beta = -0.07 (the default), 1% more accuracy (relative) is worth 15.3% more energy,
+1% less accuracy is made up by 13.4% less energy, and halving the energy is worth 5.0%
+relative accuracy. alpha, beta and E_ref are settings of a study and are stored with it.
 """
 
 from __future__ import annotations
@@ -58,3 +61,27 @@ def f_aeb(accuracy: float, energy_mj: float, settings: AEBSettings) -> float:
         raise ValueError(f"energy_mj={energy_mj} must be > 0")
     w = settings.alpha if energy_mj <= settings.e_ref else settings.beta
     return accuracy * (energy_mj / settings.e_ref) ** w
+
+
+def energy_for_accuracy(w: float, accuracy_change: float) -> float:
+    """The relative energy change that F_AEB trades for a relative accuracy change.
+
+    F_AEB = Acc x (E / E_ref) ** w is the same for (Acc, E) and
+    (Acc x (1 + a), E x (1 + x)) when (1 + a) x (1 + x) ** w = 1, that is
+    x = (1 + a) ** (-1 / w) - 1.
+
+    Args:
+        w: The exponent (alpha or beta), < 0.
+        accuracy_change: a, e.g. 0.01 for 1% more accuracy (relative), -0.01 for 1% less.
+
+    Returns:
+        x, e.g. 0.1527 for w = -0.07 and a = 0.01 (15.3% more energy), -0.1337 for a = -0.01.
+
+    Raises:
+        ValueError: for w >= 0 (F_AEB then ignores energy, or rewards it) or a <= -1.
+    """
+    if w >= 0:
+        raise ValueError(f"w={w}: F_AEB trades accuracy for energy only with a negative exponent")
+    if accuracy_change <= -1:
+        raise ValueError(f"accuracy_change={accuracy_change} must be > -1 (a relative change)")
+    return (1.0 + accuracy_change) ** (-1.0 / w) - 1.0

@@ -13,6 +13,7 @@ PRUNED part-way through its evaluation (see `nas.rejection`). Optuna's pruning A
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +28,8 @@ from .settings import METRIC_NAMES, OBJECTIVES, Budgets
 from .space import SearchSpace
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .evaluate import SubnetEvaluator
 
 
@@ -38,7 +41,9 @@ class SubnetObjective:
     the twin if it is still running, copies its results, and is marked with the user attr
     ``duplicate_of``.
 
-    Every evaluated trial records ``eval_images_scored``. A trial rejected early records
+    Every evaluated trial records ``eval_images_scored``; with `record_layers`, a trial
+    scored in full also hands its per-layer energy table to it and records the user attrs
+    it returns (where the table went). A trial rejected early records
     ``rejected`` (True), ``partial_accuracy``, ``partial_energy_mj``, ``accuracy_bound``
     and ``energy_bound_mj`` instead of ``accuracy`` and ``energy_mj``, and is PRUNED. The
     front (or best F_AEB) it is checked against is that of the study's complete, feasible
@@ -51,6 +56,8 @@ class SubnetObjective:
         aeb: F_AEB settings (recorded in every mode).
         budgets: Optional parameter and energy limits.
         twin_timeout: Seconds to wait for a running twin before evaluating anyway.
+        record_layers: Called with the trial and `energy.EnergyReport.layers` of each subnet
+            scored in full; returns user attrs to record (e.g. `studies.layers.LayerRecorder`).
     """
 
     def __init__(
@@ -61,6 +68,7 @@ class SubnetObjective:
         aeb: AEBSettings,
         budgets: Budgets = Budgets(),
         twin_timeout: float = 600.0,
+        record_layers: Callable[[optuna.Trial, pd.DataFrame], dict[str, Any]] | None = None,
     ) -> None:
         if objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective '{objective}'; choose from {list(OBJECTIVES)}")
@@ -70,6 +78,7 @@ class SubnetObjective:
         self.aeb = aeb
         self.budgets = budgets
         self.twin_timeout = twin_timeout
+        self.record_layers = record_layers
 
     def values(self, attrs: dict[str, Any]) -> float | tuple[float, ...]:
         """The objective values of a trial's user attrs, in the order of `METRIC_NAMES`."""
@@ -94,6 +103,8 @@ class SubnetObjective:
                     f"rejected after {score.images_scored} of {self.evaluator.images} images: accuracy at most "
                     f"{score.accuracy_bound:.4f}, energy at least {score.energy_bound_mj:.4g} mJ")
             attrs["f_aeb"] = f_aeb(score.accuracy, score.energy.energy_mj, self.aeb)
+            if self.record_layers is not None:
+                attrs.update(self.record_layers(trial, score.energy.layers))
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         for key, value in self.budgets.constraints(attrs["params"], attrs["energy_mj"]).items():

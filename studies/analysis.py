@@ -10,14 +10,20 @@ study's front is the 3-D one of (accuracy, energy_mj, params); a ``pareto`` or `
 study's is the 2-D one of (accuracy, energy_mj) (an aeb study optimises one number, and its
 trade-off is read in that plane).
 
-Accuracy is kept as a fraction in [0, 1] in every frame; only figures and display tables
-show it in percent.
+Accuracy is kept as a fraction in [0, 1] and energy in mJ per image in every frame (and in
+the study, JSON and CSV); only figures and display tables show accuracy in percent and energy
+in the unit `energy_unit` picks for their values (mJ, µJ, nJ or pJ), named in the header.
+
+The baseline of a study is the first complete trial of its space's largest subnet, the
+hand-designed Spikformer point whose energy is E_ref: `create` enqueues it as trial 0.
+`compare_to_baseline` states every trial against it and against the same network run as an
+ANN (``ann_energy_mj``: E_MAC x dense MACs, see `energy.ann_energy`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import moocore
@@ -25,7 +31,8 @@ import numpy as np
 import pandas as pd
 from optuna.trial import FrozenTrial
 
-from models import BLOCK_GENES, GLOBAL_GENES
+from models import BLOCK_GENES, GLOBAL_GENES, SubnetConfig
+from nas.fitness import AEBSettings, energy_for_accuracy
 from nas.settings import DIRECTIONS, METRIC_NAMES
 from nas.space import SearchSpace
 
@@ -56,24 +63,34 @@ def _maximised(objective: str) -> list[bool]:
     return [d == "maximize" for d in DIRECTIONS[_front_kind(objective)]]
 
 
+BASELINE_COLUMNS = ("accuracy_vs_baseline", "energy_vs_baseline", "energy_vs_ann")
+"""Columns `compare_to_baseline` adds: accuracy minus the baseline's (a difference of
+fractions), energy over the baseline's and over the same network's as an ANN (ratios)."""
+
+
 def frame_columns(space: SearchSpace) -> list[str]:
     """Columns of `trials_frame` for a study on `space`, in order."""
-    return ["number", *METRICS, *space.param_names(), "arch_id", "feasible", "duplicate_of"]
+    return ["number", *METRICS, "ann_energy_mj", *space.param_names(), "arch_id", "feasible", "duplicate_of",
+            "baseline"]
 
 
-def trials_frame(trials: Sequence[FrozenTrial], space: SearchSpace) -> pd.DataFrame:
+def trials_frame(trials: Sequence[FrozenTrial], space: SearchSpace, *,
+                 ann_energy: Callable[[SubnetConfig], float] | None = None) -> pd.DataFrame:
     """One row per complete trial, ordered by trial number.
 
     Columns (see `frame_columns`): ``number``; the metrics of `METRICS` (``accuracy`` as a
-    fraction in [0, 1], ``energy_mj`` in mJ per image); every gene of the genome
+    fraction in [0, 1], ``energy_mj`` in mJ per image); ``ann_energy_mj``, the energy of the
+    same network run as an ANN (NaN without `ann_energy`); every gene of the genome
     (``depth``, ``embed_dim``, ``time_steps``, then ``num_heads_0``, ``mlp_ratio_0``, ...),
     where genes of blocks at or beyond ``depth`` are dormant and NaN; ``arch_id``;
     ``feasible`` (every Optuna constraint <= 0, True without budgets); ``duplicate_of``
-    (the trial whose results a duplicate copied, else missing).
+    (the trial whose results a duplicate copied, else missing); ``baseline``, True on the
+    lowest-numbered trial of the space's largest subnet (see the module doc) only.
 
     Args:
         trials: COMPLETE trials of a study.
         space: Its search space.
+        ann_energy: mJ per image of a subnet run as an ANN (`energy.ann_energy`).
 
     Returns:
         The frame; empty, with the same columns, when there are no trials.
@@ -84,6 +101,8 @@ def trials_frame(trials: Sequence[FrozenTrial], space: SearchSpace) -> pd.DataFr
         attrs = trial.user_attrs
         row: dict[str, Any] = {"number": trial.number}
         row.update({name: attrs.get(name, math.nan) for name in METRICS})
+        row["ann_energy_mj"] = (ann_energy(space.config_from_params(trial.params)) if ann_energy is not None
+                                else math.nan)
         depth = int(trial.params["depth"])
         for name in space.param_names():
             block = int(name.rsplit("_", 1)[1]) if name not in GLOBAL_GENES else -1
@@ -95,7 +114,98 @@ def trials_frame(trials: Sequence[FrozenTrial], space: SearchSpace) -> pd.DataFr
     frame = pd.DataFrame(rows, columns=columns)
     frame["duplicate_of"] = frame["duplicate_of"].astype("Int64")
     frame["feasible"] = frame["feasible"].astype(bool)
-    return frame.sort_values("number", ignore_index=True)
+    frame = frame.sort_values("number", ignore_index=True)
+    largest = frame.index[frame["arch_id"] == space.largest().arch_id]
+    frame["baseline"] = frame.index.isin(largest[:1])
+    return frame
+
+
+def baseline(frame: pd.DataFrame) -> pd.Series | None:
+    """The baseline row of a `trials_frame` (the space's largest subnet), or None if it has
+    not completed (or `create` was told not to enqueue it and no trial drew it)."""
+    if "baseline" not in frame:
+        return None
+    rows = frame[frame["baseline"].astype(bool)]
+    return rows.iloc[0] if len(rows) else None
+
+
+def compare_to_baseline(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the `BASELINE_COLUMNS`: each row against the baseline and the ANN.
+
+    ``accuracy_vs_baseline`` = accuracy - the baseline's (fractions; NaN without a baseline),
+    ``energy_vs_baseline`` = energy_mj / the baseline's, ``energy_vs_ann`` = energy_mj /
+    ann_energy_mj (the same network run as an ANN).
+    """
+    out = frame.copy()
+    base = baseline(frame)
+    out["accuracy_vs_baseline"] = frame["accuracy"] - (base["accuracy"] if base is not None else math.nan)
+    out["energy_vs_baseline"] = frame["energy_mj"] / (base["energy_mj"] if base is not None else math.nan)
+    ann = frame["ann_energy_mj"] if "ann_energy_mj" in frame else math.nan
+    out["energy_vs_ann"] = frame["energy_mj"] / ann
+    return out
+
+
+ENERGY_UNITS = (("mJ", 1.0), ("µJ", 1e3), ("nJ", 1e6), ("pJ", 1e9))
+"""Display units of energy and their factors from mJ."""
+
+
+def energy_unit(values_mj: Sequence[float] | pd.Series | np.ndarray) -> tuple[str, float]:
+    """The display unit of energies: the largest unit in which the highest value reads >= 1.
+
+    A table or figure picks one unit for all its energies and names it in its header, e.g.
+    digits subnets of 0.0000012 to 0.00014 mJ read 1.2 to 140 nJ.
+
+    Args:
+        values_mj: Energies in mJ (NaN and values <= 0 are ignored).
+
+    Returns:
+        ``(unit, factor)``: the unit's name and the factor from mJ, e.g. ``("nJ", 1e6)``;
+        ``("mJ", 1.0)`` when no value is positive.
+    """
+    values = np.asarray(values_mj, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if not len(values):
+        return ENERGY_UNITS[0]
+    highest = float(values.max())
+    for unit, factor in ENERGY_UNITS:
+        if highest * factor >= 1:
+            return unit, factor
+    return ENERGY_UNITS[-1]
+
+
+def format_energy(value_mj: float, unit: tuple[str, float] | None = None) -> str:
+    """An energy for people, e.g. ``136.4 nJ`` (unit: `energy_unit` of the value, or given)."""
+    name, factor = unit or energy_unit([value_mj])
+    return f"{factor * value_mj:.4g} {name}"
+
+
+def exchange_rate_text(aeb: AEBSettings) -> str:
+    """What F_AEB's exponents mean, in one paragraph, and how to aim it at a target energy.
+
+    For alpha = beta = -0.07: "1% more accuracy (relative) is worth 15.3% more energy; 1%
+    less accuracy is made up by 13.4% less energy; ...".
+    """
+    def rate(w: float) -> str:
+        if w == 0:
+            return "energy is not weighed at all"
+        more, less = energy_for_accuracy(w, 0.01), energy_for_accuracy(w, -0.01)
+        return (f"1% more accuracy (relative) is worth {100 * more:.1f}% more energy, and 1% less accuracy is "
+                f"made up by {-100 * less:.1f}% less energy")
+
+    if aeb.alpha == aeb.beta:
+        rates = f"At w = {aeb.alpha:g}, {rate(aeb.alpha)}"
+        if aeb.alpha < 0:
+            rates += (f"; a tenth of the energy is worth as much as {100 * (0.1 ** aeb.alpha - 1):.1f}% more "
+                      "accuracy")
+        rates += "."
+    else:
+        rates = (f"Below E_ref (w = alpha = {aeb.alpha:g}) {rate(aeb.alpha)}; above it (w = beta = {aeb.beta:g}) "
+                 f"{rate(aeb.beta)}.")
+    return (f"F_AEB = Acc x (E / E_ref)^w trades accuracy for energy at a fixed exchange rate. {rates} "
+            "To aim at a target energy E_t, create the study with --e-ref E_t: a subnet at E_t scores its "
+            "plain accuracy. --alpha sets the reward for going under E_t (0: none) and --beta the price of "
+            "going over it (-1: accuracy divided by the overshoot factor); MnasNet's hard target is "
+            "alpha = 0, beta = -1, its soft one alpha = beta = -0.07. For a strict limit use --max-energy-mj.")
 
 
 def _feasible(frame: pd.DataFrame, columns: Sequence[str] = ("accuracy", "energy_mj")) -> pd.DataFrame:
@@ -192,6 +302,41 @@ def _error_and_costs(rows: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
                             for c in columns])
 
 
+ERROR_REF = 0.2
+"""Error coordinate of `study_ref_point`: subnets at least 80% accurate add volume."""
+
+
+def study_ref_point(e_ref: float, *, baseline_accuracy: float | None = None, params_ref: int | None = None,
+                    objective: str = "pareto") -> tuple[float, ...]:
+    """The hypervolume reference point of a study's report, that of ``benchmarks/bench_search.py``.
+
+    (0.2, E_ref): the volume is that of subnets at least 80% accurate and no costlier than
+    the largest subnet, whose energy E_ref is by default; for ``pareto3`` the third
+    coordinate is the largest subnet's parameter count `params_ref`. When the baseline
+    (the largest subnet) is itself less than 80% accurate (a hard data set), that box would
+    hold nothing, and the error coordinate is 1.0 instead: every subnet no costlier than the
+    largest adds volume.
+
+    Args:
+        e_ref: The study's reference energy in mJ.
+        baseline_accuracy: The baseline's accuracy, if known.
+        params_ref: ``pareto3`` only: the largest subnet's parameter count.
+        objective: The kind of study.
+
+    Raises:
+        ValueError: for ``pareto3`` without `params_ref`.
+    """
+    error = ERROR_REF
+    if baseline_accuracy is not None and 1.0 - baseline_accuracy >= ERROR_REF:
+        error = 1.0
+    ref: tuple[float, ...] = (error, float(e_ref))
+    if len(front_columns(objective)) == 3:
+        if params_ref is None:
+            raise ValueError("a pareto3 reference point needs params_ref, the largest subnet's parameter count")
+        ref += (float(params_ref),)
+    return ref
+
+
 def default_ref_point(frame: pd.DataFrame, *, objective: str = "pareto") -> tuple[float, ...]:
     """The default hypervolume reference point: 1.0 for the error (1 - accuracy), and 1.1 x
     the highest value in `frame` of every other front column (energy_mj; params for
@@ -204,7 +349,7 @@ def default_ref_point(frame: pd.DataFrame, *, objective: str = "pareto") -> tupl
 
 
 def hypervolume_history(frame: pd.DataFrame, ref_point: Sequence[float] | None = None, *,
-                        objective: str = "pareto") -> pd.DataFrame:
+                        objective: str = "pareto", normalise: bool = False) -> pd.DataFrame:
     """Hypervolume of the feasible front after each complete trial.
 
     Points are (1 - accuracy, energy_mj), or (1 - accuracy, energy_mj, params) for
@@ -223,12 +368,15 @@ def hypervolume_history(frame: pd.DataFrame, ref_point: Sequence[float] | None =
             highest parameter count is, unless budgets forbid it, the largest subnet's
             (`create` enqueues it), just as the highest energy is about E_ref.
         objective: The kind of study; see the module doc.
+        normalise: Divide by the volume of the box from the origin to `ref_point`, as
+            ``benchmarks/bench_search.py`` reports it: a share in [0, 1]. Points outside
+            the box add nothing.
 
     Returns:
         Columns ``n_trials`` (complete trials so far), ``number`` (the trial just
         completed) and ``hypervolume`` (non-decreasing). ``attrs["ref_point"]`` holds the
-        reference point used and ``attrs["columns"]`` the front columns the points come
-        from (accuracy standing for 1 - accuracy).
+        reference point used, ``attrs["columns"]`` the front columns the points come
+        from (accuracy standing for 1 - accuracy) and ``attrs["normalised"]`` `normalise`.
     """
     columns = front_columns(objective)
     rows = frame.sort_values("number", ignore_index=True)
@@ -239,14 +387,17 @@ def hypervolume_history(frame: pd.DataFrame, ref_point: Sequence[float] | None =
         raise ValueError(f"ref_point={ref_point} must be {count} numbers: ({names})")
     feasible = rows.index.isin(_feasible(rows, columns).index)
     points = _error_and_costs(rows, columns)
+    box = float(np.prod(ref)) if normalise else 1.0
     volumes = []
     for n in range(1, len(rows) + 1):
         seen = points[:n][feasible[:n]]
-        volumes.append(float(moocore.hypervolume(seen, ref=ref)) if len(seen) else 0.0)
+        seen = seen[(seen < np.asarray(ref)).all(axis=1)]
+        volumes.append(float(moocore.hypervolume(seen, ref=ref)) / box if len(seen) else 0.0)
     history = pd.DataFrame({"n_trials": np.arange(1, len(rows) + 1), "number": rows["number"].to_numpy(),
                             "hypervolume": volumes})
     history.attrs["ref_point"] = ref
     history.attrs["columns"] = tuple(columns)
+    history.attrs["normalised"] = normalise
     return history
 
 
@@ -269,22 +420,75 @@ def architecture_text(row: pd.Series, separator: str = ", ") -> str:
     return separator.join(parts)
 
 
-def front_table(front: pd.DataFrame) -> pd.DataFrame:
-    """A display table of a front (or any trials frame): accuracy in %, per-block genes as
-    ``a / b`` strings of the active blocks."""
+BASELINE_MARK = "baseline"
+"""What `front_table` writes in its ``note`` column on the baseline's row."""
+
+
+def front_table(front: pd.DataFrame, *, unit: tuple[str, float] | None = None,
+                baseline_columns: bool = False) -> pd.DataFrame:
+    """A display table of a front (or any trials frame): accuracy in %, energy in one unit
+    named in its header, per-block genes as ``a / b`` strings of the active blocks.
+
+    Args:
+        front: Rows of a `trials_frame`.
+        unit: ``(name, factor from mJ)``; default `energy_unit` of the rows' energies.
+        baseline_columns: Add ``acc - baseline pp`` (percentage points), ``E / E_baseline``
+            and ``E / E_ANN``, from the `BASELINE_COLUMNS` of `front` (apply
+            `compare_to_baseline` to the whole trials frame, where the baseline is, first).
+
+    Returns:
+        Columns ``trial``, ``note`` (`BASELINE_MARK` on the baseline's row, else empty),
+        ``accuracy %``, ``energy <unit>``, [the baseline columns], ``F_AEB``, ``params``,
+        ``SOPs`` and the genes.
+
+    Raises:
+        ValueError: for `baseline_columns` on rows without the `BASELINE_COLUMNS`.
+    """
+    name, factor = unit or energy_unit(front["energy_mj"])
+    marks = front["baseline"].astype(bool) if "baseline" in front else pd.Series(False, index=front.index)
     table = pd.DataFrame({
         "trial": front["number"].astype(int),
+        "note": np.where(marks, BASELINE_MARK, ""),
         "accuracy %": 100 * front["accuracy"],
-        "energy mJ": front["energy_mj"],
-        "F_AEB": front["f_aeb"],
-        "params": front["params"].astype("Int64"),
-        "SOPs": front["sops"],
+        f"energy {name}": factor * front["energy_mj"],
     })
+    if baseline_columns:
+        missing = [c for c in BASELINE_COLUMNS if c not in front]
+        if missing:
+            raise ValueError(f"rows lack {missing}: apply compare_to_baseline to the whole trials frame first")
+        table["acc - baseline pp"] = 100 * front["accuracy_vs_baseline"]
+        table["E / E_baseline"] = front["energy_vs_baseline"]
+        table["E / E_ANN"] = front["energy_vs_ann"]
+    table["F_AEB"] = front["f_aeb"]
+    table["params"] = front["params"].astype("Int64")
+    table["SOPs"] = front["sops"]
     for gene in GLOBAL_GENES:
         table[gene] = front[gene].astype(int)
     for gene in BLOCK_GENES:
         table[gene] = [" / ".join(_fmt(v) for v in block_values(row, gene)) for _, row in front.iterrows()]
     return table
+
+
+def display_formats(table: pd.DataFrame) -> dict[str, Callable[[Any], str]]:
+    """How each number column of a `front_table` prints (a dash for a missing value)."""
+    formats: dict[str, Callable[[Any], str]] = {
+        "accuracy %": "{:.2f}".format, "F_AEB": "{:.4f}".format, "params": "{:,}".format,
+        "SOPs": "{:.3g}".format, "acc - baseline pp": "{:+.2f}".format, "E / E_baseline": "{:.3g}".format,
+        "E / E_ANN": "{:.3g}".format}
+    formats.update({c: "{:.4g}".format for c in table.columns if c.startswith("energy ")})
+
+    def skip_missing(fmt: Callable[[Any], str]) -> Callable[[Any], str]:
+        return lambda value: "-" if pd.isna(value) else fmt(value)
+
+    return {column: skip_missing(fmt) for column, fmt in formats.items() if column in table}
+
+
+def with_baseline_row(rows: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """`rows` of `frame`, and the baseline's row last if `rows` lack it (and `frame` has one)."""
+    base = baseline(frame)
+    if base is None or ("baseline" in rows and rows["baseline"].astype(bool).any()):
+        return rows
+    return pd.concat([rows, frame[frame["baseline"].astype(bool)]], ignore_index=True)
 
 
 def shown_trials(frame: pd.DataFrame, objective: str, top: int) -> pd.DataFrame:

@@ -6,7 +6,7 @@
     autospk-study optimize --study-name s --n-trials 200 --workers 2
     autospk-study show --study-name s
     autospk-study delete --study-name s --yes
-    optuna-dashboard sqlite:///autospk.db
+    optuna-dashboard sqlite:///autospk.db --artifact-dir autospk.db.artifacts
 
 The storage comes from --storage, else $AUTOSPK_STORAGE, else sqlite:///autospk.db; only
 create and quickstart make one. An error is one line (a line per cause when workers fail);
@@ -236,6 +236,7 @@ def cmd_create(args: argparse.Namespace) -> None:
         aeb=_settings(args, AEBSettings), budgets=_settings(args, Budgets), sampler=_settings(args, SamplerSettings),
         evaluation=_settings(args, EvaluationSettings), heartbeat_interval=args.heartbeat_interval,
         enqueue_largest=not args.no_enqueue_largest, skip_if_exists=args.skip_if_exists, device=args.device,
+        artifact_dir=args.artifact_dir,
     )
     print(f"study '{study.study_name}' ({args.objective}) in {mask_url(_storage(args))}")
 
@@ -294,34 +295,56 @@ def cmd_list(args: argparse.Namespace) -> None:
               f"{s.n_trials:>6}  {created}")
 
 
-def _print_shown(storage: str, name: str, *, top: int, fmt: str) -> None:
-    from .analysis import shown_trials
+def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool = False) -> None:
+    from . import analysis
     from .study import load, trials_frame
 
     study, settings = load(storage, name)
     frame = trials_frame(study, settings)
     if frame.empty:
         raise StudyError(f"study '{name}' has no complete trials yet; run `{PROG} optimize`")
-    shown = shown_trials(frame, settings.objective, top).dropna(axis=1, how="all")
+    shown = analysis.shown_trials(frame, settings.objective, top)
+    if baseline:
+        shown = analysis.with_baseline_row(shown, frame)
     if fmt == "json":
-        print(shown.to_json(orient="records", indent=1))
-    elif fmt == "csv":
-        print(shown.to_csv(index=False), end="")
-    else:
-        what = {"pareto": "Pareto front",
-                "pareto3": "3-D Pareto front of accuracy, energy and parameters"}.get(settings.objective,
-                                                                                      f"top {top} by F_AEB")
-        ev = settings.evaluation
-        print(f"{name}: {what} ({settings.dataset.name}, E_ref {settings.aeb.e_ref:.4g} mJ; energy: "
-              f"{ev.profile} profile, first layer {ev.first_layer})")
-        table = shown.copy()
-        if "accuracy" in table:
-            table["accuracy"] = (100 * table["accuracy"]).round(2)
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(shown.dropna(axis=1, how="all").to_json(orient="records", indent=1, double_precision=15))
+        return
+    if fmt == "csv":
+        print(shown.dropna(axis=1, how="all").to_csv(index=False), end="")
+        return
+    what = {"pareto": "Pareto front",
+            "pareto3": "3-D Pareto front of accuracy, energy and parameters"}.get(settings.objective,
+                                                                                  f"top {top} by F_AEB")
+    ev = settings.evaluation
+    unit = analysis.energy_unit(frame["energy_mj"])
+    print(f"{name}: {what} ({settings.dataset.name}, E_ref {analysis.format_energy(settings.aeb.e_ref, unit)}; "
+          f"energy: {ev.profile} profile, first layer {ev.first_layer})")
+    print(f"baseline: {_baseline_line(analysis.baseline(frame), unit)}")
+    table = analysis.front_table(shown, unit=unit, baseline_columns=baseline)
+    print(table.to_string(index=False, formatters=analysis.display_formats(table)))
+    try:
+        best = analysis.best_aeb(frame)
+    except ValueError as err:
+        print(f"best F_AEB: none: {err}")
+        return
+    print(f"best F_AEB: trial {int(best['number'])} ({100 * best['accuracy']:.2f} %, "
+          f"{analysis.format_energy(best['energy_mj'], unit)}, F_AEB {best['f_aeb']:.4f}). "
+          f"{analysis.exchange_rate_text(settings.aeb)}")
+
+
+def _baseline_line(base: Any, unit: tuple[str, float]) -> str:
+    """The baseline row of a trials frame (None: not evaluated yet) in one line."""
+    from .analysis import format_energy
+
+    if base is None:
+        return "the largest subnet has not completed yet"
+    return (f"trial {int(base['number'])}, the largest subnet: {100 * base['accuracy']:.2f} %, "
+            f"{format_energy(base['energy_mj'], unit)}; as an ANN (E_MAC x dense MACs) "
+            f"{format_energy(base['ann_energy_mj'], unit)}, {base['energy_vs_ann']:.3g} x its energy")
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    _print_shown(_storage(args), args.study_name, top=args.top, fmt=args.format)
+    _print_shown(_storage(args), args.study_name, top=args.top, fmt=args.format, baseline=args.baseline)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -403,9 +426,17 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
             print(f"{PROG}: warning: {result.lost_summary}", file=sys.stderr)
     for objective in QUICKSTART_OBJECTIVES:
         print()
-        _print_shown(storage, f"{args.prefix}-{objective}", top=5, fmt="table")
+        _print_shown(storage, f"{args.prefix}-{objective}", top=5, fmt="table", baseline=True)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s. Browse the studies with:\n\n"
-          f"    optuna-dashboard {mask_url(storage)}\n")
+          f"    {_dashboard_command(storage, f'{args.prefix}-pareto')}\n")
+
+
+def _dashboard_command(storage: str, name: str) -> str:
+    """The optuna-dashboard command for a study's storage, serving its artifacts."""
+    from .study import load
+
+    folder = load(storage, name)[1].artifact_dir
+    return f"optuna-dashboard {mask_url(storage)}" + (f" --artifact-dir {folder}" if folder else "")
 
 
 # ----------------------------------------------------------------------------- parser
@@ -506,7 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, EvaluationSettings, "evaluation")
     p.add_argument("--heartbeat-interval", type=_positive(int), default=HEARTBEAT_INTERVAL,
                    help="database storages: seconds between heartbeats of a running trial")
-    p.add_argument("--no-enqueue-largest", action="store_true", help="do not evaluate the largest subnet first")
+    p.add_argument("--no-enqueue-largest", action="store_true",
+                   help="do not evaluate the largest subnet first (it is the study's baseline)")
+    p.add_argument("--artifact-dir", default=None,
+                   help="folder of the study's artifacts (each trial's per-layer energy table), writable by every "
+                        "worker (None: next to a SQLite or journal file, else next to the checkpoint)")
     p.add_argument("--device", default=None, help="device used to measure E_ref (None: cuda if available)")
     p.set_defaults(func=cmd_create)
 
@@ -540,15 +575,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subparser(sub, "show", "show the Pareto front (3-D for pareto3) or the best F_AEB trials")
     _add_storage(p)
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                   help="output format; json and csv hold the stored values: accuracy as a fraction in [0, 1], "
+                        "energies in mJ per image (the table prints percent and a unit that suits the values)")
     p.add_argument("--top", type=_positive(int), default=10, help="aeb studies: rows shown")
+    p.add_argument("--baseline", action="store_true",
+                   help="add the baseline (the largest subnet, trial 0) as a row if it is not shown, and columns "
+                        "against it: accuracy difference in percentage points, energy ratio to the baseline and "
+                        "to the same network run as an ANN (E_MAC x dense MACs)")
     p.set_defaults(func=cmd_show)
 
     p = _subparser(sub, "plot", "write an HTML report with the Pareto figure and more")
     _add_storage(p)
     p.add_argument("--output", default="report.html", help="the HTML file")
-    p.add_argument("--trial", type=int, default=None, help="trial of the energy breakdown (None: F_AEB best)")
-    p.add_argument("--device", default=None, help="where to measure the breakdown")
+    p.add_argument("--trial", type=int, default=None,
+                   help="trial of the energy breakdown, read from the table it stored (None: F_AEB best)")
+    p.add_argument("--device", default=None,
+                   help="where to measure the breakdown of a trial that stored no table (older studies)")
     p.set_defaults(func=cmd_plot)
 
     p = _subparser(sub, "export", "export a subnet: config JSON + standalone checkpoint + test metrics")

@@ -2,9 +2,15 @@
 
 Every figure takes a frame from `studies.analysis` and returns a `plotly.graph_objects.Figure`,
 so the notebook shows exactly what the report holds. Accuracy is plotted in percent and
-energy in mJ per image; the axes say so. `front_figures` picks the front figures of a kind
-of study: the accuracy-energy plane for ``aeb`` and ``pareto``; for ``pareto3`` a 3-D
-scatter of accuracy, energy and parameters, and its three pairwise projections.
+energy per image in the unit `analysis.energy_unit` picks for each figure's values (mJ, µJ,
+nJ or pJ); the axes say which, and a button switches every energy axis to a log scale.
+`front_figures` picks the front figures of a kind of study: the accuracy-energy plane for
+``aeb`` and ``pareto``; for ``pareto3`` a 3-D scatter of accuracy, energy and parameters,
+and its three pairwise projections. The study's baseline (its largest subnet) is marked in
+each, and hovering a trial states it against the baseline and against the same network
+run as an ANN.
+
+`use_notebook_renderers` makes a notebook's figures show outside a live Jupyter too.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from nas.settings import OBJECTIVE_DESCRIPTIONS
 from . import analysis
 from .errors import StudyError
 from .settings import StudySettings
-from .study import measure_trial, select_trial, trials_frame
+from .study import select_trial, study_hypervolume, trial_layers, trials_frame
 
 PARETO_TITLE = "Pareto front: accuracy vs energy"
 PARETO3_TITLE = "Pareto front in 3-D: accuracy, energy and parameters"
@@ -35,7 +41,8 @@ BREAKDOWN_TITLE = "Energy per layer"
 GENES_TITLE = "Genes of every trial"
 
 ACCURACY_LABEL = "validation accuracy (%)"
-ENERGY_LABEL = "energy per image (mJ)"
+ENERGY_LABEL = "energy per image ({unit})"
+"""Label of an energy axis; ``{unit}`` is the figure's energy unit."""
 _FIRST_LAYER_TEXT = {
     "once": "once per image (as computed)",
     "per_step": "at every time step (as the published Spikformer tables)",
@@ -43,20 +50,26 @@ _FIRST_LAYER_TEXT = {
 PARAMS_LABEL = "parameters"
 HYPERVOLUME_LABEL = "hypervolume ((1 − accuracy) × mJ)"
 HYPERVOLUME3_LABEL = "hypervolume ((1 − accuracy) × mJ × parameters)"
+HYPERVOLUME_SHARE_LABEL = "hypervolume (share of the reference box)"
 
-_AXIS_LABELS = {"accuracy": ACCURACY_LABEL, "energy_mj": ENERGY_LABEL, "params": PARAMS_LABEL}
 _HYPERVOLUME_LABELS = {2: HYPERVOLUME_LABEL, 3: HYPERVOLUME3_LABEL}
 # The pairs of the projections figure: (x, y) columns, accuracy on y as in the 2-D figure.
 _PROJECTIONS = (("energy_mj", "accuracy"), ("params", "accuracy"), ("energy_mj", "params"))
 
-# Energies span many orders of magnitude across data sets (nJ on digits, mJ on ImageNet);
-# plain significant digits read better than SI prefixes next to a "mJ" label.
 _ENERGY_FORMAT = ".3~g"
 _TEMPLATE = "plotly_white"
 _FRONT = "#d62728"
 _DOMINATED = "#1f77b4"
+_BASELINE = "#2ca02c"
 _KIND_COLOURS = {"MAC": "#ff7f0e", "AC": "#1f77b4"}
 _KIND_NAMES = {"MAC": "MAC (real-valued input)", "AC": "AC (spike-driven)"}
+
+Unit = tuple[str, float]
+
+
+def energy_label(unit: Unit) -> str:
+    """The title of an energy axis in `unit`, e.g. ``energy per image (nJ)``."""
+    return ENERGY_LABEL.format(unit=unit[0])
 
 
 def _title(text: str, subtitle: str | None = None) -> dict[str, Any]:
@@ -72,34 +85,70 @@ def _empty(title: str, message: str) -> go.Figure:
     return fig
 
 
-def _axis_values(rows: pd.DataFrame, column: str) -> pd.Series:
-    return 100 * rows[column] if column == "accuracy" else rows[column]
+def _axis_values(rows: pd.DataFrame, column: str, unit: Unit) -> pd.Series:
+    if column == "accuracy":
+        return 100 * rows[column]
+    return unit[1] * rows[column] if column == "energy_mj" else rows[column]
 
 
-def _axis(column: str) -> dict[str, Any]:
+def _axis(column: str, unit: Unit) -> dict[str, Any]:
     """Layout of an axis that shows `column`."""
-    layout: dict[str, Any] = {"title": {"text": _AXIS_LABELS[column]}}
     if column == "energy_mj":
-        layout["tickformat"] = _ENERGY_FORMAT
-    return layout
+        return {"title": {"text": energy_label(unit)}, "tickformat": _ENERGY_FORMAT}
+    return {"title": {"text": ACCURACY_LABEL if column == "accuracy" else PARAMS_LABEL}}
 
 
-def _points(rows: pd.DataFrame, name: str, marker: dict[str, Any], mode: str = "markers",
+def log_scale_menu(axes: list[str]) -> dict[str, Any]:
+    """Buttons that switch the energy axes named (``xaxis``, ``scene.xaxis``, ...) between a
+    linear and a log scale: energies of one study span orders of magnitude."""
+    def scale(kind: str) -> dict[str, str]:
+        return {f"{axis}.type": kind for axis in axes}
+
+    return {"type": "buttons", "direction": "left", "showactive": True, "active": 0,
+            "x": 1.0, "xanchor": "right", "y": 1.0, "yanchor": "bottom", "pad": {"b": 4},
+            "buttons": [{"label": "energy: linear", "method": "relayout", "args": [scale("linear")]},
+                        {"label": "energy: log", "method": "relayout", "args": [scale("log")]}]}
+
+
+def _versus(row: pd.Series) -> str:
+    """A trial against the baseline and the ANN, for its hover text."""
+    parts = []
+    if pd.notna(row.get("accuracy_vs_baseline")):
+        parts.append(f"vs baseline: {100 * row['accuracy_vs_baseline']:+.2f} pp accuracy, "
+                     f"{row['energy_vs_baseline']:.3g} × energy")
+    if pd.notna(row.get("energy_vs_ann")):
+        parts.append(f"vs the same ANN: {row['energy_vs_ann']:.3g} × energy")
+    return "<br>".join(parts)
+
+
+def _points(rows: pd.DataFrame, name: str, marker: dict[str, Any], unit: Unit, mode: str = "markers",
             line: dict[str, Any] | None = None,
             axes: tuple[str, ...] = ("energy_mj", "accuracy"), **trace: Any) -> go.Scatter | go.Scatter3d:
     """A trace of trials on the given axes (two: a plane, three: a 3-D scatter), with the
-    trial, its results and its genes on hover."""
+    trial, its results, how it compares with the baseline and the ANN, and its genes on hover."""
     custom = [[int(row["number"]), row["f_aeb"], analysis.architecture_text(row, "<br>"), 100 * row["accuracy"],
-               row["energy_mj"], row.get("params")] for _, row in rows.iterrows()]
-    coordinates = dict(zip("xyz", (_axis_values(rows, column) for column in axes)))
+               unit[1] * row["energy_mj"], row.get("params"), _versus(row)] for _, row in rows.iterrows()]
+    coordinates = dict(zip("xyz", (_axis_values(rows, column, unit) for column in axes)))
     kind = go.Scatter3d if len(axes) == 3 else go.Scatter
     return kind(
         **coordinates, mode=mode, name=name, marker=marker, line=line, customdata=custom,
         hovertemplate=("<b>trial %{customdata[0]}</b><br>accuracy %{customdata[3]:.2f} %<br>"
-                       "energy %{customdata[4]:.4g} mJ<br>parameters %{customdata[5]:,}<br>"
-                       "F_AEB %{customdata[1]:.4f}<br>%{customdata[2]}<extra>%{fullData.name}</extra>"),
+                       f"energy %{{customdata[4]:.4g}} {unit[0]}<br>parameters %{{customdata[5]:,}}<br>"
+                       "F_AEB %{customdata[1]:.4f}<br>%{customdata[6]}<br>%{customdata[2]}"
+                       "<extra>%{fullData.name}</extra>"),
         **trace,
     )
+
+
+def _baseline_name(base: pd.Series) -> str:
+    return f"baseline: largest subnet (trial {int(base['number'])})"
+
+
+def _baseline_text(base: pd.Series | None, unit: Unit) -> str:
+    if base is None:
+        return "baseline (largest subnet) not evaluated yet"
+    return (f"baseline trial {int(base['number'])} (largest subnet): {100 * base['accuracy']:.2f} %, "
+            f"{analysis.format_energy(base['energy_mj'], unit)}")
 
 
 def _split(rows: pd.DataFrame, objective: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -113,39 +162,45 @@ def pareto_figure(frame: pd.DataFrame, *, title: str = PARETO_TITLE) -> go.Figur
     """Every complete trial in the accuracy-energy plane, the front highlighted.
 
     Dominated trials are faded, over-budget trials drawn as crosses, the front joined by a
-    line, the F_AEB-best trial marked by a star and the knee of the front by a diamond.
+    line, the F_AEB-best trial marked by a star, the knee of the front by a diamond and the
+    baseline (the largest subnet) by a green square.
 
     Args:
-        frame: From `analysis.trials_frame`.
+        frame: From `studies.study.trials_frame` (or `analysis.trials_frame`).
         title: Figure title.
     """
     rows = frame.dropna(subset=["accuracy", "energy_mj"])
     if rows.empty:
         return _empty(title, "no complete trials yet")
+    unit = analysis.energy_unit(rows["energy_mj"])
     front, dominated, infeasible = _split(rows, "pareto")
     fig = go.Figure()
-    fig.add_trace(_points(dominated, "dominated trials", {"color": _DOMINATED, "size": 8, "opacity": 0.35}))
+    fig.add_trace(_points(dominated, "dominated trials", {"color": _DOMINATED, "size": 8, "opacity": 0.35}, unit))
     if not infeasible.empty:
         fig.add_trace(_points(infeasible, "over budget (infeasible)",
-                              {"color": "#7f7f7f", "size": 8, "symbol": "x", "opacity": 0.6}))
+                              {"color": "#7f7f7f", "size": 8, "symbol": "x", "opacity": 0.6}, unit))
     if not front.empty:
         fig.add_trace(_points(front, f"Pareto front ({len(front)} trials)",
-                              {"color": _FRONT, "size": 10, "line": {"color": "white", "width": 1}},
+                              {"color": _FRONT, "size": 10, "line": {"color": "white", "width": 1}}, unit,
                               mode="lines+markers", line={"color": _FRONT, "width": 2, "shape": "hv"}))
         best = analysis.best_aeb(rows)
         fig.add_trace(_points(best.to_frame().T, f"best F_AEB (trial {int(best['number'])})",
                               {"color": "gold", "size": 20, "symbol": "star",
-                               "line": {"color": "black", "width": 1.5}}))
+                               "line": {"color": "black", "width": 1.5}}, unit))
         knee = analysis.knee(front)
         fig.add_trace(_points(knee.to_frame().T, f"knee of the front (trial {int(knee['number'])})",
-                              {"color": "black", "size": 28, "symbol": "diamond-open", "line": {"width": 2}}))
+                              {"color": "black", "size": 28, "symbol": "diamond-open", "line": {"width": 2}}, unit))
+    base = analysis.baseline(rows)
+    if base is not None:
+        fig.add_trace(_points(base.to_frame().T, _baseline_name(base),
+                              {"color": _BASELINE, "size": 18, "symbol": "square-open", "line": {"width": 3}}, unit))
     fig.update_layout(
         template=_TEMPLATE, height=560,
-        title=_title(title, f"{len(rows)} complete trials; hover a point for its architecture"),
-        xaxis={"title": {"text": ENERGY_LABEL}, "tickformat": _ENERGY_FORMAT},
-        yaxis={"title": {"text": ACCURACY_LABEL}},
+        title=_title(title, f"{len(rows)} complete trials; {_baseline_text(base, unit)}; hover a point for its "
+                            "architecture"),
+        xaxis=_axis("energy_mj", unit), yaxis=_axis("accuracy", unit),
         legend={"orientation": "v", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.01},
-        hoverlabel={"align": "left"},
+        hoverlabel={"align": "left"}, updatemenus=[log_scale_menu(["xaxis"])], margin={"t": 110},
     )
     return fig
 
@@ -154,37 +209,46 @@ def pareto3d_figure(frame: pd.DataFrame, *, title: str = PARETO3_TITLE) -> go.Fi
     """Every complete trial in (energy, parameters, accuracy) space, the 3-D front highlighted.
 
     Dominated trials are faded, over-budget trials drawn as crosses, the F_AEB-best trial
-    marked by a gold square and the knee of the front (`analysis.knee`) by a diamond.
+    marked by a gold square, the knee of the front (`analysis.knee`) by a diamond and the
+    baseline (the largest subnet) by a green open square.
 
     Args:
-        frame: From `analysis.trials_frame` of a ``pareto3`` study (any study's frame works).
+        frame: From `studies.study.trials_frame` of a ``pareto3`` study (any study's frame works).
         title: Figure title.
     """
     rows = frame.dropna(subset=analysis.front_columns("pareto3"))
     if rows.empty:
         return _empty(title, "no complete trials yet")
+    unit = analysis.energy_unit(rows["energy_mj"])
     axes = ("energy_mj", "params", "accuracy")
     front, dominated, infeasible = _split(rows, "pareto3")
     fig = go.Figure()
-    fig.add_trace(_points(dominated, "dominated trials", {"color": _DOMINATED, "size": 4, "opacity": 0.4}, axes=axes))
+    fig.add_trace(_points(dominated, "dominated trials", {"color": _DOMINATED, "size": 4, "opacity": 0.4}, unit,
+                          axes=axes))
     if not infeasible.empty:
         fig.add_trace(_points(infeasible, "over budget (infeasible)",
-                              {"color": "#7f7f7f", "size": 4, "symbol": "x", "opacity": 0.6}, axes=axes))
+                              {"color": "#7f7f7f", "size": 4, "symbol": "x", "opacity": 0.6}, unit, axes=axes))
     if not front.empty:
-        fig.add_trace(_points(front, f"Pareto front ({len(front)} trials)", {"color": _FRONT, "size": 6}, axes=axes))
+        fig.add_trace(_points(front, f"Pareto front ({len(front)} trials)", {"color": _FRONT, "size": 6}, unit,
+                              axes=axes))
         best = analysis.best_aeb(rows)
         fig.add_trace(_points(best.to_frame().T, f"best F_AEB (trial {int(best['number'])})",
                               {"color": "gold", "size": 9, "symbol": "square", "line": {"color": "black", "width": 1}},
-                              axes=axes))
+                              unit, axes=axes))
         knee = analysis.knee(front, objective="pareto3")
         fig.add_trace(_points(knee.to_frame().T, f"knee of the front (trial {int(knee['number'])})",
-                              {"color": "black", "size": 12, "symbol": "diamond-open"}, axes=axes))
+                              {"color": "black", "size": 12, "symbol": "diamond-open"}, unit, axes=axes))
+    base = analysis.baseline(rows)
+    if base is not None:
+        fig.add_trace(_points(base.to_frame().T, _baseline_name(base),
+                              {"color": _BASELINE, "size": 12, "symbol": "square-open"}, unit, axes=axes))
     fig.update_layout(
         template=_TEMPLATE, height=680,
-        title=_title(title, f"{len(rows)} complete trials; drag to turn, hover a point for its architecture"),
-        scene={"xaxis": _axis("energy_mj"), "yaxis": _axis("params"), "zaxis": _axis("accuracy")},
+        title=_title(title, f"{len(rows)} complete trials; {_baseline_text(base, unit)}; drag to turn, hover a "
+                            "point for its architecture"),
+        scene={"xaxis": _axis("energy_mj", unit), "yaxis": _axis("params", unit), "zaxis": _axis("accuracy", unit)},
         legend={"orientation": "v", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.01},
-        hoverlabel={"align": "left"}, margin={"t": 100},
+        hoverlabel={"align": "left"}, margin={"t": 110}, updatemenus=[log_scale_menu(["scene.xaxis"])],
     )
     return fig
 
@@ -193,20 +257,22 @@ def projections_figure(frame: pd.DataFrame, *, title: str = PROJECTIONS_TITLE) -
     """The trials of a ``pareto3`` study in each plane of two objectives, the 3-D front highlighted.
 
     A point of the 3-D front may look dominated in a plane: it is better in the third
-    objective. The knee of the 3-D front is marked in every plane.
+    objective. The knee of the 3-D front and the baseline are marked in every plane.
 
     Args:
-        frame: From `analysis.trials_frame` of a ``pareto3`` study (any study's frame works).
+        frame: From `studies.study.trials_frame` of a ``pareto3`` study (any study's frame works).
         title: Figure title.
     """
     rows = frame.dropna(subset=analysis.front_columns("pareto3"))
     if rows.empty:
         return _empty(title, "no complete trials yet")
+    unit = analysis.energy_unit(rows["energy_mj"])
     front, dominated, infeasible = _split(rows, "pareto3")
     names = {"energy_mj": "energy", "params": "parameters", "accuracy": "accuracy"}
     fig = make_subplots(rows=1, cols=len(_PROJECTIONS), horizontal_spacing=0.08,
                         subplot_titles=[f"{names[y]} vs {names[x]}" for x, y in _PROJECTIONS])
     knee = analysis.knee(front, objective="pareto3").to_frame().T if not front.empty else front
+    base = analysis.baseline(rows)
     groups = [
         (dominated, "dominated trials", {"color": _DOMINATED, "size": 7, "opacity": 0.35}),
         (infeasible, "over budget (infeasible)", {"color": "#7f7f7f", "size": 7, "symbol": "x", "opacity": 0.6}),
@@ -214,20 +280,27 @@ def projections_figure(frame: pd.DataFrame, *, title: str = PROJECTIONS_TITLE) -
          {"color": _FRONT, "size": 9, "line": {"color": "white", "width": 1}}),
         (knee, "knee of the 3-D front", {"color": "black", "size": 22, "symbol": "diamond-open", "line": {"width": 2}}),
     ]
+    if base is not None:
+        groups.append((base.to_frame().T, _baseline_name(base),
+                       {"color": _BASELINE, "size": 16, "symbol": "square-open", "line": {"width": 3}}))
+    energy_axes = []
     for col, axes in enumerate(_PROJECTIONS, start=1):
         for rows_of, name, marker in groups:
             if rows_of.empty:
                 continue
             # One legend entry per group: the three planes show the same trials.
-            fig.add_trace(_points(rows_of, name, marker, axes=axes, legendgroup=name, showlegend=col == 1),
+            fig.add_trace(_points(rows_of, name, marker, unit, axes=axes, legendgroup=name, showlegend=col == 1),
                           row=1, col=col)
-        fig.update_xaxes(_axis(axes[0]), row=1, col=col)
-        fig.update_yaxes(_axis(axes[1]), row=1, col=col)
+        fig.update_xaxes(_axis(axes[0], unit), row=1, col=col)
+        fig.update_yaxes(_axis(axes[1], unit), row=1, col=col)
+        energy_axes += [f"{letter}axis{col if col > 1 else ''}" for letter, column in zip("xy", axes)
+                        if column == "energy_mj"]
     fig.update_layout(
         template=_TEMPLATE, height=480,
-        title=_title(title, "red: trials no other trial beats on all three of accuracy, energy and parameters"),
+        title=_title(title, "red: trials no other trial beats on all three of accuracy, energy and parameters; "
+                            + _baseline_text(base, unit)),
         legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0},
-        hoverlabel={"align": "left"}, margin={"t": 120},
+        hoverlabel={"align": "left"}, margin={"t": 120}, updatemenus=[log_scale_menu(energy_axes)],
     )
     return fig
 
@@ -245,38 +318,40 @@ def front_figures(frame: pd.DataFrame, objective: str) -> list[tuple[str, go.Fig
 
 
 def energy_breakdown_figure(layers: pd.DataFrame, title: str = BREAKDOWN_TITLE) -> go.Figure:
-    """Energy per synaptic layer (mJ per image), coloured by how it is charged.
+    """Energy per synaptic layer (per image), coloured by how it is charged.
 
     Args:
         layers: `energy.EnergyReport.layers` (layer, kind, dense_macs, input_rate, ops,
-            energy_mj, energy_share), in forward order.
+            energy_mj, energy_share), in forward order, e.g. from
+            `studies.study.trial_layers` (stored with the trial).
         title: Figure title.
     """
     if layers.empty:
         return _empty(title, "no layers were measured")
+    unit = analysis.energy_unit(layers["energy_mj"])
     fig = go.Figure()
     for kind in ("MAC", "AC"):
         rows = layers[layers["kind"] == kind]
         if rows.empty:
             continue
         fig.add_trace(go.Bar(
-            x=rows["energy_mj"], y=rows["layer"], orientation="h", name=_KIND_NAMES[kind],
+            x=unit[1] * rows["energy_mj"], y=rows["layer"], orientation="h", name=_KIND_NAMES[kind],
             marker_color=_KIND_COLOURS[kind],
             customdata=list(zip(rows["ops"], rows["input_rate"], 100 * rows["energy_share"])),
-            hovertemplate=("<b>%{y}</b><br>energy %{x:.4g} mJ (%{customdata[2]:.1f} %)<br>"
+            hovertemplate=(f"<b>%{{y}}</b><br>energy %{{x:.4g}} {unit[0]} (%{{customdata[2]:.1f}} %)<br>"
                            "operations %{customdata[0]:.4g}<br>input spike rate %{customdata[1]:.3f}"
                            "<extra>%{fullData.name}</extra>"),
         ))
     total = float(layers["energy_mj"].sum())
     mac_share = float(layers.loc[layers["kind"] == "MAC", "energy_share"].sum())
     fig.update_layout(
-        template=_TEMPLATE, height=170 + 20 * len(layers), barmode="overlay",
-        title=_title(title, f"total {total:.4g} mJ per image; {100 * mac_share:.1f} % in MAC layers"),
-        xaxis={"title": {"text": ENERGY_LABEL}, "tickformat": _ENERGY_FORMAT},
+        template=_TEMPLATE, height=190 + 20 * len(layers), barmode="overlay",
+        title=_title(title, f"total {analysis.format_energy(total)} per image; {100 * mac_share:.1f} % in MAC layers"),
+        xaxis=_axis("energy_mj", unit),
         yaxis={"title": {"text": "layer (forward order)"}, "categoryorder": "array",
                "categoryarray": list(layers["layer"]), "autorange": "reversed", "automargin": True},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
-        margin={"t": 110},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0.0},
+        margin={"t": 130}, updatemenus=[log_scale_menu(["xaxis"])],
     )
     return fig
 
@@ -304,8 +379,10 @@ def genes_parallel_figure(frame: pd.DataFrame, *, title: str = GENES_TITLE) -> g
     for gene in BLOCK_GENES:
         columns = [c for c in rows.columns if c.rsplit("_", 1)[0] == gene and c.rsplit("_", 1)[-1].isdigit()]
         dimensions.append({"label": f"mean {gene}", "values": rows[columns].astype(float).mean(axis=1)})
+    unit = analysis.energy_unit(rows["energy_mj"])
     dimensions.append({"label": "accuracy (%)", "values": 100 * rows["accuracy"], "tickformat": ".1f"})
-    dimensions.append({"label": "energy (mJ)", "values": rows["energy_mj"], "tickformat": _ENERGY_FORMAT})
+    dimensions.append({"label": f"energy ({unit[0]})", "values": unit[1] * rows["energy_mj"],
+                       "tickformat": _ENERGY_FORMAT})
     fig = go.Figure(go.Parcoords(
         dimensions=dimensions,
         line={"color": rows["f_aeb"], "colorscale": "Viridis", "showscale": True,
@@ -325,20 +402,32 @@ def hypervolume_figure(history: pd.DataFrame, *, title: str = HYPERVOLUME_TITLE)
     """Hypervolume of the feasible front against the number of complete trials.
 
     Args:
-        history: From `analysis.hypervolume_history` (its ``attrs["ref_point"]`` is shown,
-            and its ``attrs["columns"]`` say whether the volume is 2-D or 3-D).
+        history: From `studies.study.study_hypervolume` (the reference point of
+            ``benchmarks/bench_search.py``, as a share of its box) or
+            `analysis.hypervolume_history`. Its ``attrs["ref_point"]`` is stated on the
+            figure; ``attrs["columns"]`` say whether the volume is 2-D or 3-D.
         title: Figure title.
     """
     if history.empty:
         return _empty(title, "no complete trials yet")
     columns = history.attrs.get("columns", ("accuracy", "energy_mj"))
     ref = history.attrs.get("ref_point")
+    normalised = history.attrs.get("normalised", False)
     subtitle = None
     if ref:
-        units = {"accuracy": ("1 − accuracy", ""), "energy_mj": ("energy mJ", " mJ"), "params": ("parameters", "")}
-        points = ", ".join(units[c][0] for c in columns)
-        values = ", ".join(f"{v:.3g}{units[c][1]}" for c, v in zip(columns, ref))
-        subtitle = f"points ({points}), reference point ({values})"
+        coordinates = []
+        for column, value in zip(columns, ref):
+            if column == "accuracy":
+                coordinates.append(f"error {value:g}")
+            elif column == "energy_mj":
+                coordinates.append(f"energy {analysis.format_energy(value)}")
+            else:
+                coordinates.append(f"{value:,.0f} parameters")
+        subtitle = f"reference point ({', '.join(coordinates)})"
+        if normalised:
+            accurate = "subnets at least 80 % accurate" if ref[0] < 1 else "any subnet"
+            box = f"{accurate} and no costlier than E_ref"
+            subtitle += f": the box of {box}, as in benchmarks/bench_search.py; share of that box covered"
     fig = go.Figure(go.Scatter(
         x=history["n_trials"], y=history["hypervolume"], mode="lines+markers", line={"shape": "hv"},
         marker={"size": 5}, name="hypervolume", customdata=history["number"],
@@ -347,10 +436,35 @@ def hypervolume_figure(history: pd.DataFrame, *, title: str = HYPERVOLUME_TITLE)
     fig.update_layout(
         template=_TEMPLATE, height=400, title=_title(title, subtitle), showlegend=False,
         xaxis={"title": {"text": "complete trials"}, "rangemode": "tozero"},
-        yaxis={"title": {"text": _HYPERVOLUME_LABELS[len(columns)]}, "tickformat": _ENERGY_FORMAT,
-               "rangemode": "tozero"},
+        yaxis={"title": {"text": HYPERVOLUME_SHARE_LABEL if normalised else _HYPERVOLUME_LABELS[len(columns)]},
+               "tickformat": _ENERGY_FORMAT, "rangemode": "tozero"},
+        margin={"t": 100},
     )
     return fig
+
+
+def use_notebook_renderers() -> str:
+    """Make figures displayed in a notebook render in a live Jupyter and in static copies.
+
+    Each figure is displayed as plotly's JSON (drawn by JupyterLab) and as HTML with
+    plotly.js inlined once per notebook (drawn wherever HTML runs its scripts: nbconvert's
+    HTML export, VS Code, a notebook viewer that keeps outputs); where Kaleido and a
+    Chrome it can drive are installed, also as a PNG image (GitHub shows only images).
+
+    Returns:
+        The renderer set as `plotly.io.renderers.default`.
+    """
+    import plotly.io as pio
+
+    renderer = "plotly_mimetype+notebook"
+    try:
+        pio.to_image(go.Figure(), format="png", width=10, height=10)
+    except Exception:  # no kaleido, or no browser for it: the HTML copy must do
+        pass
+    else:
+        renderer += "+png"
+    pio.renderers.default = renderer
+    return renderer
 
 
 _CSS = """
@@ -369,41 +483,70 @@ table.front tr:nth-child(even) td { background: #fafafa; }
 """
 
 
-def _front_html(front: pd.DataFrame) -> str:
+def _front_html(front: pd.DataFrame, frame: pd.DataFrame) -> str:
     if front.empty:
         return "<p>No feasible complete trial yet.</p>"
-    table = analysis.front_table(front)
-    formats = {"accuracy %": "{:.2f}".format, "energy mJ": "{:.4g}".format, "F_AEB": "{:.4f}".format,
-               "params": "{:,}".format, "SOPs": "{:.3g}".format}
-    return table.to_html(index=False, border=0, classes="front", formatters=formats, escape=True)
+    table = analysis.front_table(analysis.with_baseline_row(front, frame), baseline_columns=True)
+    text = table.to_html(index=False, border=0, classes="front", formatters=analysis.display_formats(table), escape=True)
+    return (text + "\n<p>acc - baseline pp: accuracy minus the baseline's, in percentage points; E / E_baseline: "
+            "energy over the baseline's; E / E_ANN: energy over that of the same network run as an ANN "
+            "(E_MAC × dense MACs). The baseline is the space's largest subnet; a last row shows it when it is "
+            "not on the front.</p>")
 
 
 def _front_name(objective: str) -> str:
     return "3-D Pareto front" if len(analysis.front_columns(objective)) == 3 else "Pareto front"
 
 
-def _trial_line(row: pd.Series) -> str:
-    return (f"trial {int(row['number'])}: {100 * row['accuracy']:.2f} %, {row['energy_mj']:.4g} mJ, "
+def _trial_line(row: pd.Series, unit: Unit) -> str:
+    line = (f"trial {int(row['number'])}: {100 * row['accuracy']:.2f} %, {analysis.format_energy(row['energy_mj'], unit)}, "
             f"{int(row['params']):,} parameters, F_AEB {row['f_aeb']:.4f}")
+    versus = []
+    if pd.notna(row.get("energy_vs_baseline")):
+        versus.append(f"{100 * row['accuracy_vs_baseline']:+.2f} pp accuracy and {row['energy_vs_baseline']:.3g} × "
+                      "the energy of the baseline")
+    if pd.notna(row.get("energy_vs_ann")):
+        versus.append(f"{row['energy_vs_ann']:.3g} × the energy of the same network as an ANN")
+    return line + (f" ({'; '.join(versus)})" if versus else "")
+
+
+def baseline_summary(frame: pd.DataFrame, settings: StudySettings) -> str:
+    """One line on the study's baseline: its results, and its energy against the same ANN's."""
+    base = analysis.baseline(frame)
+    if base is None:
+        return ("the largest subnet has not completed yet (create enqueues it as trial 0, unless told "
+                "--no-enqueue-largest)")
+    unit = analysis.energy_unit([base["energy_mj"], base["ann_energy_mj"]])
+    return (f"trial {int(base['number'])}, the space's largest subnet (the hand-designed Spikformer point): "
+            f"{100 * base['accuracy']:.2f} %, {analysis.format_energy(base['energy_mj'], unit)} per image "
+            f"(E_ref {analysis.format_energy(settings.aeb.e_ref, unit)}); the same network as an ANN "
+            f"(E_MAC × dense MACs) {analysis.format_energy(base['ann_energy_mj'], unit)}, "
+            f"{base['energy_vs_ann']:.3g} × its energy")
 
 
 def _summary(study: optuna.Study, settings: StudySettings, frame: pd.DataFrame, front: pd.DataFrame) -> str:
     aeb, space = settings.aeb, settings.space
     total = len(study.get_trials(deepcopy=False))
     infeasible = int((~frame["feasible"]).sum())
+    unit = analysis.energy_unit(frame["energy_mj"])
     items = [
         ("Study", study.study_name),
         ("Objective", f"{settings.objective} ({OBJECTIVE_DESCRIPTIONS[settings.objective]})"),
         ("Data set", f"{settings.dataset.name} (trials scored on the validation split)"),
         ("Search space", space.name + (f": {space.description}" if space.description else "")),
-        ("F_AEB", f"Acc × (E / E_ref)^w, E_ref = {aeb.e_ref:.4g} mJ, alpha = {aeb.alpha}, beta = {aeb.beta}"),
+        ("Baseline", baseline_summary(frame, settings)),
+        ("F_AEB", f"Acc × (E / E_ref)^w, E_ref = {analysis.format_energy(aeb.e_ref, unit)}, alpha = {aeb.alpha}, "
+                  f"beta = {aeb.beta}"),
         ("Trials", f"{len(frame)} complete of {total}; {len(front)} on the {_front_name(settings.objective)}"
                    + (f"; {infeasible} over budget" if infeasible else "")),
     ]
     if not front.empty:
-        items.append(("Best F_AEB", _trial_line(analysis.best_aeb(frame))))
-        items.append(("Knee of the front", _trial_line(analysis.knee(front, objective=settings.objective))))
-    items += [("Energy profile", settings.evaluation.profile),
+        items.append(("Best F_AEB", _trial_line(analysis.best_aeb(frame), unit)))
+        items.append(("What F_AEB weighs", analysis.exchange_rate_text(aeb)))
+        items.append(("Knee of the front", _trial_line(analysis.knee(front, objective=settings.objective), unit)))
+    items += [("Units", "accuracy in percent of the validation split; energy per image in "
+                        f"{unit[0]} (the study stores accuracy as a fraction and energy in mJ)"),
+              ("Energy profile", settings.evaluation.profile),
               ("First layer", _FIRST_LAYER_TEXT[settings.evaluation.first_layer]), ("Supernet", settings.checkpoint)]
     rows = "".join(f"<dt>{html.escape(key)}</dt><dd>{html.escape(value)}</dd>" for key, value in items)
     return f'<dl class="summary">{rows}</dl>'
@@ -420,20 +563,23 @@ def write_report(
     """Write one self-contained HTML file: summary, front table and the figures.
 
     The figures: the front (`front_figures`: one for a 2-D study, the 3-D scatter and its
-    projections for ``pareto3``), the hypervolume history, the energy breakdown of one trial
-    and the genes of every trial.
+    projections for ``pareto3``), the hypervolume history against the reference point of
+    ``benchmarks/bench_search.py`` (`studies.study.study_hypervolume`), the energy breakdown
+    of one trial and the genes of every trial. The baseline (the largest subnet) is marked,
+    and the front table states each trial against it and against the same network as an ANN.
 
-    The energy breakdown is measured, not read from storage: the trial's subnet is
-    evaluated again on the validation split (BN recalibrated as in the search), so the
-    report needs the study's supernet checkpoint and data set. plotly.js is inlined once;
-    the file opens offline. It is written atomically (temporary file, then rename).
+    The energy breakdown is the table the trial stored (`studies.layers`); only a trial
+    that stored none (a study created before tables were stored) is evaluated again on the
+    validation split, which needs the study's supernet checkpoint and data set. plotly.js is
+    inlined once; the file opens offline. It is written atomically (temporary file, then
+    rename).
 
     Args:
         study: An autospk study.
         settings: Its stored settings (`studies.study.load`).
         path: Where to write the report.
         breakdown_trial: Trial of the energy breakdown (default: the F_AEB-best trial).
-        device: Where to measure (default: cuda if available, else cpu).
+        device: Where to measure a trial that stored no table (default: cuda if available).
 
     Returns:
         The report's path.
@@ -447,15 +593,15 @@ def write_report(
         raise StudyError(f"study '{study.study_name}' has no complete trials yet; run `autospk-study optimize` first")
     front = analysis.pareto_front(frame, objective=settings.objective)
     chosen = select_trial(study, settings, "best" if breakdown_trial is None else breakdown_trial, frame=frame)
-    score = measure_trial(settings, chosen, device=device)
+    layers, source = trial_layers(settings, chosen, device=device)
     why = "the F_AEB-best trial" if breakdown_trial is None else "the chosen trial"
     breakdown_title = (f"{BREAKDOWN_TITLE} of trial {chosen.number} ({why}; validation "
-                       f"accuracy {100 * score.accuracy:.2f} %)")
+                       f"accuracy {100 * chosen.user_attrs['accuracy']:.2f} %; {source})")
     front_sections = front_figures(frame, settings.objective)
     sections = [
         *front_sections,
-        ("Search progress", hypervolume_figure(analysis.hypervolume_history(frame, objective=settings.objective))),
-        (f"Energy breakdown of trial {chosen.number}", energy_breakdown_figure(score.energy.layers, breakdown_title)),
+        ("Search progress", hypervolume_figure(study_hypervolume(frame, settings))),
+        (f"Energy breakdown of trial {chosen.number}", energy_breakdown_figure(layers, breakdown_title)),
         ("Genes", genes_parallel_figure(frame)),
     ]
     figures = []
@@ -464,7 +610,7 @@ def write_report(
                           default_width="100%")
         figures.append(f"<h2>{html.escape(heading)}</h2>\n{div}")
         if i == len(front_sections) - 1:
-            figures.append(f"<h2>Trials on the {_front_name(settings.objective)}</h2>\n{_front_html(front)}")
+            figures.append(f"<h2>Trials on the {_front_name(settings.objective)}</h2>\n{_front_html(front, frame)}")
     name = html.escape(study.study_name)
     page = (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

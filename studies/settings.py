@@ -11,11 +11,14 @@ Versions:
     2: the supernet's config under ``supernet_cfg``; every sampler setting stored.
     3: adds ``data_fingerprint``, the checkpoint's (None for checkpoints older than
        fingerprints); versions 1 and 2 read with None.
+    4: adds ``artifact_dir``, where trials store their per-layer energy tables
+       (`studies.layers`); older versions read with None (their trials stored none).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from models import ConfigError, SupernetConfig
@@ -27,7 +30,7 @@ from nas.space import SearchSpace
 SETTINGS_ATTR = "autospk"
 """The study user attr that holds `StudySettings.to_dict()`."""
 
-SETTINGS_VERSION = 3
+SETTINGS_VERSION = 4
 
 HEARTBEAT_INTERVAL = 10
 """Seconds between a running trial's heartbeats on database storages."""
@@ -62,6 +65,8 @@ class StudySettings:
         heartbeat_interval: Seconds between heartbeats of a running trial (database storages).
         data_fingerprint: `nas.data.fingerprint` of the data the supernet was trained on, as
             its checkpoint recorded it; None if the checkpoint has none.
+        artifact_dir: Absolute path of the folder of the study's Optuna artifacts (each
+            trial's per-layer energy table, see `studies.layers`); None: the study stores none.
     """
 
     objective: str
@@ -75,6 +80,7 @@ class StudySettings:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     heartbeat_interval: int = HEARTBEAT_INTERVAL
     data_fingerprint: str | None = None
+    artifact_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -85,6 +91,9 @@ class StudySettings:
             raise ConfigError(f"heartbeat_interval={self.heartbeat_interval} must be >= 1 (seconds)")
         if self.data_fingerprint is not None and not isinstance(self.data_fingerprint, str):
             raise ConfigError(f"data_fingerprint={self.data_fingerprint!r} must be a string or None")
+        if self.artifact_dir is not None and not (isinstance(self.artifact_dir, str)
+                                                  and Path(self.artifact_dir).is_absolute()):
+            raise ConfigError(f"artifact_dir={self.artifact_dir!r} must be an absolute path or None")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values, with the settings version."""
@@ -101,6 +110,7 @@ class StudySettings:
             "evaluation": self.evaluation.to_dict(),
             "heartbeat_interval": self.heartbeat_interval,
             "data_fingerprint": self.data_fingerprint,
+            "artifact_dir": self.artifact_dir,
         }
 
     @classmethod
@@ -116,6 +126,8 @@ class StudySettings:
             data["supernet_cfg"] = data.pop("supernet")
         if version in (1, 2):
             data["data_fingerprint"] = None
+        if version in (1, 2, 3):
+            data["artifact_dir"] = None
         elif version != SETTINGS_VERSION:
             raise ConfigError(f"study settings version {version!r} is unknown; this autospk reads versions "
                               f"1..{SETTINGS_VERSION} (a newer autospk may have written them)")
@@ -132,6 +144,7 @@ class StudySettings:
                 evaluation=settings_from_dict(EvaluationSettings, data["evaluation"], "evaluation"),
                 heartbeat_interval=data["heartbeat_interval"],
                 data_fingerprint=data["data_fingerprint"],
+                artifact_dir=data["artifact_dir"],
             )
         except KeyError as err:
             raise ConfigError(f"study settings lack {err.args[0]!r}") from None

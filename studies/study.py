@@ -12,6 +12,7 @@ same name replaces it. `delete` removes any study.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -19,28 +20,51 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import optuna.artifacts
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from energy import ann_energy
 from models import ConfigError
 from nas.fitness import AEBSettings
 from nas.settings import DIRECTIONS, METRIC_NAMES, Budgets, EvaluationSettings, SamplerSettings
 
 from . import analysis
 from .errors import StudyError
+from .layers import FILENAME, artifact_store, default_artifact_dir, stored_layers
 from .settings import HEARTBEAT_INTERVAL, SETTINGS_ATTR, StudySettings, check_study_name
 from .storage import mask_url, open_storage
 
 TRIAL_CHOICES = ("best", "knee")
 """Names `select_trial` accepts besides a trial number."""
 
-_ENQUEUED_LARGEST = {"enqueued": "largest"}
-"""User attrs of the trial `create` enqueues."""
+_ENQUEUED_LARGEST = {"enqueued": "largest", "baseline": True}
+"""User attrs of the trial `create` enqueues: the study's baseline (`analysis.baseline`).
+Studies created before the baseline was named hold ``{"enqueued": "largest"}`` alone."""
 
 _log = logging.getLogger(__name__)
 
 
-def _note(settings: StudySettings) -> str:
+def _baseline_note(settings: StudySettings, measured, enqueued: bool) -> str:
+    """The note's paragraph on the baseline; `measured`: the largest subnet's score, if `create` measured it."""
+    which = ("**Baseline: trial 0**, the space's largest subnet" if enqueued else
+             "**Baseline**: the first trial of the space's largest subnet (not enqueued by this create)")
+    text = (f"{which}, the hand-designed Spikformer point of this space: `autospk-study show --baseline`, "
+            "`autospk-study plot` and the notebook state every trial's accuracy and energy against it, and "
+            "its energy against that of the same network run as an ANN (E_MAC x dense MACs).")
+    ann = ann_energy(settings.supernet_cfg, profile=settings.evaluation.profile)(settings.space.largest())
+    if measured is not None:
+        energy = measured.energy.energy_mj
+        unit = analysis.energy_unit([energy, ann])
+        text += (f" Measured at create: validation accuracy {100 * measured.accuracy:.2f} %, "
+                 f"{analysis.format_energy(energy, unit)} per image (E_ref); as an ANN "
+                 f"{analysis.format_energy(ann, unit)} ({energy / ann:.3g} x).")
+    else:
+        text += f" As an ANN it costs {analysis.format_energy(ann)} per image."
+    return text
+
+
+def _note(settings: StudySettings, measured=None, enqueued: bool = True) -> str:
     space, aeb = settings.space, settings.aeb
     genes = "\n".join(f"| {g} | {', '.join(map(str, v))} |" for g, v in space.genes.items())
     budgets = ", ".join(f"{k}={v}" for k, v in settings.budgets.to_dict().items() if v is not None) or "none"
@@ -53,8 +77,15 @@ def _note(settings: StudySettings) -> str:
         f"Objective: **{settings.objective}** ({', '.join(METRIC_NAMES[settings.objective])}). "
         f"Data set: **{settings.dataset.name}** (scored on {scored}).{rejection} "
         f"Supernet: `{settings.checkpoint}`.\n\n"
-        f"F_AEB = Acc x (E / E_ref)^w with E_ref = {aeb.e_ref:.6g} mJ, alpha = {aeb.alpha}, "
-        f"beta = {aeb.beta}. Budgets: {budgets}.\n\n"
+        f"F_AEB = Acc x (E / E_ref)^w with E_ref = {aeb.e_ref:.6g} mJ ({analysis.format_energy(aeb.e_ref)}), "
+        f"alpha = {aeb.alpha}, beta = {aeb.beta}. Budgets: {budgets}.\n\n"
+        f"{analysis.exchange_rate_text(aeb)}\n\n"
+        f"{_baseline_note(settings, measured, enqueued)}\n\n"
+        "Units: objective values and user attrs hold accuracy as a fraction in [0, 1] and energy in mJ per "
+        "image (`autospk-study show` and `plot` print percent and a unit that suits the values). Each trial "
+        f"scored in full stores its per-layer energy table as an artifact, `{FILENAME}`"
+        + (f" (folder `{settings.artifact_dir}`: `optuna-dashboard URL --artifact-dir {settings.artifact_dir}`)."
+           if settings.artifact_dir else ".") + "\n\n"
         f"Search space **{space.name}**: {space.description}\n\n| gene | choices |\n|---|---|\n{genes}\n"
     )
 
@@ -174,7 +205,7 @@ def _half_created(study: optuna.Study) -> bool:
     """
     if SETTINGS_ATTR in study.user_attrs:
         return False
-    return all(t.state == TrialState.WAITING and t.user_attrs == _ENQUEUED_LARGEST
+    return all(t.state == TrialState.WAITING and t.user_attrs in (_ENQUEUED_LARGEST, {"enqueued": "largest"})
                for t in study.get_trials(deepcopy=False))
 
 
@@ -198,6 +229,7 @@ def create(
     enqueue_largest: bool = True,
     skip_if_exists: bool = False,
     device: str | None = None,
+    artifact_dir: str | Path | None = None,
 ) -> optuna.Study:
     """Create a study that workers can run from its storage and name alone.
 
@@ -214,11 +246,15 @@ def create(
         sampler: Settings of our NSGA-II sampler.
         evaluation: How subnets are scored.
         heartbeat_interval: Seconds between heartbeats of a running trial (database storages).
-        enqueue_largest: Evaluate the largest subnet first.
+        enqueue_largest: Evaluate the largest subnet first: the study's baseline, trial 0
+            (user attr ``baseline``; see `analysis.baseline`).
         skip_if_exists: Return the existing study of that name instead of failing, if it was
             created with these settings on this checkpoint (see `_check_same_study`). A
             half-created study (see the module doc) is replaced whether or not this is set.
         device: Where to measure the reference energy.
+        artifact_dir: Folder of the study's artifacts, each trial's per-layer energy table
+            (`studies.layers`); every worker must be able to write it. Default:
+            `layers.default_artifact_dir`.
 
     Raises:
         StudyError: for an existing study (unless `skip_if_exists`) or a mismatch with it.
@@ -240,34 +276,45 @@ def create(
                           heartbeat_interval=heartbeat_interval)
         return study
     state = load_checkpoint(checkpoint)
+    measured = None
     if aeb.e_ref is None:
         evaluator, _ = make_evaluator(state, evaluation, path=checkpoint, device=device)
-        aeb = dataclasses.replace(aeb, e_ref=evaluator(state.space.largest()).energy.energy_mj)
+        measured = evaluator(state.space.largest())
+        aeb = dataclasses.replace(aeb, e_ref=measured.energy.energy_mj)
+    folder = Path(artifact_dir).resolve() if artifact_dir is not None else default_artifact_dir(storage, checkpoint)
     settings = StudySettings(
         objective=objective, checkpoint=str(Path(checkpoint).resolve()), space=state.space, dataset=state.dataset,
         supernet_cfg=state.supernet_cfg, aeb=aeb, budgets=budgets, sampler=sampler, evaluation=evaluation,
-        heartbeat_interval=heartbeat_interval, data_fingerprint=state.data_fingerprint,
+        heartbeat_interval=heartbeat_interval, data_fingerprint=state.data_fingerprint, artifact_dir=str(folder),
     )
-    if half_created:
-        _log.warning("study '%s' was half-created (an interrupted create); deleting it and creating it anew",
-                     study_name)
-        optuna.delete_study(study_name=study_name, storage=store)
-    study = optuna.create_study(storage=store, study_name=study_name, directions=DIRECTIONS[objective],
-                                sampler=make_sampler(settings))
-    study.set_metric_names(METRIC_NAMES[objective])
-    # Plain attrs that optuna-dashboard and `list` show without parsing the settings.
-    study.set_user_attr("objective", objective)
-    study.set_user_attr("dataset", settings.dataset.name)
-    study.set_user_attr("space", settings.space.name)
-    study.set_user_attr("e_ref_mj", aeb.e_ref)
-    from optuna_dashboard import save_note
+    made = not folder.exists()
+    artifact_store(settings)  # the folder exists, or create fails before anything is written
+    try:
+        if half_created:
+            _log.warning("study '%s' was half-created (an interrupted create); deleting it and creating it anew",
+                         study_name)
+            optuna.delete_study(study_name=study_name, storage=store)
+        study = optuna.create_study(storage=store, study_name=study_name, directions=DIRECTIONS[objective],
+                                    sampler=make_sampler(settings))
+        study.set_metric_names(METRIC_NAMES[objective])
+        # Plain attrs that optuna-dashboard and `list` show without parsing the settings.
+        study.set_user_attr("objective", objective)
+        study.set_user_attr("dataset", settings.dataset.name)
+        study.set_user_attr("space", settings.space.name)
+        study.set_user_attr("e_ref_mj", aeb.e_ref)
+        from optuna_dashboard import save_note
 
-    save_note(study, _note(settings))
-    if enqueue_largest:
-        study.enqueue_trial(settings.space.params_from_config(settings.space.largest()),
-                            user_attrs=_ENQUEUED_LARGEST)
-    # Last, so that a study without settings is one whose create did not finish.
-    study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+        save_note(study, _note(settings, measured, enqueue_largest))
+        if enqueue_largest:
+            study.enqueue_trial(settings.space.params_from_config(settings.space.largest()),
+                                user_attrs=_ENQUEUED_LARGEST)
+        # Last, so that a study without settings is one whose create did not finish.
+        study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+    except BaseException:
+        if made:  # a failed create leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return study
 
 
@@ -338,7 +385,8 @@ def load(storage: str, study_name: str, *, seed_offset: int = 0,
 
 
 def delete(storage: str, study_name: str, *, confirm: Callable[[int], bool] | None = None) -> int | None:
-    """Delete a study and all its trials, whole or half-created. Stop its workers first.
+    """Delete a study and all its trials, whole or half-created, and the files of their
+    artifacts (the per-layer energy tables). Stop its workers first.
 
     Args:
         storage: Storage URL.
@@ -354,11 +402,32 @@ def delete(storage: str, study_name: str, *, confirm: Callable[[int], bool] | No
         StorageError: if the storage does not exist (it is not created).
     """
     store = open_storage(storage, existing=True)
-    n_trials = len(_existing_study(store, storage, study_name).get_trials(deepcopy=False))
-    if confirm is not None and not confirm(n_trials):
+    study = _existing_study(store, storage, study_name)
+    trials = study.get_trials(deepcopy=False)
+    if confirm is not None and not confirm(len(trials)):
         return None
+    stored = study.user_attrs.get(SETTINGS_ATTR)
+    folder = stored.get("artifact_dir") if isinstance(stored, dict) else None
+    # Listed before the study goes: artifacts are recorded on its trials and on the study itself.
+    artifact_ids = [meta.artifact_id for item in (study, *trials)
+                    for meta in optuna.artifacts.get_all_artifact_meta(item, storage=store)] if folder else []
     optuna.delete_study(study_name=study_name, storage=store)
-    return n_trials
+    if folder:
+        _remove_artifacts(Path(folder), artifact_ids)
+    return len(trials)
+
+
+def _remove_artifacts(folder: Path, artifact_ids: list[str]) -> None:
+    """Remove the files of these artifacts from a study's artifact folder (those already gone are skipped)."""
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    artifacts = FileSystemArtifactStore(folder)
+    for artifact_id in artifact_ids:
+        try:
+            artifacts.remove(artifact_id)
+        except (ArtifactNotFound, ValueError):
+            pass
 
 
 def open_study(storage: str, name: str | None = None) -> tuple[optuna.Study, StudySettings]:
@@ -388,8 +457,11 @@ def open_study(storage: str, name: str | None = None) -> tuple[optuna.Study, Stu
 
 
 def trials_frame(study: optuna.Study, settings: StudySettings) -> pd.DataFrame:
-    """`analysis.trials_frame` of the study's complete trials."""
-    return analysis.trials_frame(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), settings.space)
+    """`analysis.trials_frame` of the study's complete trials, with each one's energy as an ANN
+    (the study's energy profile's E_MAC x dense MACs) and `analysis.compare_to_baseline`."""
+    frame = analysis.trials_frame(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), settings.space,
+                                  ann_energy=ann_energy(settings.supernet_cfg, profile=settings.evaluation.profile))
+    return analysis.compare_to_baseline(frame)
 
 
 def select_trial(study: optuna.Study, settings: StudySettings, which: str | int = "best", *,
@@ -451,3 +523,37 @@ def measure_trial(settings: StudySettings, trial: FrozenTrial, *, device: str | 
     """
     evaluator, _ = load_evaluator(settings, device=device)
     return evaluator(settings.space.config_from_params(trial.params))
+
+
+def trial_layers(settings: StudySettings, trial: FrozenTrial, *, device: str | None = None) -> tuple[pd.DataFrame, str]:
+    """A trial's per-layer energy table: the one it stored, or else measured again.
+
+    Args:
+        settings: The study's settings.
+        trial: A COMPLETE trial.
+        device: Where to measure, if the trial stored no table.
+
+    Returns:
+        ``(layers, source)``: `energy.EnergyReport.layers`, and where it came from in a few
+        words (``"stored with the trial"``, or why it was measured again).
+    """
+    try:
+        layers = stored_layers(settings, trial)
+    except StudyError as err:
+        _log.warning("%s; measuring it again", err)
+        return measure_trial(settings, trial, device=device).energy.layers, "measured again: its stored table is missing"
+    if layers is not None:
+        return layers, "stored with the trial"
+    return measure_trial(settings, trial, device=device).energy.layers, "measured again: the trial stored no table"
+
+
+def study_hypervolume(frame: pd.DataFrame, settings: StudySettings) -> pd.DataFrame:
+    """`analysis.hypervolume_history` of a study against `analysis.study_ref_point` (that of
+    ``benchmarks/bench_search.py``), as a share of the reference box."""
+    from models import count_params
+
+    base = analysis.baseline(frame)
+    ref = analysis.study_ref_point(
+        settings.aeb.e_ref, baseline_accuracy=None if base is None else float(base["accuracy"]),
+        params_ref=count_params(settings.supernet_cfg, settings.space.largest()), objective=settings.objective)
+    return analysis.hypervolume_history(frame, ref, objective=settings.objective, normalise=True)

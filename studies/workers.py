@@ -46,6 +46,7 @@ from models import ConfigError
 
 from . import analysis
 from .errors import StudyError, error_line
+from .layers import LayerRecorder, artifact_store
 from .storage import open_storage
 from .study import check_checkpoint, load, load_evaluator
 
@@ -350,7 +351,9 @@ def run_worker(
 
     study, settings = load(storage, study_name, seed_offset=seed_offset, heartbeat=True)
     evaluator, _ = load_evaluator(settings, device=device)
-    evaluate = SubnetObjective(settings.space, evaluator, settings.objective, settings.aeb, settings.budgets)
+    store = artifact_store(settings)
+    evaluate = SubnetObjective(settings.space, evaluator, settings.objective, settings.aeb, settings.budgets,
+                               record_layers=LayerRecorder(store) if store is not None else None)
     study.sampler = _OwnerRecordingSampler(study.sampler, {**_this_worker(), "device": str(evaluator.device)})
     grace = _orphan_grace(settings)
 

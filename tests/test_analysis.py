@@ -20,13 +20,17 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from energy import ann_energy
+from models import count_params
 from nas import SamplerSettings, SearchSpace
-from studies import analysis, plots
+from nas.fitness import AEBSettings, energy_for_accuracy, f_aeb
+from studies import analysis, layers, plots
 from studies.errors import StudyError
 from studies.cli import main
 from studies.export import export_trial, load_exported
 from studies.settings import StudySettings
-from studies.study import create, load, load_evaluator, select_trial, trials_frame
+from studies.study import create, load, load_evaluator, measure_trial, select_trial, trials_frame
+from studies.study import trial_layers as studies_trial_layers
 from studies.workers import run_worker
 from tests.conftest import TINY_SPACE
 
@@ -160,6 +164,87 @@ def test_hypervolume_history_in_three_objectives():
         analysis.hypervolume_history(frame, ref_point=(1.0, 10.0), objective="pareto3")
 
 
+def test_energy_unit_reads_the_highest_value_between_1_and_1000():
+    assert analysis.energy_unit([1.364e-4, 1.2e-6]) == ("nJ", 1e6)
+    assert analysis.energy_unit(pd.Series([0.5, 0.002])) == ("µJ", 1e3)
+    assert analysis.energy_unit([7.734, 21.477]) == ("mJ", 1.0)
+    assert analysis.energy_unit([3e-10]) == ("pJ", 1e9)
+    assert analysis.energy_unit([math.nan, 0.0]) == ("mJ", 1.0)
+    assert analysis.format_energy(1.364e-4) == "136.4 nJ"
+    assert analysis.format_energy(2e-6, ("nJ", 1e6)) == "2 nJ"
+
+
+def baseline_frame() -> pd.DataFrame:
+    """Trial 0 is the baseline; trial 2 is off the front (beaten by trial 1)."""
+    frame = frame_of([(0.96, 4e-4), (0.95, 1e-4), (0.90, 2e-4), (0.91, 1e-5)])
+    return frame.assign(baseline=[True, False, False, False], ann_energy_mj=[4e-3, 1e-3, 2e-3, 5e-4],
+                        params=[400, 100, 200, 50], sops=[1e3, 5e2, 6e2, 1e2], depth=1, embed_dim=8, time_steps=2,
+                        num_heads_0=1, mlp_ratio_0=1.0, tau_0=2.0, threshold_0=1.0)
+
+
+def test_compare_to_baseline_states_each_trial_against_the_baseline_and_the_ann():
+    compared = analysis.compare_to_baseline(baseline_frame())
+    assert analysis.baseline(compared)["number"] == 0
+    assert compared["accuracy_vs_baseline"].tolist() == pytest.approx([0.0, -0.01, -0.06, -0.05])
+    assert compared["energy_vs_baseline"].tolist() == pytest.approx([1.0, 0.25, 0.5, 0.025])
+    assert compared["energy_vs_ann"].tolist() == pytest.approx([0.1, 0.1, 0.1, 0.02])
+    without = analysis.compare_to_baseline(baseline_frame().assign(baseline=False))
+    assert analysis.baseline(without) is None
+    assert without["accuracy_vs_baseline"].isna().all() and without["energy_vs_baseline"].isna().all()
+    assert without["energy_vs_ann"].tolist() == pytest.approx([0.1, 0.1, 0.1, 0.02])
+
+
+def test_front_table_marks_the_baseline_and_prints_energy_in_one_unit():
+    compared = analysis.compare_to_baseline(baseline_frame())
+    front = analysis.pareto_front(compared)
+    assert list(front["number"]) == [3, 1, 0]
+    table = analysis.front_table(analysis.with_baseline_row(front.iloc[:2], compared), baseline_columns=True)
+    assert list(table.columns[:8]) == ["trial", "note", "accuracy %", "energy nJ", "acc - baseline pp",
+                                       "E / E_baseline", "E / E_ANN", "F_AEB"]
+    assert table["trial"].tolist() == [3, 1, 0] and table["note"].tolist() == ["", "", "baseline"]
+    assert table["energy nJ"].tolist() == pytest.approx([10.0, 100.0, 400.0])
+    assert table["acc - baseline pp"].tolist() == pytest.approx([-5.0, -1.0, 0.0])
+    formats = analysis.display_formats(table)
+    assert formats["acc - baseline pp"](-5.0) == "-5.00" and formats["energy nJ"](math.nan) == "-"
+    # The baseline is in the rows already: not added twice.
+    assert len(analysis.with_baseline_row(front, compared)) == 3
+    plain = analysis.front_table(front, unit=("µJ", 1e3))
+    assert "acc - baseline pp" not in plain and plain["energy µJ"].tolist() == pytest.approx([0.01, 0.1, 0.4])
+    with pytest.raises(ValueError, match="apply compare_to_baseline to the whole trials frame first"):
+        analysis.front_table(baseline_frame(), baseline_columns=True)
+
+
+def test_f_aeb_exchange_rate_keeps_f_aeb_unchanged():
+    settings = AEBSettings(e_ref=1e-4)
+    for change in (0.01, -0.01, 0.2):
+        x = energy_for_accuracy(-0.07, change)
+        assert f_aeb(0.9 * (1 + change), 5e-5 * (1 + x), settings) == pytest.approx(f_aeb(0.9, 5e-5, settings))
+    text = analysis.exchange_rate_text(settings)
+    assert ("At w = -0.07, 1% more accuracy (relative) is worth 15.3% more energy, and 1% less accuracy is made up "
+            "by 13.4% less energy; a tenth of the energy is worth as much as 17.5% more accuracy.") in text
+    assert "create the study with --e-ref E_t" in text and "MnasNet's hard target is alpha = 0, beta = -1" in text
+    hard = analysis.exchange_rate_text(AEBSettings(e_ref=1e-4, alpha=0.0, beta=-1.0))
+    assert ("Below E_ref (w = alpha = 0) energy is not weighed at all; above it (w = beta = -1) 1% more accuracy "
+            "(relative) is worth 1.0% more energy") in hard
+    with pytest.raises(ValueError, match="only with a negative exponent"):
+        energy_for_accuracy(0.0, 0.01)
+
+
+def test_study_reference_point_is_the_benchmarks_and_the_volume_a_share_of_its_box():
+    assert analysis.study_ref_point(2e-4) == (0.2, 2e-4)
+    assert analysis.study_ref_point(2e-4, baseline_accuracy=0.96) == (0.2, 2e-4)
+    # A baseline under 80% accurate would leave the box empty: the whole error range then.
+    assert analysis.study_ref_point(2e-4, baseline_accuracy=0.7) == (1.0, 2e-4)
+    assert analysis.study_ref_point(2e-4, params_ref=400, objective="pareto3") == (0.2, 2e-4, 400.0)
+    with pytest.raises(ValueError, match="needs params_ref"):
+        analysis.study_ref_point(2e-4, objective="pareto3")
+    frame = frame_of([(0.9, 1.0), (0.7, 0.5), (0.95, 3.0)])
+    history = analysis.hypervolume_history(frame, (0.2, 2.0), normalise=True)
+    # (0.2 - 0.1) x (2 - 1) over the box 0.2 x 2; the 70% trial is outside the box, the third costs too much.
+    assert history["hypervolume"].tolist() == pytest.approx([0.25, 0.25, 0.25])
+    assert history.attrs["normalised"] is True
+
+
 # ----------------------------------------------------------------------------- in-memory studies
 
 
@@ -185,8 +270,12 @@ def test_trials_frame_marks_dormant_genes_and_infeasible_trials(space):
             constraints={"energy_mj": over}))
     study.tell(study.ask(), state=TrialState.FAIL)
     frame = trials_frame(study, settings)
-    assert frame.equals(analysis.trials_frame(study.get_trials(states=(TrialState.COMPLETE,)), space))
-    assert list(frame.columns) == analysis.frame_columns(space)
+    ann = ann_energy(settings.supernet_cfg, profile=settings.evaluation.profile)
+    assert frame.equals(analysis.compare_to_baseline(
+        analysis.trials_frame(study.get_trials(states=(TrialState.COMPLETE,)), space, ann_energy=ann)))
+    assert list(frame.columns) == [*analysis.frame_columns(space), *analysis.BASELINE_COLUMNS]
+    assert frame["ann_energy_mj"].tolist() == [ann(space.smallest()), ann(space.largest())]
+    assert not frame["baseline"].any(), "no trial recorded the largest subnet's arch_id"
     assert frame["feasible"].tolist() == [True, False]
     assert frame.loc[0, "depth"] == 1 and math.isnan(frame.loc[0, "num_heads_1"])
     assert frame.loc[1, "num_heads_1"] == max(TINY_SPACE["genes"]["num_heads"])
@@ -197,7 +286,8 @@ def test_trials_frame_marks_dormant_genes_and_infeasible_trials(space):
 def test_empty_and_unknown_trials_are_clear_errors(space, tmp_path):
     study, settings = memory_study(space)
     assert trials_frame(study, settings).empty
-    assert list(trials_frame(study, settings).columns) == analysis.frame_columns(space)
+    assert list(trials_frame(study, settings).columns) == [*analysis.frame_columns(space),
+                                                           *analysis.BASELINE_COLUMNS]
     with pytest.raises(StudyError, match="no complete trials yet"):
         export_trial(study, settings, tmp_path, trial="best")
     study.tell(study.ask(), state=TrialState.FAIL)
@@ -234,7 +324,7 @@ def test_trials_frame_of_a_real_study(real_study):
     _, study, settings = real_study
     space = settings.space
     frame = trials_frame(study, settings)
-    assert list(frame.columns) == analysis.frame_columns(space)
+    assert list(frame.columns) == [*analysis.frame_columns(space), *analysis.BASELINE_COLUMNS]
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(frame) == len(complete) == N_TRIALS
     for trial, (_, row) in zip(complete, frame.iterrows()):
@@ -246,9 +336,65 @@ def test_trials_frame_of_a_real_study(real_study):
             assert math.isnan(row[f"tau_{block}"]) == (block >= config.depth)
         assert analysis.block_values(row, "tau") == list(config.tau[: config.depth])
     assert frame["feasible"].all()
-    table = analysis.front_table(analysis.pareto_front(frame))
-    assert {"accuracy %", "energy mJ", "num_heads", "threshold"} <= set(table.columns)
-    assert (table["accuracy %"] > 1).all()
+    unit, factor = analysis.energy_unit(frame["energy_mj"])
+    table = analysis.front_table(analysis.pareto_front(frame), baseline_columns=True)
+    assert {"accuracy %", f"energy {unit}", "E / E_ANN", "num_heads", "threshold"} <= set(table.columns)
+    assert (table["accuracy %"] > 1).all() and 1 <= table[f"energy {unit}"].max() < 1000
+
+    # The largest subnet, enqueued by create, is the baseline; every trial is stated against it and the ANN.
+    assert study.trials[0].user_attrs["baseline"] is True
+    assert frame.loc[frame["baseline"], "number"].tolist() == [0]
+    base = frame.iloc[0]
+    assert base["arch_id"] == space.largest().arch_id and base["accuracy_vs_baseline"] == 0
+    ann = ann_energy(settings.supernet_cfg, profile=settings.evaluation.profile)
+    for trial, (_, row) in zip(complete, frame.iterrows()):
+        config = space.config_from_params(trial.params)
+        assert row["ann_energy_mj"] == ann(config)
+        assert row["energy_vs_ann"] == row["energy_mj"] / ann(config)
+        assert row["energy_vs_baseline"] == row["energy_mj"] / base["energy_mj"]
+        assert row["accuracy_vs_baseline"] == row["accuracy"] - base["accuracy"]
+
+
+def test_show_marks_the_baseline_and_states_every_front_trial_against_it(real_study, capsys):
+    storage, study, settings = real_study
+    frame = trials_frame(study, settings)
+    front = analysis.pareto_front(frame)
+    base = frame.iloc[0]
+    unit = analysis.energy_unit(frame["energy_mj"])
+    capsys.readouterr()
+    assert main(["show", "--storage", storage, "--study-name", "p", "--baseline"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"p: Pareto front (digits, E_ref {analysis.format_energy(settings.aeb.e_ref, unit)}; "
+                        "energy: fp32 profile, first layer once)")
+    assert lines[1] == (f"baseline: trial 0, the largest subnet: {100 * base['accuracy']:.2f} %, "
+                        f"{analysis.format_energy(base['energy_mj'], unit)}; as an ANN (E_MAC x dense MACs) "
+                        f"{analysis.format_energy(base['ann_energy_mj'], unit)}, {base['energy_vs_ann']:.3g} x its "
+                        "energy")
+    header = lines[2].split()
+    assert header[:10] == ["trial", "note", "accuracy", "%", "energy", unit[0], "acc", "-", "baseline", "pp"]
+    assert header[10:16] == ["E", "/", "E_baseline", "E", "/", "E_ANN"]
+    rows = {int(line.split()[0]): line.split() for line in lines[3:3 + len(analysis.with_baseline_row(front, frame))]}
+    assert set(rows) == set(front["number"]) | {0} and rows[0][1] == "baseline"
+    for _, row in analysis.with_baseline_row(front, frame).iterrows():
+        number = int(row["number"])
+        cells = rows[number][2:] if number == 0 else rows[number][1:]  # only the baseline has a note
+        assert cells[:5] == [f"{100 * row['accuracy']:.2f}", f"{unit[1] * row['energy_mj']:.4g}",
+                             f"{100 * row['accuracy_vs_baseline']:+.2f}", f"{row['energy_vs_baseline']:.3g}",
+                             f"{row['energy_vs_ann']:.3g}"]
+    best = analysis.best_aeb(frame)
+    assert lines[-1].startswith(f"best F_AEB: trial {int(best['number'])} ({100 * best['accuracy']:.2f} %, ")
+    assert "1% more accuracy (relative) is worth 15.3% more energy" in lines[-1]
+
+    # Without --baseline: the baseline is marked where it is shown, and no comparison columns.
+    assert main(["show", "--storage", storage, "--study-name", "p"]) == 0
+    plain = capsys.readouterr().out.splitlines()
+    assert plain[:2] == lines[:2] and "E_ANN" not in plain[2]
+    assert main(["show", "--storage", storage, "--study-name", "p", "--format", "json", "--baseline"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    (stored,) = [row for row in shown if row["baseline"]]
+    assert stored["number"] == 0 and stored["energy_vs_baseline"] == 1.0
+    assert stored["accuracy"] == pytest.approx(base["accuracy"], rel=1e-14)
+    assert [row["number"] for row in shown] == analysis.with_baseline_row(front, frame)["number"].tolist()
 
 
 def plotly_figures(page: str) -> list[dict]:
@@ -294,35 +440,65 @@ def test_report_is_one_self_contained_file_with_four_figures(real_study, tmp_pat
     assert [layout["title"]["text"] for layout in (pareto, volume, genes)] == [
         plots.PARETO_TITLE, plots.HYPERVOLUME_TITLE, plots.GENES_TITLE]
     assert breakdown["title"]["text"].startswith(f"{plots.BREAKDOWN_TITLE} of trial {best} (the F_AEB-best trial")
+    assert breakdown["title"]["text"].endswith("; stored with the trial)")
     assert pareto["yaxis"]["title"]["text"].endswith("accuracy (%)")
-    assert pareto["xaxis"]["title"]["text"].endswith("(mJ)") and breakdown["xaxis"]["title"]["text"].endswith("(mJ)")
-    assert volume["yaxis"]["title"]["text"] == plots.HYPERVOLUME_LABEL
+    frame = trials_frame(study, settings)
+    unit, factor = analysis.energy_unit(frame["energy_mj"])
+    assert pareto["xaxis"]["title"]["text"] == f"energy per image ({unit})"
+    assert breakdown["xaxis"]["title"]["text"].startswith("energy per image (")
+    # Every energy axis offers a log scale.
+    for layout in (pareto, breakdown):
+        (menu,) = layout["updatemenus"]
+        assert [b["label"] for b in menu["buttons"]] == ["energy: linear", "energy: log"]
+        assert menu["buttons"][1]["args"] == [{"xaxis.type": "log"}]
+    # The hypervolume is bench_search's: a share of the box up to (0.2, E_ref), stated on the figure;
+    # (1, E_ref) where the largest subnet itself is under 80% accurate, as on this briefly trained supernet.
+    error = 0.2 if frame.iloc[0]["accuracy"] > 0.8 else 1.0
+    accurate = "subnets at least 80 % accurate" if error < 1 else "any subnet"
+    assert volume["yaxis"]["title"]["text"] == plots.HYPERVOLUME_SHARE_LABEL
+    assert volume["title"]["subtitle"]["text"] == (
+        f"reference point (error {error:g}, energy {analysis.format_energy(settings.aeb.e_ref)}): the box of "
+        f"{accurate} and no costlier than E_ref, as in benchmarks/bench_search.py; share of that box covered")
     assert volume["xaxis"]["title"]["text"] == "complete trials"
     assert all(fig["config"]["displaylogo"] is False for fig in figures)
 
     # the red line is Optuna's own Pareto front of the study, accuracy in percent
     front = next(trace for trace in figures[0]["data"] if trace["name"].startswith("Pareto front"))
     drawn = sorted(zip(trace_values(front["x"]), trace_values(front["y"])))
-    expected = sorted({(t.values[1], 100 * t.values[0]) for t in study.best_trials})
+    expected = sorted({(factor * t.values[1], 100 * t.values[0]) for t in study.best_trials})
     assert len(drawn) == len(expected) and np.array(drawn) == pytest.approx(np.array(expected))
     assert front["name"] == f"Pareto front ({len(expected)} trials)"
     every = [point for trace in figures[0]["data"] if trace["name"].split()[0] in ("dominated", "Pareto")
              for point in zip(trace_values(trace["x"]), trace_values(trace["y"]))]
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert np.array(sorted(every)) == pytest.approx(np.array(sorted((t.values[1], 100 * t.values[0])
+    assert np.array(sorted(every)) == pytest.approx(np.array(sorted((factor * t.values[1], 100 * t.values[0])
                                                                     for t in complete)))
+    (base,) = [trace for trace in figures[0]["data"] if trace["name"].startswith("baseline")]
+    assert base["name"] == "baseline: largest subnet (trial 0)"
+    assert (trace_values(base["x"]), trace_values(base["y"])) == (
+        [factor * complete[0].values[1]], [100 * complete[0].values[0]])
+    assert "baseline trial 0 (largest subnet)" in pareto["title"]["subtitle"]["text"]
     hypervolume = figures[1]["data"][0]
     assert trace_values(hypervolume["x"]) == list(range(1, N_TRIALS + 1))
-    assert np.all(np.diff(trace_values(hypervolume["y"])) >= 0) and trace_values(hypervolume["y"])[-1] > 0
+    volumes = trace_values(hypervolume["y"])
+    assert np.all(np.diff(volumes) >= 0) and 0 < volumes[-1] <= 1
+    assert volumes == pytest.approx(analysis.hypervolume_history(
+        frame, (error, settings.aeb.e_ref), normalise=True)["hypervolume"].tolist())
     bars = figures[2]["data"]
     assert {bar["name"].split()[0] for bar in bars} == {"MAC", "AC"}
     assert all(energy > 0 for bar in bars for energy in trace_values(bar["x"]))
     (parcoords,) = figures[3]["data"]
     labels = [dimension["label"] for dimension in parcoords["dimensions"]]
-    assert labels[-2:] == ["accuracy (%)", "energy (mJ)"]
     evaluated = [t for t in complete if "duplicate_of" not in t.user_attrs]
+    genes_unit, genes_factor = analysis.energy_unit([t.values[1] for t in evaluated])
+    assert labels[-2:] == ["accuracy (%)", f"energy ({genes_unit})"]
     assert sorted(trace_values(parcoords["dimensions"][-1]["values"])) == pytest.approx(
-        sorted(t.values[1] for t in evaluated))
+        sorted(genes_factor * t.values[1] for t in evaluated))
+
+    # The summary and the front table state the baseline, the ANN and what F_AEB weighs.
+    assert "<dt>Baseline</dt><dd>trial 0, the space&#x27;s largest subnet" in text
+    assert "<dt>What F_AEB weighs</dt><dd>F_AEB = Acc x (E / E_ref)^w trades accuracy for energy" in text
+    assert "<th>E / E_ANN</th>" in text and "<td>baseline</td>" in text
 
     chosen = plotly_figures(plots.write_report(study, settings, path, breakdown_trial=0, device="cpu").read_text())
     assert chosen[2]["layout"]["title"]["text"].startswith(f"{plots.BREAKDOWN_TITLE} of trial 0 (the chosen trial")
@@ -425,20 +601,24 @@ def test_report_of_a_pareto3_study_shows_the_3d_front_and_its_projections(real_s
     scatter = figures[0]
     assert {trace["type"] for trace in scatter["data"]} == {"scatter3d"}
     scene = scatter["layout"]["scene"]
+    unit = analysis.energy_unit([t.values[1] for t in complete])
+    factor = unit[1]
     assert [scene[axis]["title"]["text"] for axis in ("xaxis", "yaxis", "zaxis")] == [
-        plots.ENERGY_LABEL, plots.PARAMS_LABEL, plots.ACCURACY_LABEL]
+        plots.energy_label(unit), plots.PARAMS_LABEL, plots.ACCURACY_LABEL]
+    assert scatter["layout"]["updatemenus"][0]["buttons"][1]["args"] == [{"scene.xaxis.type": "log"}]
 
     def points(trace) -> list[tuple[float, ...]]:
         return list(zip(*(trace_values(trace[axis]) for axis in "xyz")))
 
     front = next(trace for trace in scatter["data"] if trace["name"].startswith("Pareto front"))
-    drawn = sorted((acc / 100, energy, params) for energy, params, acc in points(front))
+    drawn = sorted((acc / 100, energy / factor, params) for energy, params, acc in points(front))
     assert np.array(drawn) == pytest.approx(np.array(sorted(expected)))
     assert front["name"] == f"Pareto front ({len(expected)} trials)"
     every = [p for trace in scatter["data"] if trace["name"].split()[0] in ("dominated", "Pareto")
              for p in points(trace)]
     assert np.array(sorted(every)) == pytest.approx(
-        np.array(sorted((t.values[1], t.values[2], 100 * t.values[0]) for t in complete)))
+        np.array(sorted((factor * t.values[1], t.values[2], 100 * t.values[0]) for t in complete)))
+    assert any(trace["name"] == "baseline: largest subnet (trial 0)" for trace in scatter["data"])
     knee = analysis.knee(analysis.pareto_front(trials_frame(study, settings), objective="pareto3"),
                          objective="pareto3")
     assert any(trace["name"] == f"knee of the front (trial {int(knee['number'])})" for trace in scatter["data"])
@@ -449,21 +629,26 @@ def test_report_of_a_pareto3_study_shows_the_3d_front_and_its_projections(real_s
     assert pairs == {("x", "y"), ("x2", "y2"), ("x3", "y3")}
     layout = projections["layout"]
     assert [(layout[f"xaxis{i}"]["title"]["text"], layout[f"yaxis{i}"]["title"]["text"]) for i in ("", "2", "3")] == [
-        (plots.ENERGY_LABEL, plots.ACCURACY_LABEL), (plots.PARAMS_LABEL, plots.ACCURACY_LABEL),
-        (plots.ENERGY_LABEL, plots.PARAMS_LABEL)]
+        (plots.energy_label(unit), plots.ACCURACY_LABEL), (plots.PARAMS_LABEL, plots.ACCURACY_LABEL),
+        (plots.energy_label(unit), plots.PARAMS_LABEL)]
+    assert layout["updatemenus"][0]["buttons"][1]["args"] == [{"xaxis.type": "log", "xaxis3.type": "log"}]
     fronts = [trace for trace in projections["data"] if trace["name"].startswith("3-D Pareto front")]
     assert len(fronts) == 3 and [trace["showlegend"] for trace in fronts] == [True, False, False]
     by_axis = {"accuracy": 0, "energy_mj": 1, "params": 2}
     for trace, (x, y) in zip(fronts, (("energy_mj", "accuracy"), ("params", "accuracy"), ("energy_mj", "params"))):
-        scale = [100 if column == "accuracy" else 1 for column in (x, y)]
+        scale = [100 if column == "accuracy" else factor if column == "energy_mj" else 1 for column in (x, y)]
         projected = sorted((scale[0] * v[by_axis[x]], scale[1] * v[by_axis[y]]) for v in expected)
         assert np.array(sorted(zip(trace_values(trace["x"]), trace_values(trace["y"])))) == pytest.approx(
             np.array(projected))
 
-    # The hypervolume is a volume of three objectives.
+    # The hypervolume is a volume of three objectives, up to the largest subnet's parameters.
     volume = figures[2]
-    assert volume["layout"]["yaxis"]["title"]["text"] == plots.HYPERVOLUME3_LABEL
-    assert "parameters" in volume["layout"]["title"]["subtitle"]["text"]
+    assert volume["layout"]["yaxis"]["title"]["text"] == plots.HYPERVOLUME_SHARE_LABEL
+    largest = count_params(settings.supernet_cfg, settings.space.largest())
+    error = 0.2 if trials_frame(study, settings).iloc[0]["accuracy"] > 0.8 else 1.0
+    assert volume["layout"]["title"]["subtitle"]["text"].startswith(
+        f"reference point (error {error:g}, energy {analysis.format_energy(settings.aeb.e_ref)}, {largest:,} "
+        "parameters)")
     assert trace_values(volume["data"][0]["y"])[-1] > 0
 
 
@@ -477,6 +662,99 @@ def _get(app, path: str) -> tuple[str, dict]:
 
     body = b"".join(app(environ, start_response))
     return answer["status"], json.loads(body)
+
+
+def _get_bytes(app, path: str) -> tuple[str, dict, bytes]:
+    environ: dict = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "wsgi.input": io.BytesIO()}
+    wsgiref.util.setup_testing_defaults(environ)
+    answer: dict = {}
+
+    def start_response(status: str, headers: list, exc_info=None) -> None:
+        answer["status"], answer["headers"] = status, dict(headers)
+
+    body = b"".join(app(environ, start_response))
+    return answer["status"], answer["headers"], body
+
+
+def test_each_trial_stores_its_per_layer_energy_as_an_optuna_artifact(real_study):
+    storage, study, settings = real_study
+    assert settings.artifact_dir == storage[len("sqlite:///"):] + ".artifacts"
+    evaluated = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if "duplicate_of" not in t.user_attrs]
+    for trial in evaluated:
+        (meta,) = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
+        assert (meta.filename, meta.mimetype) == (layers.FILENAME, "text/csv")
+        assert trial.user_attrs[layers.ARTIFACT_ATTR] == meta.artifact_id
+        table = layers.stored_layers(settings, trial)
+        assert tuple(table.columns) == layers.LAYER_COLUMNS
+        assert table["energy_mj"].sum() == pytest.approx(trial.user_attrs["energy_mj"], rel=1e-12)
+    # Measured again, the last trial's table is the one it stored, number for number.
+    trial = evaluated[-1]
+    measured = measure_trial(settings, trial, device="cpu").energy.layers
+    pd.testing.assert_frame_equal(layers.stored_layers(settings, trial), measured[list(layers.LAYER_COLUMNS)],
+                                  check_dtype=False, check_exact=True)
+
+
+def test_optuna_dashboard_lists_and_serves_a_trials_per_layer_artifact(real_study):
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna_dashboard import wsgi
+
+    storage, study, settings = real_study
+    app = wsgi(storage, artifact_store=FileSystemArtifactStore(settings.artifact_dir))
+    study_id = study._study_id
+    status, detail = _get(app, f"/api/studies/{study_id}")
+    assert status.startswith("200") and detail["name"] == "p"
+    baseline = next(t for t in detail["trials"] if t["number"] == 0)
+    (artifact,) = baseline["artifacts"]
+    assert artifact["filename"] == "energy_layers.csv" and artifact["mimetype"] == "text/csv"
+    assert {"key": "baseline", "value": "True"} in baseline["user_attrs"]
+    status, headers, body = _get_bytes(app, f"/artifacts/{study_id}/{baseline['trial_id']}/{artifact['artifact_id']}")
+    assert status.startswith("200") and headers["Content-Type"] == "text/csv"
+    served = pd.read_csv(io.BytesIO(body))
+    pd.testing.assert_frame_equal(served, layers.stored_layers(settings, study.trials[0]), check_exact=True)
+    note = detail["note"]["body"]
+    assert "**Baseline: trial 0**, the space's largest subnet" in note
+    assert "accuracy as a fraction in [0, 1] and energy in mJ per image" in note
+    assert f"--artifact-dir {settings.artifact_dir}" in note
+
+
+def test_plot_of_a_trial_draws_its_stored_table_without_measuring(real_study, tmp_path, monkeypatch, capsys):
+    import studies.study
+
+    storage, study, settings = real_study
+    trial = study.trials[3]
+    stored = layers.stored_layers(settings, trial)
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("the report measured a trial that stored its table")
+
+    monkeypatch.setattr(studies.study, "load_evaluator", no_measuring)
+    out = tmp_path / "r.html"
+    assert main(["plot", "--storage", storage, "--study-name", "p", "--trial", "3", "--output", str(out)]) == 0
+    assert capsys.readouterr().out == f"report: {out.resolve()}\n"
+    breakdown = plotly_figures(out.read_text())[2]
+    assert breakdown["layout"]["title"]["text"].startswith(f"{plots.BREAKDOWN_TITLE} of trial 3 (the chosen trial")
+    assert breakdown["layout"]["title"]["text"].endswith("; stored with the trial)")
+    unit, factor = analysis.energy_unit(stored["energy_mj"])
+    drawn = {layer: energy for bar in breakdown["data"]
+             for layer, energy in zip(bar["y"], trace_values(bar["x"]))}
+    assert drawn == pytest.approx(dict(zip(stored["layer"], factor * stored["energy_mj"])))
+
+
+def test_a_trial_whose_table_is_gone_is_measured_again_and_says_so(real_study, tmp_path):
+    _, study, settings = real_study
+    trial = study.trials[1]
+    path = Path(settings.artifact_dir) / trial.user_attrs[layers.ARTIFACT_ATTR]
+    saved = path.read_bytes()
+    path.unlink()
+    try:
+        with pytest.raises(StudyError, match=rf"trial 1's per-layer energy table \(artifact [0-9a-f-]+\) is not in "
+                                             rf"{re.escape(settings.artifact_dir)}; restore that folder"):
+            layers.stored_layers(settings, trial)
+        table, source = studies_trial_layers(settings, trial, device="cpu")
+        assert source == "measured again: its stored table is missing"
+        assert table["energy_mj"].sum() == pytest.approx(trial.user_attrs["energy_mj"], rel=1e-9)
+    finally:
+        path.write_bytes(saved)
 
 
 def test_optuna_dashboard_serves_the_study(real_study):
@@ -515,8 +793,18 @@ def run_notebook(storage: str, study_name: str, tmp_path: Path, monkeypatch) -> 
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [out for cell in code for out in cell.get("outputs", [])]
     assert not [out for out in outputs if out.output_type == "error"]
-    figures = [out["data"]["application/vnd.plotly.v1+json"] for out in outputs
-               if "application/vnd.plotly.v1+json" in out.get("data", {})]
+    shown = [out for out in outputs if "application/vnd.plotly.v1+json" in out.get("data", {})]
+    # Outside a live JupyterLab (nbconvert's HTML, a viewer that keeps outputs) each figure
+    # needs a copy that is not plotly's JSON: an HTML page that draws it, or an image.
+    for out in shown:
+        assert {"text/html", "image/png"} & set(out["data"]), f"a figure without a static copy: {set(out['data'])}"
+        if "text/html" in out["data"]:
+            html_copy = out["data"]["text/html"]
+            assert "Plotly.newPlot(" in html_copy and 'class="plotly-graph-div"' in html_copy
+    # plotly.js itself is in the notebook once, so its HTML copies draw offline.
+    assert sum("text/html" in out.get("data", {}) and "* plotly.js v" in out["data"]["text/html"]
+               for out in outputs) == 1
+    figures = [out["data"]["application/vnd.plotly.v1+json"] for out in shown]
     return outputs, figures
 
 
@@ -527,7 +815,15 @@ def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
     assert titles[:2] == [plots.PARETO_TITLE, plots.HYPERVOLUME_TITLE]
     assert titles[2].startswith(plots.BREAKDOWN_TITLE) and titles[3] == plots.GENES_TITLE
     assert any("best F_AEB" in trace.get("name", "") for trace in figures[0]["data"])
-    assert any("energy mJ" in out.get("data", {}).get("text/html", "") for out in outputs)
+    assert any(trace.get("name") == "baseline: largest subnet (trial 0)" for trace in figures[0]["data"])
+    study, settings = load(storage, "p")
+    unit, _ = analysis.energy_unit(trials_frame(study, settings)["energy_mj"])
+    assert any(f"<th>energy {unit}</th>" in out.get("data", {}).get("text/html", "") and "<th>E / E_ANN</th>"
+               in out["data"]["text/html"] for out in outputs)
+    text = "".join("".join(out.get("text", "")) for out in outputs)
+    assert "baseline: trial 0, the space's largest subnet" in text and "1% more accuracy (relative)" in text
+    best = select_trial(study, settings, "best").number
+    assert f"trial {best}: per-layer energy stored with the trial" in text
 
 
 def test_notebook_shows_a_pareto3_study_in_3d(real_study3, tmp_path, monkeypatch):

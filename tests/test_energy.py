@@ -11,7 +11,8 @@ from spikingjelly.activation_based.model import spikformer as sj_spikformer
 from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 from torch import nn
 
-from energy import EnergyMonitor, analytic_energy, appendix_energy, dense_macs, get_profile, measure_energy
+from energy import (EnergyMonitor, analytic_energy, ann_energy, appendix_energy, dense_macs, get_profile,
+                    measure_energy)
 from models import SpikformerSupernet, SubnetConfig, SupernetConfig, integrate_frames
 from tests.conftest import random_config
 
@@ -216,6 +217,23 @@ def test_analytic_energy_is_a_picklable_cost_of_the_dense_counts(tiny_supernet_c
         assert cost(cfg) == dense.energy_mj() > 0
         assert half(cfg) == dense.energy_mj(firing_rate=0.5, profile="fp32") < cost(cfg)
         assert pickle.loads(pickle.dumps(cost))(cfg) == cost(cfg)
+
+
+def test_the_same_network_as_an_ann_is_e_mac_times_its_dense_macs_once(tiny_supernet_cfg):
+    ann = ann_energy(tiny_supernet_cfg)
+    rng = random.Random(1)
+    for cfg in [tiny_supernet_cfg.largest_subnet(), *(random_config(tiny_supernet_cfg, rng) for _ in range(3))]:
+        once = dense_macs(tiny_supernet_cfg, cfg).layers
+        assert ann(cfg) == pytest.approx(4.6e-9 * once["dense_macs"].sum(), rel=1e-12)
+        # Every layer once on real values: T leaves it alone (and so does the first-layer convention,
+        # which ann_energy does not take).
+        longer = dataclasses.replace(cfg, time_steps=cfg.time_steps + 3)
+        assert ann(longer) == ann(cfg)
+        # A spiking network at rate 1 saves E_MAC - E_AC per accumulate at T = 1.
+        one_step = dataclasses.replace(cfg, time_steps=1)
+        assert analytic_energy(tiny_supernet_cfg)(one_step) < ann(one_step)
+        assert ann_energy(tiny_supernet_cfg, profile="fp16")(cfg) == pytest.approx(1.5 / 4.6 * ann(cfg), rel=1e-12)
+    assert pickle.loads(pickle.dumps(ann))(cfg) == ann(cfg)
 
 
 def _static_and_event_nets(tiny_supernet_cfg):

@@ -56,6 +56,18 @@ def test_version_2_settings_read_without_a_data_fingerprint():
     assert StudySettings.from_dict(with_fingerprint.to_dict()) == with_fingerprint
 
 
+def test_version_3_settings_read_without_an_artifact_folder():
+    current = StudySettings.from_dict(_v1()).to_dict()
+    version_3 = {key: value for key, value in current.items() if key != "artifact_dir"}
+    assert StudySettings.from_dict({**version_3, "version": 3}).artifact_dir is None
+    with pytest.raises(ConfigError, match="study settings lack 'artifact_dir'"):
+        StudySettings.from_dict(version_3)
+    with_folder = StudySettings.from_dict({**current, "artifact_dir": "/data/s.db.artifacts"})
+    assert StudySettings.from_dict(with_folder.to_dict()) == with_folder
+    with pytest.raises(ConfigError, match="artifact_dir='rel/dir' must be an absolute path or None"):
+        StudySettings.from_dict({**current, "artifact_dir": "rel/dir"})
+
+
 def test_a_version_1_study_still_loads(tmp_path):
     storage = f"sqlite:///{tmp_path}/old.db"
     study = optuna.create_study(storage=storage, study_name="old", directions=["maximize", "minimize"])
@@ -66,7 +78,7 @@ def test_a_version_1_study_still_loads(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"version": 7}, r"study settings version 7 is unknown; this autospk reads versions 1..3"),
+    ({"version": 7}, r"study settings version 7 is unknown; this autospk reads versions 1..4"),
     ({"objective": "fast"}, r"unknown objective 'fast'; choose from \['aeb', 'pareto', 'pareto3'\]"),
     ({"sampler": {"population_size": 4, "parents": 2}}, r"sampler: unknown settings \['parents'\]"),
     ({"budgets": {"max_params": -1}}, r"budget max_params=-1 must be a finite number > 0"),

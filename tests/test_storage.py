@@ -251,6 +251,7 @@ def test_a_write_to_a_read_only_sqlite_file_is_one_line_with_its_cause(tmp_path,
     assert verbose.stderr.startswith("Traceback") and "attempt to write a readonly database" in verbose.stderr
     assert run(*_create_args(storage, "new", digits_checkpoint.path), "--verbose").stderr == verbose.stderr
     assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{path}")] == ["existing"]
+    assert not (tmp_path / "ro.db.artifacts").exists(), "a failed create leaves no artifact folder"
 
 
 def _file_size_limit(size: int):

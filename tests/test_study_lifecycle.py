@@ -21,7 +21,9 @@ from studies.cli import main
 from studies.errors import StudyError
 from studies.settings import SETTINGS_ATTR
 from studies.storage import open_storage
+from studies.layers import ARTIFACT_ATTR
 from studies.study import create, load
+from studies.workers import run_worker
 from tests.test_cli import CLI, ENV, _fails
 
 SMALL = SamplerSettings(population_size=4, num_parents=2)
@@ -61,7 +63,7 @@ def test_a_half_created_study_says_so_and_create_replaces_it(tmp_path, digits_ch
     loaded, settings = load(storage, "s")
     assert loaded._study_id == study._study_id and settings.sampler == SMALL
     [largest] = loaded.get_trials()
-    assert largest.state == TrialState.WAITING and largest.user_attrs == {"enqueued": "largest"}
+    assert largest.state == TrialState.WAITING and largest.user_attrs == {"enqueued": "largest", "baseline": True}
     assert largest.system_attrs["fixed_params"] == settings.space.params_from_config(settings.space.largest())
 
 
@@ -146,6 +148,19 @@ def test_delete_asks_on_a_terminal_and_refuses_without_yes_elsewhere(tmp_path, d
     assert "deleted study 's' and its 1 trial" in capsys.readouterr().out
     assert not optuna.get_all_study_summaries(open_storage(storage))
     assert "no study 's'" in _fails(capsys, "delete", "--storage", storage, "--study-name", "s", "--yes")
+
+
+def test_delete_removes_the_studys_artifacts_and_no_other(tmp_path, digits_checkpoint, capsys):
+    storage = f"sqlite:///{tmp_path}/art.db"
+    for name in ("a", "b"):
+        assert main([*_create_args(storage, name, digits_checkpoint.path)]) == 0
+        run_worker(storage, name, n_trials=2, device="cpu")
+    folder = tmp_path / "art.db.artifacts"
+    files = {name: {t.user_attrs[ARTIFACT_ATTR] for t in load(storage, name)[0].trials} for name in ("a", "b")}
+    assert all(len(ids) == 2 for ids in files.values())
+    assert {p.name for p in folder.iterdir()} == files["a"] | files["b"]
+    assert main(["delete", "--storage", storage, "--study-name", "a", "--yes"]) == 0
+    assert {p.name for p in folder.iterdir()} == files["b"]
 
 
 @pytest.mark.parametrize("name", ["", " ", "\t\n"])
