@@ -128,7 +128,7 @@ class InputTransform:
                     f"{self.img_size}x{self.img_size}, integrated into T={self.time_steps} steps")
         return (f"raw {self.in_channels}x{self.img_size}x{self.img_size} images, pixels 0..{self.pixel_max:g}, "
                 f"scaled to [0, 1], normalised with mean {_rounded(self.mean)} std {_rounded(self.std)}, "
-                f"shown at T={self.time_steps} steps")
+                f"repeated over T={self.time_steps} time steps")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (lists for tuples), for JSON and ``torch.load(weights_only=True)``."""
