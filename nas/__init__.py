@@ -8,7 +8,8 @@ the command line can show its defaults at once.
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submodules=["train"], submod_attrs={
-    "checkpoint": ["SupernetCheckpoint", "load_checkpoint", "save_checkpoint"],
+    "checkpoint": ["FinetuneCheckpoint", "SupernetCheckpoint", "load_checkpoint", "load_finetune_checkpoint",
+                   "save_checkpoint"],
     "data": ["DataSplits", "load_dataset"],
     "dataspec": ["DATASETS", "DatasetSpec"],
     "device": ["default_device"],
@@ -16,7 +17,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submodules=["train"
     "fitness": ["AEBSettings", "f_aeb"],
     "io": ["atomic_write", "load_tensor_file"],
     "objective": ["SubnetObjective"],
-    "recipes": ["RECIPES", "Recipe", "get_recipe"],
+    "recipes": ["RECIPES", "Recipe", "finetune_recipe", "get_recipe"],
     "sampler": ["SpikformerNSGAIISampler"],
     "settings": ["DIRECTIONS", "METRIC_NAMES", "OBJECTIVE_DESCRIPTIONS", "OBJECTIVES", "Budgets",
                  "EvaluationSettings", "SamplerSettings"],

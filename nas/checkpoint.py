@@ -1,10 +1,12 @@
-"""Supernet checkpoints: the on-disk format, its only writer and its only reader.
+"""Training checkpoints: the on-disk formats, their only writer and their readers.
 
 A checkpoint file holds only tensors and plain containers, so it loads with
-``torch.load(weights_only=True)``. On disk it is a dict with ``format`` (1) and one key per
-field of `SupernetCheckpoint`, except that the `SupernetConfig` is stored under
-``"supernet"``; configs are stored as their ``to_dict`` output. Checkpoints written before
-``data_fingerprint`` existed lack that key and load with None.
+``torch.load(weights_only=True)``. On disk a supernet checkpoint is a dict with ``format`` (1)
+and one key per field of `SupernetCheckpoint`, except that the `SupernetConfig` is stored
+under ``"supernet"``; configs are stored as their ``to_dict`` output. Checkpoints written
+before ``data_fingerprint`` existed lack that key and load with None. A fine-tuning
+checkpoint (`FinetuneCheckpoint`, one subnet trained on from inherited weights) is the same
+kind of dict with ``format`` ``"finetune-1"``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import torch
 
-from models import ConfigError, SpikformerSupernet, SupernetConfig
+from models import ConfigError, SpikformerSupernet, SubnetConfig, SupernetConfig
 
 from .dataspec import DatasetSpec
 from .io import atomic_write, load_tensor_file
@@ -158,7 +160,96 @@ class SupernetCheckpoint:
         return net.to(device).eval()
 
 
-def save_checkpoint(path: str | Path, ckpt: SupernetCheckpoint) -> None:
+FINETUNE_FORMAT = "finetune-1"
+
+_FINETUNE_KEYS = ("epoch", "model", "optimizer", "scheduler", "rng", "supernet", "config", "recipe", "seed", "history",
+                  "origin", "data_fingerprint", "precision", "scaler")
+
+
+@dataclass(frozen=True)
+class FinetuneCheckpoint:
+    """One subnet fine-tuned from inherited weights, after some epochs, with all it takes to resume.
+
+    Attributes:
+        epoch: Epochs completed.
+        model: The standalone subnet's state dict.
+        optimizer: The optimizer's state dict.
+        scheduler: The learning-rate scheduler's state dict.
+        rng: Random states to resume from: ``torch`` (the CPU generator) and ``loader``.
+        supernet_cfg: The data shape and stem of the subnet (its supernet's config).
+        config: The subnet (active genes).
+        recipe: The fine-tuning recipe (`nas.recipes.finetune_recipe`).
+        seed: The seed of data order and augmentation.
+        history: One dict per completed epoch: ``epoch``, mean ``loss``, final ``lr`` and, on
+            validated epochs, ``val_accuracy`` and ``val_energy_mj``.
+        origin: Where the inherited weights came from (plain values, e.g. the study, trial
+            and supernet checkpoint); a resumed run must come from the same place.
+        data_fingerprint: `nas.data.fingerprint` of the training data.
+        precision: The precision of training.
+        scaler: The fp16 loss scaler's state (None unless trained in fp16).
+    """
+
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, Any]
+    supernet_cfg: SupernetConfig
+    config: SubnetConfig
+    recipe: Recipe
+    seed: int
+    history: list[dict[str, Any]]
+    origin: dict[str, Any]
+    data_fingerprint: str
+    precision: str = "fp32"
+    scaler: dict[str, Any] | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        """The dict written to disk (tensors on the CPU, plain containers)."""
+        return {
+            "format": FINETUNE_FORMAT,
+            "epoch": self.epoch,
+            "model": _on_cpu(self.model),
+            "optimizer": _on_cpu(self.optimizer),
+            "scheduler": self.scheduler,
+            "rng": self.rng,
+            "supernet": self.supernet_cfg.to_dict(),
+            "config": self.config.to_dict(),
+            "recipe": self.recipe.to_dict(),
+            "seed": self.seed,
+            "history": self.history,
+            "origin": self.origin,
+            "data_fingerprint": self.data_fingerprint,
+            "precision": self.precision,
+            "scaler": self.scaler,
+        }
+
+    @classmethod
+    def from_state(cls, state: Any, path: str | Path) -> FinetuneCheckpoint:
+        """Rebuild a checkpoint from the dict `to_state` wrote.
+
+        Raises:
+            ConfigError: if `state` is not a complete autospk fine-tuning checkpoint.
+        """
+        if not isinstance(state, dict) or state.get("format") != FINETUNE_FORMAT:
+            raise ConfigError(f"{path} is not an autospk fine-tuning checkpoint (format {FINETUNE_FORMAT})")
+        missing = [key for key in _FINETUNE_KEYS if key not in state]
+        if missing:
+            raise ConfigError(f"fine-tuning checkpoint {path} lacks the keys {missing}")
+        try:
+            return cls(
+                epoch=state["epoch"], model=state["model"], optimizer=state["optimizer"],
+                scheduler=state["scheduler"], rng=state["rng"],
+                supernet_cfg=SupernetConfig.from_dict(state["supernet"]),
+                config=SubnetConfig.from_dict(state["config"]), recipe=Recipe.from_dict(state["recipe"]),
+                seed=state["seed"], history=list(state["history"]), origin=dict(state["origin"]),
+                data_fingerprint=state["data_fingerprint"], precision=state["precision"], scaler=state["scaler"],
+            )
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"fine-tuning checkpoint {path}: {err}") from None
+
+
+def save_checkpoint(path: str | Path, ckpt: SupernetCheckpoint | FinetuneCheckpoint) -> None:
     """Write `ckpt` to `path` atomically (see `nas.io.atomic_write`)."""
     atomic_write(path, functools.partial(torch.save, ckpt.to_state()))
 
@@ -173,6 +264,17 @@ def load_checkpoint(path: str | Path) -> SupernetCheckpoint:
     state = load_tensor_file(path, what="supernet checkpoint",
                              hint="train one with `autospk-study train-supernet`")
     return SupernetCheckpoint.from_state(state, path)
+
+
+def load_finetune_checkpoint(path: str | Path) -> FinetuneCheckpoint:
+    """Read a fine-tuning checkpoint, unpickling only tensors and plain containers.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ConfigError: if the file is not a readable, complete autospk fine-tuning checkpoint.
+    """
+    state = load_tensor_file(path, what="fine-tuning checkpoint", hint="fine-tune with `autospk-study finetune`")
+    return FinetuneCheckpoint.from_state(state, path)
 
 
 def _on_cpu(value: Any) -> Any:

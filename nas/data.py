@@ -55,7 +55,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
-from models import ConfigError
+from models import ConfigError, InputTransform
 
 from .dataspec import DatasetSpec
 
@@ -63,6 +63,8 @@ _GRAYSCALE_MODES = ("1", "L", "LA")
 _MAX_STAT_IMAGES = 500
 _FOLDER_TEST_NAMES = ("test", "val")
 _FINGERPRINT_IMAGES = 32
+_DIGITS_MAX = 16.0
+"""scikit-learn's digits hold pixel values 0..16."""
 _PIXEL_STEPS = 4080
 """Fingerprints hash pixels as multiples of 1 / 4080: 8-bit images (steps of 1/255) and digits
 (steps of 1/16) both lie on that grid, so the round-off of normalising and un-normalising,
@@ -85,6 +87,9 @@ class DataSplits:
         std: Per-channel standard deviation used for normalisation.
         frames: Event data: frames per sample (items are ``[frames, C, H, W]``); None for
             static images.
+        pixel_max: Images: the raw pixel value of full intensity, which scales them to [0, 1]
+            before normalisation (16 for digits, 255 for 8-bit images); None for event data.
+        classes: Class names, index = label; None where the data set's files name none.
     """
 
     train: Dataset
@@ -97,6 +102,23 @@ class DataSplits:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     frames: int | None = None
+    pixel_max: float | None = 255.0
+    classes: tuple[str, ...] | None = None
+
+    def input_transform(self, time_steps: int) -> InputTransform:
+        """What a model trained on these splits does to a raw sample (`models.InputTransform`):
+        what `export` stores, so that an exported subnet runs without this module.
+
+        Args:
+            time_steps: T of the model (static images are shown at each step; event frames
+                are integrated into T steps).
+        """
+        if self.frames is not None:
+            return InputTransform(in_channels=self.in_channels, img_size=self.img_size, time_steps=time_steps,
+                                  pixel_max=None, frames=self.frames, classes=self.classes)
+        return InputTransform(in_channels=self.in_channels, img_size=self.img_size, time_steps=time_steps,
+                              mean=tuple(self.mean), std=tuple(self.std), pixel_max=self.pixel_max,
+                              classes=self.classes)
 
 
 def load_dataset(spec: DatasetSpec) -> DataSplits:
@@ -279,7 +301,7 @@ def _load_digits(spec: DatasetSpec) -> DataSplits:
     bunch = load_digits()
     labels = bunch.target.astype(np.int64)
     train, val, test = _train_val_test(labels, spec)
-    images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 16.0
+    images = torch.from_numpy(bunch.images).float().unsqueeze(1) / _DIGITS_MAX
     mean, std = _mean_std(images[train])
     mean_t = torch.tensor(mean).view(-1, 1, 1)
     std_t = torch.tensor(std).view(-1, 1, 1)
@@ -290,7 +312,8 @@ def _load_digits(spec: DatasetSpec) -> DataSplits:
         train_eval=_SplitView(base, train),
         val=_SplitView(base, val),
         test=_SplitView(base, test),
-        in_channels=1, img_size=8, num_classes=10, mean=mean, std=std,
+        in_channels=1, img_size=8, num_classes=10, mean=mean, std=std, pixel_max=_DIGITS_MAX,
+        classes=tuple(str(name) for name in bunch.target_names),
     )
 
 
@@ -302,6 +325,8 @@ class _CifarLayout:
     train_files: tuple[str, ...]
     test_files: tuple[str, ...]
     label_key: bytes
+    meta_file: str
+    names_key: bytes
     torchvision_class: str
     num_classes: int
     mean: tuple[float, float, float]
@@ -314,6 +339,8 @@ _CIFAR = {
         train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
         test_files=("test_batch",),
         label_key=b"labels",
+        meta_file="batches.meta",
+        names_key=b"label_names",
         torchvision_class="CIFAR10",
         num_classes=10,
         mean=(0.4914, 0.4822, 0.4465),
@@ -324,6 +351,8 @@ _CIFAR = {
         train_files=("train",),
         test_files=("test",),
         label_key=b"fine_labels",
+        meta_file="meta",
+        names_key=b"fine_label_names",
         torchvision_class="CIFAR100",
         num_classes=100,
         mean=(0.5071, 0.4867, 0.4408),
@@ -348,6 +377,16 @@ def _read_cifar_files(root: str, layout: _CifarLayout,
         labels.append(np.asarray(batch[layout.label_key], dtype=np.int64))
     # Stored channel-first; PIL wants height x width x channels.
     return np.ascontiguousarray(np.concatenate(images).transpose(0, 2, 3, 1)), np.concatenate(labels)
+
+
+def _cifar_classes(root: str, layout: _CifarLayout) -> tuple[str, ...] | None:
+    """The class names the release's meta file lists, or None without that file."""
+    path = os.path.join(root, layout.folder, layout.meta_file)
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        names = pickle.load(f, encoding="bytes")[layout.names_key]
+    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
 
 
 def _ensure_cifar_files(spec: DatasetSpec, layout: _CifarLayout) -> None:
@@ -404,6 +443,7 @@ def _load_cifar(spec: DatasetSpec) -> DataSplits:
         test=_SplitView(_ArrayItems(test_images, test_labels),
                        np.arange(len(test_labels)), evaluate),
         in_channels=3, img_size=32, num_classes=layout.num_classes, mean=mean, std=std,
+        classes=_cifar_classes(root, layout),
     )
 
 
@@ -483,7 +523,7 @@ def _load_folder(spec: DatasetSpec) -> DataSplits:
         val=_SplitView(train_base, val, evaluate),
         test=_SplitView(test_base, test, evaluate),
         in_channels=1 if mode == "L" else 3, img_size=img_size,
-        num_classes=len(train_base.classes), mean=mean, std=std,
+        num_classes=len(train_base.classes), mean=mean, std=std, classes=tuple(train_base.classes),
     )
 
 
@@ -550,9 +590,10 @@ def _check_event_files(name: str, root: str) -> None:
 class _EventItems(Dataset):
     """A spikingjelly frame data set with our labels (``targets``)."""
 
-    def __init__(self, frames: Dataset, targets: np.ndarray) -> None:
+    def __init__(self, frames: Dataset, targets: np.ndarray, classes: tuple[str, ...]) -> None:
         self.frames = frames
         self.targets = targets
+        self.classes = classes
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -570,7 +611,8 @@ def _event_items(frames: Dataset) -> _EventItems:
     if all(c.isdigit() for c in classes):
         order = np.argsort(np.argsort([int(c) for c in classes]))
         targets = order[targets]
-    return _EventItems(frames, targets)
+        classes = sorted(classes, key=int)
+    return _EventItems(frames, targets, tuple(classes))
 
 
 class _CentreCrop:
@@ -600,12 +642,12 @@ class _FlipRoll:
 
 
 def _load_events(spec: DatasetSpec) -> DataSplits:
-    if spec.frames is None:
-        raise ConfigError(f"{spec.name}: give the frames per sample (DatasetSpec.frames, --frames); training uses "
-                          "the search space's largest T")
     layout = _EVENTS[spec.name]
     root = str(spec.root)
     _check_event_files(spec.name, root)
+    if spec.frames is None:
+        raise ConfigError(f"{spec.name}: give the frames per sample (DatasetSpec.frames, --frames); training uses "
+                          "the search space's largest T")
     loader = event_loader(spec.name)
     options = {"data_type": "frame", "frames_number": spec.frames, "split_by": "number"}
     if layout.has_split:
@@ -628,7 +670,8 @@ def _load_events(spec: DatasetSpec) -> DataSplits:
         val=_SplitView(train_base, val, evaluate),
         test=_SplitView(test_base, test, evaluate),
         in_channels=channels, img_size=side, num_classes=layout.num_classes,
-        mean=(0.0,) * channels, std=(1.0,) * channels, frames=spec.frames,
+        mean=(0.0,) * channels, std=(1.0,) * channels, frames=spec.frames, pixel_max=None,
+        classes=train_base.classes,
     )
 
 

@@ -1,4 +1,5 @@
-"""Supernet training recipes: light to import (no torch), so the CLI lists them fast."""
+"""Training recipes of supernets, and of subnets fine-tuned from them: light to import (no
+torch), so the CLI lists them fast."""
 
 from __future__ import annotations
 
@@ -123,6 +124,37 @@ RECIPES: dict[str, Recipe] = {
                   mixup_alpha=0.5, mixup_off_epoch=75, cutmix_alpha=0.0, num_workers=4, sandwich=True,
                   distill=True),
 }
+
+
+FINETUNE_LR_FACTOR = 0.1
+"""Fine-tuning's peak learning rate as a share of the recipe's, which is for training from scratch."""
+
+
+def finetune_recipe(recipe: Recipe, *, epochs: int | None = None, lr: float | None = None) -> Recipe:
+    """`recipe` for fine-tuning one subnet that starts from the supernet's weights.
+
+    Inherited weights are already trained: the recipe's peak learning rate, meant for
+    training from scratch, would first undo much of that. Fine-tuning keeps its batch size,
+    weight decay, label smoothing, Mixup/CutMix and cosine schedule, and changes:
+
+    - ``lr``: a tenth of the recipe's (`FINETUNE_LR_FACTOR`), as weight-sharing NAS
+      pipelines fine-tune subnets well below their training rate; ``min_lr`` at most that;
+    - no warmup: the schedule starts at its peak, which is already low;
+    - ``epochs``: a tenth of the recipe's (at least 1) unless given; Mixup stops at the same
+      share of them as in the recipe;
+    - one network per step (no sandwich, no distillation: there is one subnet).
+
+    Args:
+        recipe: The recipe the supernet was trained with.
+        epochs: Fine-tuning epochs (None: a tenth of ``recipe.epochs``, at least 1).
+        lr: Peak learning rate (None: ``recipe.lr * FINETUNE_LR_FACTOR``).
+    """
+    epochs = max(1, recipe.epochs // 10) if epochs is None else epochs
+    lr = recipe.lr * FINETUNE_LR_FACTOR if lr is None else lr
+    mixup_off = None if recipe.mixup_off_epoch is None else round(recipe.mixup_off_epoch * epochs / recipe.epochs)
+    return dataclasses.replace(recipe, name=f"{recipe.name}-finetune", epochs=epochs, lr=lr, warmup_epochs=0,
+                               min_lr=min(recipe.min_lr, lr), mixup_off_epoch=mixup_off, sandwich=False,
+                               distill=False)
 
 
 def get_recipe(name: str) -> Recipe:

@@ -1,12 +1,15 @@
-"""Supernet training: one random subnet per batch over every gene, neuron genes included.
+"""Training: the supernet (one random subnet per batch over every gene, neuron genes
+included), and one chosen subnet fine-tuned from its inherited weights.
 
-Uses timm for what it already does (AdamW without decay on biases and norms, warmup +
-cosine schedule, Mixup, soft-target and label-smoothing losses). Checkpoints are written
-atomically after every epoch and hold only tensors and plain containers, so they load with
-``torch.load(weights_only=True)``; ``resume=True`` continues from the last one.
+Both run the same loop (`_fit`, `_train_epoch`) and use timm for what it already does
+(AdamW without decay on biases and norms, warmup + cosine schedule, Mixup, soft-target and
+label-smoothing losses). Checkpoints are written atomically after every epoch and hold only
+tensors and plain containers, so they load with ``torch.load(weights_only=True)``;
+``resume=True`` continues from the last one.
 
-Run under ``torchrun --nproc-per-node N`` for data-parallel training: every rank draws
-the same subnet at every step (same seed, same number of draws).
+Run supernet training under ``torchrun --nproc-per-node N`` for data-parallel training:
+every rank draws the same subnet at every step (same seed, same number of draws).
+Fine-tuning runs in one process.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import dataclasses
 import os
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +37,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from models import ConfigError, SpikformerSupernet, SubnetConfig, SupernetConfig
+from models import ConfigError, Spikformer, SpikformerSupernet, SubnetConfig, SupernetConfig
 
-from .checkpoint import SupernetCheckpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (FinetuneCheckpoint, SupernetCheckpoint, load_checkpoint, load_finetune_checkpoint,
+                         save_checkpoint)
 from .data import DataSplits, fingerprint, load_dataset
 from .dataspec import EVENT_DATASETS, DatasetSpec
 from .device import default_device
-from .evaluate import SubnetEvaluator
+from .evaluate import SubnetEvaluator, score_model
 from .io import atomic_write
 from .precision import autocast, check_precision, grad_scaler
 from .recipes import Recipe
@@ -161,25 +165,67 @@ class _Losses:
         return self.mixup
 
 
-@dataclass
-class _Run:
-    """One training run: what it was asked for, and the state a checkpoint must hold to resume it."""
+@dataclass(kw_only=True)
+class _Loop:
+    """One training run's moving parts: what a checkpoint must hold to resume it.
 
-    space: SearchSpace
-    supernet_cfg: SupernetConfig
-    dataset: DatasetSpec
-    data_fingerprint: str
+    The plain loop trains one network; `_SupernetRun` draws the subnets of each step.
+    """
+
+    net: Spikformer
     recipe: Recipe
     seed: int
-    net: SpikformerSupernet
     optimizer: torch.optim.Optimizer
     scheduler: Scheduler
     loader_rng: torch.Generator
-    subnet_rng: random.Random
     precision: str
     scaler: torch.amp.GradScaler
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    def step_subnets(self) -> list[SubnetConfig | None]:
+        """The networks of the next step, in order; None: the network as it is."""
+        return [None]
+
+    def _restore(self, ckpt: SupernetCheckpoint | FinetuneCheckpoint) -> None:
+        self.net.load_state_dict(ckpt.model)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.scheduler.load_state_dict(ckpt.scheduler)
+        torch.set_rng_state(ckpt.rng["torch"])
+        self.loader_rng.set_state(ckpt.rng["loader"])
+        if ckpt.scaler:
+            self.scaler.load_state_dict(ckpt.scaler)
+        self.epoch, self.history = ckpt.epoch, list(ckpt.history)
+
+    def _loop_state(self) -> dict[str, Any]:
+        """The checkpoint fields every run has."""
+        return {
+            "epoch": self.epoch,
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "loader": self.loader_rng.get_state()},
+            "recipe": self.recipe,
+            "seed": self.seed,
+            "history": list(self.history),
+            "precision": self.precision,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+        }
+
+
+@dataclass(kw_only=True)
+class _SupernetRun(_Loop):
+    """Supernet training: what it was asked for, and the subnet draws."""
+
+    net: SpikformerSupernet
+    space: SearchSpace
+    supernet_cfg: SupernetConfig
+    dataset: DatasetSpec
+    data_fingerprint: str
+    subnet_rng: random.Random
+
+    def step_subnets(self) -> list[SubnetConfig | None]:
+        return _subnets(self.space, self.subnet_rng, self.recipe.sandwich)
 
     def resume(self, ckpt: SupernetCheckpoint, path: Path) -> None:
         """Continue from `ckpt`, read from `path`, as if training had never stopped.
@@ -192,43 +238,56 @@ class _Run:
                              "resume it with the same settings or choose another --output")
         ckpt.check_data(path, self.dataset, self.data_fingerprint,
                         fix="resume it on the data it was trained on, or choose another --output")
-        self.net.load_state_dict(ckpt.model)
-        self.optimizer.load_state_dict(ckpt.optimizer)
-        self.scheduler.load_state_dict(ckpt.scheduler)
-        torch.set_rng_state(ckpt.rng["torch"])
-        self.loader_rng.set_state(ckpt.rng["loader"])
+        self._restore(ckpt)
         self.subnet_rng.setstate(_to_tuple(ckpt.rng["subnets"]))
-        if ckpt.scaler:
-            self.scaler.load_state_dict(ckpt.scaler)
-        self.epoch, self.history = ckpt.epoch, list(ckpt.history)
 
     def checkpoint(self) -> SupernetCheckpoint:
-        return SupernetCheckpoint(
-            epoch=self.epoch,
-            model=self.net.state_dict(),
-            optimizer=self.optimizer.state_dict(),
-            scheduler=self.scheduler.state_dict(),
-            rng={"torch": torch.get_rng_state(), "loader": self.loader_rng.get_state(),
-                 "subnets": _to_lists(self.subnet_rng.getstate())},
-            space=self.space,
-            supernet_cfg=self.supernet_cfg,
-            dataset=self.dataset,
-            recipe=self.recipe,
-            seed=self.seed,
-            history=list(self.history),
-            data_fingerprint=self.data_fingerprint,
-            precision=self.precision,
-            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
-        )
+        state = self._loop_state()
+        state["rng"]["subnets"] = _to_lists(self.subnet_rng.getstate())
+        return SupernetCheckpoint(**state, space=self.space, supernet_cfg=self.supernet_cfg, dataset=self.dataset,
+                                  data_fingerprint=self.data_fingerprint)
+
+
+@dataclass(kw_only=True)
+class _FinetuneRun(_Loop):
+    """Fine-tuning one subnet: which one, from where, on what data."""
+
+    origin: dict[str, Any]
+    data_fingerprint: str
+
+    def resume(self, ckpt: FinetuneCheckpoint, path: Path) -> None:
+        """Continue from `ckpt`, read from `path`, as if fine-tuning had never stopped.
+
+        Raises:
+            ConfigError: if `ckpt` fine-tunes another subnet, with another recipe or on other data.
+        """
+        fix = "resume with the same settings, or choose another --output"
+        config = self.net.config
+        if ckpt.config != config or ckpt.supernet_cfg != self.net.supernet_cfg or ckpt.origin != self.origin:
+            raise ConfigError(f"fine-tuning checkpoint {path} is of another subnet (from {ckpt.origin}, "
+                              f"{ckpt.config.arch_id}), not of this one (from {self.origin}, {config.arch_id}); {fix}")
+        if ckpt.recipe != self.recipe:
+            changed = {key: (value, getattr(self.recipe, key)) for key, value in ckpt.recipe.to_dict().items()
+                       if getattr(self.recipe, key) != value}
+            raise ConfigError(f"fine-tuning checkpoint {path} was trained with another recipe "
+                              f"(stored -> now: {changed}); {fix}")
+        if ckpt.data_fingerprint != self.data_fingerprint:
+            raise ConfigError(f"fine-tuning checkpoint {path} was trained on data with fingerprint "
+                              f"{ckpt.data_fingerprint}, not {self.data_fingerprint}; {fix}")
+        self._restore(ckpt)
+
+    def checkpoint(self) -> FinetuneCheckpoint:
+        return FinetuneCheckpoint(**self._loop_state(), supernet_cfg=self.net.supernet_cfg, config=self.net.config,
+                                  origin=self.origin, data_fingerprint=self.data_fingerprint)
 
 
 LOG_EVERY = 20
 """Steps between progress-bar updates: the only times a step's loss is read on the host."""
 
 
-def _train_epoch(run: _Run, model: nn.Module, loader: DataLoader, losses: _Losses, *, epoch: int,
+def _train_epoch(run: _Loop, model: nn.Module, loader: DataLoader, losses: _Losses, *, epoch: int,
                  device: torch.device, progress: bool) -> float:
-    """Train epoch `epoch` (0-based), one random subnet per step (or a sandwich); the mean loss.
+    """Train epoch `epoch` (0-based), the networks `run.step_subnets` names at every step; the mean loss.
 
     The loss is summed on the device and read on the host only every `LOG_EVERY` steps and at
     the end of the epoch, so that a step does not wait for the device.
@@ -249,11 +308,12 @@ def _train_epoch(run: _Run, model: nn.Module, loader: DataLoader, losses: _Losse
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if mixup is not None:
             x, y = mixup(x, y)
-        configs = _subnets(run.space, run.subnet_rng, run.recipe.sandwich)
+        configs = run.step_subnets()
         run.optimizer.zero_grad(set_to_none=True)
         teacher: torch.Tensor | None = None
         for i, config in enumerate(configs):
-            run.net.set_subnet(config)
+            if config is not None:
+                run.net.set_subnet(config)
             last = i == len(configs) - 1
             # Gradients of a sandwich are summed locally and all-reduced once, after the last subnet.
             defer = not last and isinstance(model, DistributedDataParallel)
@@ -306,9 +366,33 @@ def _validate(net: SpikformerSupernet, data: DataSplits, space: SearchSpace, dev
             for key, value in (("val_accuracy", score.accuracy), ("val_energy_mj", score.energy.energy_mj))}
 
 
+def _validate_subnet(net: Spikformer, val: Dataset, device: torch.device, precision: str,
+                     evaluation: EvaluationSettings) -> dict[str, float]:
+    """Validation accuracy and energy of a standalone network, in eval mode (its trained BN statistics).
+
+    Its mode and torch's random state are put back afterwards, so that validating does not
+    change training.
+    """
+    training = net.training
+    net.eval()
+    try:
+        with _forked_rng(device), autocast(device, precision):
+            accuracy, report = score_model(
+                net, DataLoader(val, batch_size=evaluation.batch_size, shuffle=False),
+                params=sum(p.numel() for p in net.parameters()), profile=evaluation.profile,
+                first_layer=evaluation.first_layer)
+    finally:
+        net.train(training)
+    return {"val_accuracy": accuracy, "val_energy_mj": report.energy_mj}
+
+
 METRICS = ("epoch", "loss", "lr", "val_accuracy_largest", "val_accuracy_smallest", "val_energy_mj_largest",
            "val_energy_mj_smallest")
-"""Columns of the metrics file, one row per epoch (validation columns empty on epochs not validated)."""
+"""Columns of supernet training's metrics file, one row per epoch (validation columns empty on
+epochs not validated)."""
+
+FINETUNE_METRICS = ("epoch", "loss", "lr", "val_accuracy", "val_energy_mj")
+"""Columns of fine-tuning's metrics file, one row per epoch."""
 
 
 def metrics_path(checkpoint: str | Path) -> Path:
@@ -317,16 +401,46 @@ def metrics_path(checkpoint: str | Path) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}.metrics.csv")
 
 
-def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+def _write_metrics(path: Path, history: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     """Write the whole history (so a resumed run's file matches its checkpoint)."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRICS, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(history)
 
     atomic_write(path, write)
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """An epoch's progress line: loss, learning rate and the validation accuracies it has."""
+    line = f"epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}, lr {row['lr']:.2e}"
+    scores = [f"{key.removeprefix('val_accuracy').lstrip('_')} {value:.2%}".lstrip()
+              for key, value in row.items() if key.startswith("val_accuracy")]
+    return line + (f", val acc {', '.join(scores)}" if scores else "")
+
+
+def _fit(run: _SupernetRun | _FinetuneRun, model: nn.Module, loader: DataLoader, losses: _Losses, *,
+         device: torch.device, progress: bool, eval_every: int, validate: Callable[[], dict[str, float]],
+         checkpoint: Path, columns: tuple[str, ...]) -> None:
+    """Train from `run.epoch` to the recipe's last epoch; after each, validate (every `eval_every`
+    epochs and after the last), checkpoint and write the metrics file (rank 0), report progress."""
+    epochs = run.recipe.epochs
+    for epoch in range(run.epoch, epochs):
+        loss = _train_epoch(run, model, loader, losses, epoch=epoch, device=device, progress=progress)
+        run.epoch = epoch + 1
+        row: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]}
+        if eval_every > 0 and (run.epoch % eval_every == 0 or run.epoch == epochs) and _rank() == 0:
+            row.update(validate())
+        run.history.append(row)
+        if _rank() == 0:
+            save_checkpoint(checkpoint, run.checkpoint())
+            _write_metrics(metrics_path(checkpoint), run.history, columns)
+        if _world() > 1:
+            dist.barrier()
+        if progress and _rank() == 0:
+            tqdm.write(_epoch_line(row, epochs))
 
 
 def train_supernet(
@@ -388,32 +502,79 @@ def train_supernet(
         loader = _train_loader(data.train, recipe, seed=seed, device=device)
         optimizer, scheduler = _optimizer_and_scheduler(net, recipe, len(loader))
         losses = _Losses.from_recipe(recipe, data.num_classes)
-        run = _Run(space=space, supernet_cfg=supernet_cfg, dataset=dataset, data_fingerprint=data_fingerprint,
-                   recipe=recipe, seed=seed, net=net, optimizer=optimizer, scheduler=scheduler,
-                   loader_rng=loader.generator, subnet_rng=random.Random(seed), precision=precision,
-                   scaler=grad_scaler(device, precision))
+        run = _SupernetRun(space=space, supernet_cfg=supernet_cfg, dataset=dataset,
+                           data_fingerprint=data_fingerprint, recipe=recipe, seed=seed, net=net, optimizer=optimizer,
+                           scheduler=scheduler, loader_rng=loader.generator, subnet_rng=random.Random(seed),
+                           precision=precision, scaler=grad_scaler(device, precision))
         if resume and checkpoint.exists():
             run.resume(load_checkpoint(checkpoint), checkpoint)
-        for epoch in range(run.epoch, recipe.epochs):
-            loss = _train_epoch(run, model, loader, losses, epoch=epoch, device=device, progress=progress)
-            run.epoch = epoch + 1
-            row: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "lr": optimizer.param_groups[0]["lr"]}
-            validate = eval_every > 0 and (run.epoch % eval_every == 0 or run.epoch == recipe.epochs)
-            if validate and _rank() == 0:
-                row.update(_validate(net, data, space, device, run.precision))
-            run.history.append(row)
-            if _rank() == 0:
-                save_checkpoint(checkpoint, run.checkpoint())
-                _write_metrics(metrics_path(checkpoint), run.history)
-            if _world() > 1:
-                dist.barrier()
-            if progress and _rank() == 0:
-                line = f"epoch {epoch + 1}/{recipe.epochs}: loss {loss:.4f}, lr {row['lr']:.2e}"
-                if "val_accuracy_largest" in row:
-                    line += (f", val acc largest {row['val_accuracy_largest']:.2%}, "
-                             f"smallest {row['val_accuracy_smallest']:.2%}")
-                tqdm.write(line)
+        _fit(run, model, loader, losses, device=device, progress=progress, eval_every=eval_every,
+             validate=lambda: _validate(net, data, space, device, run.precision), checkpoint=checkpoint,
+             columns=METRICS)
     net.set_subnet(supernet_cfg.largest_subnet())
+    return net.eval()
+
+
+def finetune_subnet(
+    model: Spikformer,
+    data: DataSplits,
+    recipe: Recipe,
+    checkpoint: str | Path,
+    *,
+    origin: dict[str, Any],
+    resume: bool = False,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    val: Dataset | None = None,
+    eval_every: int = 1,
+    precision: str | None = None,
+    evaluation: EvaluationSettings = EvaluationSettings(),
+) -> Spikformer:
+    """Train one standalone subnet on from its inherited weights; checkpoint it after every epoch.
+
+    The loop, checkpoints, metrics file and progress are supernet training's, with one
+    network per step. Torch's global random state is seeded for training and given back
+    afterwards.
+
+    Args:
+        model: The subnet with the weights it starts from (`models.extract_subnet` of a
+            supernet whose BN statistics were recalibrated for it); trained in place.
+        data: The data set's splits: trained on ``train``, validated on `val`.
+        recipe: Fine-tuning hyper-parameters (`nas.recipes.finetune_recipe`).
+        checkpoint: Where the checkpoint is written (and read when resuming); the per-epoch
+            metrics go to `metrics_path(checkpoint)` (columns `FINETUNE_METRICS`).
+        origin: Where the starting weights came from, in plain values (e.g. study, trial and
+            supernet checkpoint); stored, and compared when resuming.
+        resume: Continue from `checkpoint` if it exists. A checkpoint of another subnet or
+            origin, another recipe or other data is refused with a ConfigError.
+        seed: Seed of data order and augmentation.
+        device: Where to train (default: cuda if available, else cpu).
+        progress: Show a progress bar and a line per epoch.
+        val: The validation images (default: ``data.val``).
+        eval_every: Score the subnet on `val` every this many epochs and after the last (0: never).
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast (None: bf16 on a GPU that supports it, else fp32).
+        evaluation: Batch size, energy profile and first-layer convention of validation.
+
+    Returns:
+        `model`, trained, in eval mode.
+    """
+    checkpoint = Path(checkpoint)
+    device = default_device(device)
+    precision = check_precision(precision, device)
+    val = data.val if val is None else val
+    with _seeded_rng(seed, device):
+        net = model.to(device)
+        loader = _train_loader(data.train, recipe, seed=seed, device=device)
+        optimizer, scheduler = _optimizer_and_scheduler(net, recipe, len(loader))
+        run = _FinetuneRun(net=net, recipe=recipe, seed=seed, optimizer=optimizer, scheduler=scheduler,
+                           loader_rng=loader.generator, precision=precision, scaler=grad_scaler(device, precision),
+                           origin=origin, data_fingerprint=fingerprint(data))
+        if resume and checkpoint.exists():
+            run.resume(load_finetune_checkpoint(checkpoint), checkpoint)
+        _fit(run, net, loader, _Losses.from_recipe(recipe, data.num_classes), device=device, progress=progress,
+             eval_every=eval_every, validate=lambda: _validate_subnet(net, val, device, precision, evaluation),
+             checkpoint=checkpoint, columns=FINETUNE_METRICS)
     return net.eval()
 
 

@@ -5,6 +5,8 @@
     autospk-study create --study-name s --objective pareto --checkpoint supernet.pt
     autospk-study optimize --study-name s --n-trials 200 --workers 2
     autospk-study show --study-name s
+    autospk-study export --study-name s --trial knee --output knee
+    autospk-study finetune --study-name s --trial knee --epochs 5 --output knee-finetuned
     autospk-study delete --study-name s --yes
     optuna-dashboard sqlite:///autospk.db --artifact-dir autospk.db.artifacts
 
@@ -368,6 +370,24 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1, default=str))
 
 
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from .export import finetune_trial
+    from .study import load
+
+    trial = int(args.trial) if args.trial.isdigit() else args.trial
+    if trial not in ("best", "knee") and not isinstance(trial, int):
+        raise CLIError(f"--trial {args.trial!r}: give best, knee or a trial number")
+    study, settings = load(_storage(args), args.study_name)
+    result = finetune_trial(study, settings, args.output, trial=trial, epochs=args.epochs, lr=args.lr,
+                            resume=args.resume, seed=args.seed, device=args.device, precision=args.precision,
+                            progress=not args.no_progress)
+    before = result["finetune"]["inherited"]
+    print(f"trial {result['trial']}: test accuracy {before['test_accuracy']:.2%} inherited -> "
+          f"{result['test_accuracy']:.2%} fine-tuned ({result['finetune']['epochs']} epochs); "
+          f"export: {Path(args.output).resolve()}")
+    print(json.dumps(result, indent=1, default=str))
+
+
 def cmd_delete(args: argparse.Namespace) -> None:
     from .study import delete
 
@@ -594,13 +614,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to measure the breakdown of a trial that stored no table (older studies)")
     p.set_defaults(func=cmd_plot)
 
-    p = _subparser(sub, "export", "export a subnet: config JSON + standalone checkpoint + test metrics")
+    p = _subparser(sub, "export", "export a subnet to run anywhere: weights, config, input transform, test metrics",
+                   "Write OUTPUT/subnet.pt (loaded with models.load_exported: the model plus its input transform) "
+                   "and OUTPUT/subnet.json: the subnet's config and weights, the raw-input transform of its data set, "
+                   "the study and trial, and the accuracy and energy measured on the whole test split.")
     _add_storage(p)
     p.add_argument("--trial", default="best",
                    help="best (F_AEB), knee (of the front, 3-D for pareto3) or a trial number")
     p.add_argument("--output", default="subnet", help="output folder")
     p.add_argument("--device", default=None, help="where to measure")
     p.set_defaults(func=cmd_export)
+
+    p = _subparser(sub, "finetune", "fine-tune a subnet from its inherited weights, then export it",
+                   "Train the chosen subnet, extracted from the supernet, on from its inherited weights with the "
+                   "supernet's recipe made for fine-tuning (a tenth of its peak learning rate, no warmup, one network "
+                   "per step); checkpoint after every epoch (--resume continues), then score it on the test split "
+                   "and write an export like `export`, which records the fine-tuning and the inherited scores.")
+    _add_storage(p)
+    p.add_argument("--trial", default="best",
+                   help="best (F_AEB), knee (of the front, 3-D for pareto3) or a trial number")
+    p.add_argument("--epochs", type=_positive(int), default=None,
+                   help="fine-tuning epochs (None: a tenth of the supernet recipe's, at least 1)")
+    p.add_argument("--lr", type=_positive(float), default=None,
+                   help="peak learning rate (None: a tenth of the supernet recipe's)")
+    p.add_argument("--output", default="finetuned",
+                   help="output folder: the export, finetune.pt and finetune.metrics.csv")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/finetune.pt if it exists")
+    p.add_argument("--seed", type=int, default=0, help="seed of data order and augmentation")
+    p.add_argument("--precision", type=_precision, default=None,
+                   help="fp32, bf16 or fp16 autocast of training (None: bf16 on a GPU that supports it, else fp32)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (None: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_finetune)
 
     p = _subparser(sub, "delete", "delete a study and all its trials",
                    "Delete a study and all its trials, e.g. one whose create was interrupted (a plain "

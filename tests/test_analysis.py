@@ -21,13 +21,13 @@ import torch
 from optuna.trial import TrialState
 
 from energy import ann_energy
-from models import count_params
+from models import count_params, load_exported
 from nas import SamplerSettings, SearchSpace
 from nas.fitness import AEBSettings, energy_for_accuracy, f_aeb
 from studies import analysis, layers, plots
 from studies.errors import StudyError
 from studies.cli import main
-from studies.export import export_trial, load_exported
+from studies.export import export_trial
 from studies.settings import StudySettings
 from studies.study import create, load, load_evaluator, measure_trial, select_trial, trials_frame
 from studies.study import trial_layers as studies_trial_layers
@@ -515,12 +515,12 @@ def test_export_writes_a_safe_checkpoint_that_matches_the_supernet(real_study, t
     assert 0.0 <= result["test_accuracy"] <= 1.0 and result["test_energy_mj"] > 0
     assert result["val_accuracy"] == pytest.approx(knee["accuracy"])
     state = torch.load(tmp_path / "subnet" / "subnet.pt", weights_only=True)
-    assert set(state) == {"format", "supernet", "config", "model"} and state["format"] == 1
+    assert set(state) == {"format", "supernet", "config", "model", "transform", "info"} and state["format"] == 2
     saved = json.loads((tmp_path / "subnet" / "subnet.json").read_text())
     assert saved["trial"] == result["trial"] and saved["config"] == result["config"]
     assert saved["test_accuracy"] == result["test_accuracy"] and saved["search"]["accuracy"] == knee["accuracy"]
 
-    model = load_exported(tmp_path / "subnet")
+    model = load_exported(tmp_path / "subnet").model
     config = settings.space.config_from_params(study.trials[result["trial"]].params)
     assert model.config == config.active() and not model.training
     evaluator, data = load_evaluator(settings, device="cpu")

@@ -111,3 +111,20 @@ def test_bench_train_paper_order_reference_fires_before_it_pools():
         expected = torch.nn.functional.max_pool2d(spikes.flatten(0, 1), 3, 2, 1).view(2, 3, -1, 4, 4)
         functional.reset_net(stage)
         assert torch.equal(stage(x), expected)
+
+
+def test_bench_finetune_prints_inherited_and_fine_tuned_accuracy_of_baseline_knee_and_best(tmp_path,
+                                                                                          digits_checkpoint):
+    out = _run(["benchmarks/bench_finetune.py", "--checkpoint", str(digits_checkpoint.path), "--workdir",
+                str(tmp_path), "--trials", "6", "--population-size", "4", "--epochs", "1"], tmp_path)
+    rows = {name: _table_rows(out, name) for name in ("baseline (largest)", "knee", "best F_AEB")}
+    assert all(len(found) == 1 for found in rows.values()), out
+    baseline = rows["baseline (largest)"][0]
+    assert baseline[1:3] == ["bench-pareto", "0"] and float(baseline[10]) == 1.0  # the largest subnet, its own energy
+    assert rows["knee"][0][1] == "bench-pareto" and rows["best F_AEB"][0][1] == "bench-aeb"
+    for (row,) in rows.values():
+        before, after = (float(cell.rstrip("%")) for cell in row[5:7])
+        assert 0 < before <= 100 and 0 < after <= 100
+        assert float(row[7]) == pytest.approx(after - before, abs=0.011)
+        assert float(row[8]) > 0 and float(row[9]) > 0
+        assert (tmp_path / "exports" / f"{row[1]}-{row[2]}" / "finetuned" / "subnet.pt").exists()

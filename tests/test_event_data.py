@@ -93,9 +93,10 @@ def test_missing_or_altered_event_files_are_refused_before_the_loader_runs(tmp_p
         load_dataset(DatasetSpec("n-mnist", root=str(tmp_path), frames=FRAMES))
 
 
-def test_frames_are_for_event_data_only_and_needed_there(tmp_path):
+def test_frames_are_for_event_data_only_and_needed_there(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="event data sets"):
         DatasetSpec("cifar10", root=str(tmp_path), frames=4)
+    written("n-mnist", tmp_path, monkeypatch)
     with pytest.raises(ConfigError, match="frames per sample"):
         load_dataset(DatasetSpec("n-mnist", root=str(tmp_path)))
 
