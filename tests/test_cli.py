@@ -74,8 +74,10 @@ def test_quickstart_reduced(tmp_path):
     for epoch in (1, 2):
         assert re.search(rf"^epoch {epoch}/2: loss \d\.\d{{4}}, lr ", text, re.M), text
     for name in ("digits-aeb", "digits-pareto"):
-        for done in (4, 6):
-            assert re.search(rf"^{name}: {done}/6 trials, front \d+, best ", text, re.M), text
+        # The parent looks once a second, so a generation that ends between two looks (fast
+        # duplicates) shares its line with the next: at most one line per generation, and the last.
+        lines = re.findall(rf"^{name}: (\d)/6 trials, front \d+, best ", text, re.M)
+        assert lines and lines[-1] == "6" and len(lines) <= 2, text
 
 
 # MySQL's storage path is covered by tests/test_storage.py; two workers on it add nothing here.
