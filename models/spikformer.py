@@ -255,15 +255,14 @@ class Spikformer(nn.Module):
 
         The first conv sees the real-valued image (MACs) or, on event data, spike counts
         (ACs); the head sees time-averaged features (MACs); every other layer sees spikes or
-        sums of spikes (ACs). The first conv is also marked as the first layer, which an
-        energy convention may charge at every step (`energy.FIRST_LAYER_CONVENTIONS`).
+        sums of spikes (ACs). How many steps a call of the first conv serves is set per
+        forward (``energy_steps_per_call``, see `SpikingPatchSplitting`), for the first-layer
+        energy conventions (`energy.FIRST_LAYER_CONVENTIONS`).
         """
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d, AttentionProduct)):
                 module.energy_kind = "AC"
-        first = self.sps.proj_convs[0]
-        first.energy_kind = "AC" if self.supernet_cfg.event_input else "MAC"
-        first.energy_first_layer = True
+        self.sps.proj_convs[0].energy_kind = "AC" if self.supernet_cfg.event_input else "MAC"
         self.head.energy_kind = "MAC"
 
     def _init_weights(self) -> None:

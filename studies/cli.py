@@ -380,7 +380,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     study, settings = load(_storage(args), args.study_name)
     result = finetune_trial(study, settings, args.output, trial=trial, epochs=args.epochs, lr=args.lr,
                             resume=args.resume, seed=args.seed, device=args.device, precision=args.precision,
-                            progress=not args.no_progress)
+                            progress=_progress(args))
     before = result["finetune"]["inherited"]
     print(f"trial {result['trial']}: test accuracy {before['test_accuracy']:.2%} inherited -> "
           f"{result['test_accuracy']:.2%} fine-tuned ({result['finetune']['epochs']} epochs); "

@@ -39,7 +39,8 @@ def test_bench_overhead_prints_ms_per_trial_per_storage_and_sampler(tmp_path):
     for row in rows:
         first, last, ratio = (float(v) for v in row[2:5])
         # The table rounds the ms to 0.1 and the ratio of the unrounded ones to 0.01.
-        assert first > 0 and last > 0 and ratio == pytest.approx(last / first, abs=0.06 / first + 0.01)
+        assert first > 0 and last > 0
+        assert (last - 0.05) / (first + 0.05) - 0.005 <= ratio <= (last + 0.05) / (first - 0.05) + 0.005
 
 
 def test_bench_search_prints_hypervolume_per_sampler(tmp_path, digits_checkpoint):
