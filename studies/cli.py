@@ -358,13 +358,20 @@ def cmd_plot(args: argparse.Namespace) -> None:
     print(f"report: {Path(path).resolve()}")
 
 
+def _chosen_trial(text: str) -> str | int:
+    """``--trial`` of export and finetune: ``best``, ``knee`` or a trial number."""
+    if text.isdigit():
+        return int(text)
+    if text not in ("best", "knee"):
+        raise CLIError(f"--trial {text!r}: give best, knee or a trial number")
+    return text
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from .export import export_trial
     from .study import load
 
-    trial = int(args.trial) if args.trial.isdigit() else args.trial
-    if trial not in ("best", "knee") and not isinstance(trial, int):
-        raise CLIError(f"--trial {args.trial!r}: give best, knee or a trial number")
+    trial = _chosen_trial(args.trial)
     study, settings = load(_storage(args), args.study_name)
     result = export_trial(study, settings, args.output, trial=trial, device=args.device)
     print(json.dumps(result, indent=1, default=str))
@@ -374,9 +381,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     from .export import finetune_trial
     from .study import load
 
-    trial = int(args.trial) if args.trial.isdigit() else args.trial
-    if trial not in ("best", "knee") and not isinstance(trial, int):
-        raise CLIError(f"--trial {args.trial!r}: give best, knee or a trial number")
+    trial = _chosen_trial(args.trial)
     study, settings = load(_storage(args), args.study_name)
     result = finetune_trial(study, settings, args.output, trial=trial, epochs=args.epochs, lr=args.lr,
                             resume=args.resume, seed=args.seed, device=args.device, precision=args.precision,
