@@ -14,8 +14,20 @@ classes), under `nas.precision.autocast`. Models, at T=4:
   that does the same work as ours, and the reference of the speed target;
 - ``ours, half-MAC``: the paper-space subnet nearest to half the largest's dense MACs.
 
-Every (model, precision) pair runs --repeats times, interleaved round-robin after one warm-up
-round; the table gives the median images/s of training steps and of evaluation forwards
+Every (model, precision) pair is timed --repeats times, interleaved round-robin, and each
+timed step directly follows an untimed one of the same pair (`schedule`), as in a training
+loop, where no step follows another model's or precision's.
+
+On a CPU with glibc, the script re-runs itself with glibc's malloc told to keep freed memory
+(`KEEP_FREED_MEMORY`: no mmap for large blocks, no trimming). By default glibc maps each large
+tensor afresh and returns it on free, so every step page-faults its activations in again, and
+how many faults a step takes depends on what the models before it allocated: in one default
+run, our largest subnet's timed fp32 step took 663,551 minor faults and 13.3 s after 328,702
+and 10.6 s a round earlier, while spikingjelly's took 208,909 (batch 32). Keeping the memory
+takes that noise out of every model alike; the table's last column counts the faults per
+step, and --default-allocator measures with glibc's defaults.
+
+The table gives the median images/s of training steps and of evaluation forwards
 (eval mode, no gradients), and the ratio of our time per step to spikingjelly's at the same
 size and precision: against the paper-order model (target <= 1.05) and against the built-in
 one. Peak memory of the first training step of the largest
@@ -25,10 +37,10 @@ RSS of a fresh process, less its peak before the step); per image, it gives the 
 that fit a 24 GB and an 80 GB card besides what the model held before the step.
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--batch 64] [--repeats 5]
-        [--precisions fp32 bf16]
+        [--precisions fp32 bf16] [--default-allocator]
 
-On 2 CPU cores a round of the eight training runs takes about a minute and a half at batch 64; use
---batch 16 --repeats 3 for a quick look.
+On 2 CPU cores a round (eight training and eight evaluation runs, each stepped twice) takes about
+five minutes at batch 64; use --batch 16 --repeats 3 for a quick look.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ import argparse
 import dataclasses
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -55,6 +68,8 @@ from nas import load_space
 from nas.precision import autocast, check_precision
 
 TIME_STEPS = 4
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
+"""glibc malloc settings under which freed memory stays with the process for the next step."""
 REFERENCE = "spikingjelly, paper order"
 CARDS_GB = (24, 80)
 
@@ -122,6 +137,12 @@ def eval_step(model: nn.Module, x: torch.Tensor, device: torch.device, precision
         functional.reset_net(model)
 
 
+def schedule(keys: list, repeats: int) -> list[tuple[object, bool]]:
+    """The order of the runs: `repeats` round-robin rounds over `keys`, each key stepped twice,
+    untimed then timed (pairs ``(key, timed)``)."""
+    return [(key, is_timed) for _ in range(repeats) for key in keys for is_timed in (False, True)]
+
+
 def timed(fn: Callable[[], None], device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -130,6 +151,26 @@ def timed(fn: Callable[[], None], device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def allocator(device: torch.device, default: bool) -> str:
+    """How host memory is allocated in this run, re-running the script first with
+    `KEEP_FREED_MEMORY` where that applies (CPU, glibc, not --default-allocator)."""
+    if device.type != "cpu" or platform.libc_ver()[0] != "glibc":
+        return "default"
+    if default:
+        if any(key in os.environ for key in KEEP_FREED_MEMORY):
+            raise SystemExit(f"--default-allocator: unset {', '.join(KEEP_FREED_MEMORY)} first")
+        return "glibc defaults"
+    if any(os.environ.get(key) != value for key, value in KEEP_FREED_MEMORY.items()):
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
+                  {**os.environ, **KEEP_FREED_MEMORY})
+    return "glibc keeping freed memory (" + " ".join(f"{k}={v}" for k, v in KEEP_FREED_MEMORY.items()) + ")"
 
 
 def peak_rss_mb() -> float:
@@ -182,12 +223,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="on CPU, time with glibc malloc's default settings, which return large blocks "
+                             "to the system on free (see above)")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # child process of the CPU probe
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.memory_probe:
         print(json.dumps(memory_probe(device, args.batch, args.memory_probe)))
         return
+    host_allocator = allocator(device, args.default_allocator)
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1)))
     precisions = [check_precision(p, device) for p in args.precisions]
@@ -225,25 +270,32 @@ def main() -> None:
             runs[(name, precision, "train")] = train
             runs[(name, precision, "eval")] = evaluate
     times: dict[tuple[str, str, str], list[float]] = {key: [] for key in runs}
-    for fn in runs.values():
-        fn()  # warm-up
-    for repeat in range(args.repeats):
-        for key, fn in runs.items():
-            times[key].append(timed(fn, device))
-        print(f"round {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+    faults: dict[tuple[str, str, str], list[int]] = {key: [] for key in runs}
+    order = schedule(list(runs), args.repeats)
+    for i, (key, measure) in enumerate(order, 1):
+        if measure:
+            start = minor_faults()
+            times[key].append(timed(runs[key], device))
+            faults[key].append(minor_faults() - start)
+        else:
+            runs[key]()
+        if i % (2 * len(runs)) == 0:
+            print(f"round {i // (2 * len(runs))}/{args.repeats} done", file=sys.stderr, flush=True)
     median = {key: statistics.median(v) for key, v in times.items()}
+    median_faults = {key: statistics.median(v) for key, v in faults.items()}
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     macs_l, macs_h = (dense_macs(supernet_cfg, c).total for c in (largest, half))
     print(f"device: {name}; torch {torch.__version__}; batch {args.batch} of 3x32x32, T={TIME_STEPS}, "
-          f"{args.repeats} interleaved repeats (median)")
+          f"{args.repeats} interleaved repeats (median), each timed step after an untimed one")
+    print(f"host memory: {host_allocator}")
     print(f"largest: Spikformer-{largest.depth}-{largest.embed_dim}, {macs_l / 1e6:.0f} M dense MACs per image; "
           f"half-MAC: depth {half.depth}, width {half.embed_dim}, MLP ratio {half.mlp_ratio[0]}, "
           f"{macs_h / 1e6:.0f} M ({macs_h / macs_l:.2f})")
     print()
     print("| model | precision | train images/s | eval images/s | train s/step vs spikingjelly, paper order "
-          "(target <= 1.05) | vs spikingjelly built-in |")
-    print("|---|---|---|---|---|---|")
+          "(target <= 1.05) | vs spikingjelly built-in | minor page faults per train step |")
+    print("|---|---|---|---|---|---|---|")
     for precision in precisions:
         for model_name in models:
             train_s, eval_s = median[(model_name, precision, "train")], median[(model_name, precision, "eval")]
@@ -251,7 +303,7 @@ def main() -> None:
             if model_name == "ours, largest":
                 ratios = [f"{train_s / median[(ref, precision, 'train')]:.3f}" for ref in (REFERENCE, "spikingjelly")]
             print(f"| {model_name} | {precision} | {args.batch / train_s:.1f} | {args.batch / eval_s:.1f} | "
-                  f"{ratios[0]} | {ratios[1]} |")
+                  f"{ratios[0]} | {ratios[1]} | {median_faults[(model_name, precision, 'train')]:,.0f} |")
     if "fp32" in precisions and len(precisions) > 1:
         print()
         for precision in precisions:

@@ -7,6 +7,7 @@ keep them runnable as the library changes under them.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -67,6 +68,9 @@ def test_bench_train_prints_throughput_against_spikingjelly_and_memory(tmp_path)
         assert float(row[2]) > 0 and float(row[3]) > 0  # train and eval images/s
         # ours is timed against both spikingjelly models; they leave their ratio cells empty
         assert (float(row[4]) > 0 and float(row[5]) > 0) if row[0] == "ours, largest" else row[4:6] == ["", ""]
+        assert int(row[6].replace(",", "")) >= 0  # minor page faults per step
+    if platform.libc_ver()[0] == "glibc":  # re-run with freed memory kept
+        assert "host memory: glibc keeping freed memory (MALLOC_MMAP_MAX_=0" in out
     memory = _table_rows(out, "fp32")[-1]
     before, peak, per_image = (float(v) for v in memory[1:4])
     # The table rounds MB to whole numbers and MB per image to 0.1.
@@ -81,20 +85,34 @@ def test_bench_events_prints_shape_grid_size_and_step_time_per_event_data_set(tm
     assert int(gesture[6].replace(",", "")) > 0 and float(gesture[7]) > 0
 
 
-def test_bench_train_paper_order_reference_fires_before_it_pools():
-    """The paper-order spikingjelly model runs each pooled stem stage as conv, BN, LIF, then max-pool."""
+def _bench_train():
     import sys
-
-    import torch
-    from spikingjelly.activation_based import functional
-
-    from models import SupernetConfig
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import bench_train
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+    return bench_train
+
+
+def test_bench_train_times_each_step_right_after_an_untimed_one_of_the_same_run():
+    keys = [("ours", "fp32"), ("theirs", "fp32"), ("ours", "bf16")]
+    order = _bench_train().schedule(keys, repeats=3)
+    timed = [i for i, (_, is_timed) in enumerate(order) if is_timed]
+    assert [order[i][0] for i in timed] == keys * 3  # round-robin, every run timed once per round
+    assert all(i > 0 and order[i - 1] == (order[i][0], False) for i in timed)
+    assert len(order) == 2 * len(timed)
+
+
+def test_bench_train_paper_order_reference_fires_before_it_pools():
+    """The paper-order spikingjelly model runs each pooled stem stage as conv, BN, LIF, then max-pool."""
+    import torch
+    from spikingjelly.activation_based import functional
+
+    from models import SupernetConfig
+
+    bench_train = _bench_train()
     cfg = SupernetConfig(in_channels=3, img_size=16, patch_size=4, num_classes=10, max_depth=1, max_embed_dim=32,
                          max_num_heads=4, time_steps=2)
     torch.manual_seed(0)
