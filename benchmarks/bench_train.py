@@ -21,19 +21,18 @@ loop, where no step follows another model's or precision's.
 On a CPU with glibc, the script re-runs itself with glibc's malloc told to keep freed memory
 (`KEEP_FREED_MEMORY`: no mmap for large blocks, no trimming). By default glibc maps each large
 tensor afresh and returns it on free, so every step page-faults its activations in again, and
-how many faults a step takes depends on what the models before it allocated: in one default
-run, our largest subnet's timed fp32 step took 663,551 minor faults and 13.3 s after 328,702
-and 10.6 s a round earlier, while spikingjelly's took 208,909 (batch 32). Keeping the memory
-takes that noise out of every model alike; the table's last column counts the faults per
-step, and --default-allocator measures with glibc's defaults.
+how many faults a step takes, and so its time, depends on what the models before it allocated
+and freed: the same model's step time then changes from round to round with its fault count.
+Keeping the memory takes that noise out of every model alike; the table's last column counts
+the faults per step, and --default-allocator measures with glibc's defaults.
 
 The table gives the median images/s of training steps and of evaluation forwards
 (eval mode, no gradients), and the ratio of our time per step to spikingjelly's at the same
 size and precision: against the paper-order model (target <= 1.05) and against the built-in
-one. Peak memory of the first training step of the largest
-subnet at the batch size is measured first, apart, in a fresh model (CUDA:
-`torch.cuda.max_memory_allocated` less the memory allocated before the step; CPU: the peak
-RSS of a fresh process, less its peak before the step); per image, it gives the batch sizes
+one. Peak memory of the first training step of the largest subnet at the batch size is
+measured first, apart, in a fresh model (CUDA: `torch.cuda.max_memory_allocated` less the
+memory allocated before the step; CPU: the peak RSS of a fresh process with glibc's default
+settings, less its peak before the step); per image, it gives the batch sizes
 that fit a 24 GB and an 80 GB card besides what the model held before the step.
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--batch 64] [--repeats 5]
@@ -212,8 +211,11 @@ def _probe(device: torch.device, batch: int, precision: str) -> dict[str, float]
         probe = memory_probe(device, batch, precision)
         torch.cuda.empty_cache()
         return probe
+    # With glibc's defaults, as a training process has them: keeping freed memory raises the peak RSS
+    # (12,780 MB against 11,755 MB for fp32 at batch 64 in two runs here).
+    env = {key: value for key, value in os.environ.items() if key not in KEEP_FREED_MEMORY}
     out = subprocess.run([sys.executable, __file__, "--device", "cpu", "--batch", str(batch),
-                          "--memory-probe", precision], capture_output=True, text=True, check=True)
+                          "--memory-probe", precision], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
