@@ -102,9 +102,10 @@ class WorkerFailure:
 
 
 def failures_summary(failures: Sequence[WorkerFailure]) -> str:
-    """One line per cause: ``  2 workers 0 (pid 11), 1 (pid 12): <cause>``, most frequent first."""
+    """One line per cause: ``  2 workers 0 (pid 11), 1 (pid 12): <cause>``, most frequent first,
+    workers in index order whatever order they died in."""
     by_cause: dict[str, list[WorkerFailure]] = {}
-    for failure in failures:
+    for failure in sorted(failures, key=lambda f: f.index):
         by_cause.setdefault(failure.cause, []).append(failure)
     lines = []
     for cause, group in sorted(by_cause.items(), key=lambda item: -len(item[1])):

@@ -182,9 +182,10 @@ def test_ctrl_c_is_one_line_and_fails_the_running_trials(tmp_path, digits_checkp
 # ----------------------------------------------------------------------------- failures in one line per cause
 
 
-def test_failures_are_grouped_by_cause_most_frequent_first():
-    failures = [WorkerFailure(0, 100, "killed by SIGKILL"), WorkerFailure(1, 101, "ConfigError: bad data", "tb"),
-                WorkerFailure(2, 102, "ConfigError: bad data", "tb")]
+def test_failures_are_grouped_by_cause_most_frequent_first_workers_in_index_order():
+    # In the order they died, which is not their index order.
+    failures = [WorkerFailure(2, 102, "ConfigError: bad data", "tb"), WorkerFailure(0, 100, "killed by SIGKILL"),
+                WorkerFailure(1, 101, "ConfigError: bad data", "tb")]
     assert failures_summary(failures) == ("  2 workers 1 (pid 101), 2 (pid 102): ConfigError: bad data\n"
                                           "  worker 0 (pid 100): killed by SIGKILL")
 
