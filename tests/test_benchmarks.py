@@ -86,8 +86,6 @@ def test_bench_events_prints_shape_grid_size_and_step_time_per_event_data_set(tm
 
 
 def _bench_train():
-    import sys
-
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import bench_train
