@@ -13,6 +13,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def leading(tensor: torch.Tensor | None, size: int, dim: int = 0) -> torch.Tensor | None:
+    """The first `size` entries of `tensor` along `dim`: the tensor itself at its full size.
+
+    Slicing at the full size would still record a view and, under autograd, a slice backward
+    (two more kernels per parameter and step), so the full-size subnet uses the parameters as they are.
+    """
+    if tensor is None or tensor.shape[dim] == size:
+        return tensor
+    return tensor.narrow(dim, 0, size)
+
+
 class ElasticLinear(nn.Linear):
     """`nn.Linear` that runs on its first `active_out` rows and the input's width."""
 
@@ -21,10 +32,10 @@ class ElasticLinear(nn.Linear):
         self.active_out = out_features
 
     def get_active_weight(self, in_features: int) -> torch.Tensor:
-        return self.weight[: self.active_out, :in_features]
+        return leading(leading(self.weight, self.active_out), in_features, dim=1)
 
     def get_active_bias(self) -> torch.Tensor | None:
-        return None if self.bias is None else self.bias[: self.active_out]
+        return leading(self.bias, self.active_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.get_active_weight(x.shape[-1]), self.get_active_bias())
@@ -43,10 +54,10 @@ class ElasticConv2d(nn.Conv2d):
         self.active_out = out_channels
 
     def get_active_weight(self, in_channels: int) -> torch.Tensor:
-        return self.weight[: self.active_out, :in_channels]
+        return leading(leading(self.weight, self.active_out), in_channels, dim=1)
 
     def get_active_bias(self) -> torch.Tensor | None:
-        return None if self.bias is None else self.bias[: self.active_out]
+        return leading(self.bias, self.active_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.get_active_weight(x.shape[1]), self.get_active_bias())
@@ -74,10 +85,10 @@ class _ElasticBatchNorm(nn.modules.batchnorm._BatchNorm):
         track = not self.training or self.track_running_stats
         return F.batch_norm(
             x,
-            self.running_mean[:c] if track and self.running_mean is not None else None,
-            self.running_var[:c] if track and self.running_var is not None else None,
-            None if self.weight is None else self.weight[:c],
-            None if self.bias is None else self.bias[:c],
+            leading(self.running_mean, c) if track else None,
+            leading(self.running_var, c) if track else None,
+            leading(self.weight, c),
+            leading(self.bias, c),
             use_batch_stats,
             factor,
             self.eps,

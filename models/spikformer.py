@@ -94,6 +94,10 @@ class SpikingPatchSplitting(nn.Module):
         self.rpe_conv = Conv(embed_dim, embed_dim, 3, padding=1, bias=False)
         self.rpe_bn = BN(embed_dim)
         self.rpe_lif = lif()
+        # The activations run channels-last (see `forward`), so their weight gradients come out
+        # channels-last: weights in the same layout take them without a copy.
+        for conv in (*self.proj_convs, self.rpe_conv):
+            conv.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
         """Images ``[B, C, H, W]`` (or a sequence ``[T, B, C, H, W]``) to tokens ``[T, B, N, D]``."""
@@ -121,8 +125,9 @@ class SpikingPatchSplitting(nn.Module):
 
 
 class AttentionProduct(nn.Module):
-    """``(Q @ K^T) @ V * scale`` over heads, without softmax.
+    """``(Q @ K^T) @ V * scale`` per head, without softmax.
 
+    Takes Q, K and V split into heads, ``[T, B, N, H, D/H]`` each, and returns ``[T, B, N, D]``.
     Q, K and V are binary spikes, so every product is an exact small integer and the
     result does not depend on the association order; the cheaper order is taken
     (``Q @ (K^T @ V)`` when the head width is below the token count).
@@ -133,27 +138,51 @@ class AttentionProduct(nn.Module):
         super().__init__()
         self.scale = scale
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int) -> torch.Tensor:
-        t, b, n, d = q.shape
-        shape = (t, b, n, num_heads, d // num_heads)
-        q, k, v = (z.view(shape).transpose(2, 3) for z in (q, k, v))
-        if d // num_heads < n:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        t, b, n, h, dh = q.shape
+        q, k, v = (z.transpose(2, 3) for z in (q, k, v))
+        if dh < n:
             y = q @ (k.transpose(-2, -1) @ v)
         else:
             y = (q @ k.transpose(-2, -1)) @ v
-        return (y * self.scale).transpose(2, 3).reshape(t, b, n, d)
+        return (y * self.scale).transpose(2, 3).reshape(t, b, n, h * dh)
+
+
+QKV_PARTS = ("q", "k", "v")
+"""The three projections of spiking self-attention, in the order their channels interleave."""
+
+
+def interleave_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Q, K and V tensors of the same shape as one, channel by channel along dim 0
+    (row ``3c + j`` is channel c of the j-th), the layout of `SpikingSelfAttention`'s
+    fused projection."""
+    return torch.stack((q, k, v), dim=1).flatten(0, 1)
+
+
+def separate_qkv_layout(state_dict: dict[str, torch.Tensor]) -> bool:
+    """Whether `state_dict` holds spiking self-attention in the earlier layout of three Q, K, V chains."""
+    return any(f".attn.{QKV_PARTS[0]}_linear." in key for key in state_dict)
 
 
 class SpikingSelfAttention(nn.Module):
-    """SSA: Q, K, V = LIF(BN(Linear(x))); LIF_0.5(Q K^T V * scale); LIF(BN(Linear(.)))."""
+    """SSA: Q, K, V = LIF(BN(Linear(x))); LIF_0.5(Q K^T V * scale); LIF(BN(Linear(.))).
+
+    Q, K and V run as one Linear, one BN and one LIF over ``3 D`` channels (one call each
+    instead of three). Their channels interleave (channel c of Q, of K, of V, then channel
+    c + 1), so that the first ``3 d`` rows of the supernet's weights are a narrower
+    subnet's Q, K and V, as weight entanglement needs. BN and LIF act channel by channel,
+    so the results equal three separate chains. State dicts of the earlier layout
+    (``q_linear``, ``k_linear``, ``v_linear``, ``q_bn`` ...) load into this one.
+    """
 
     def __init__(self, dim: int, num_heads: int, *, elastic: bool = False, scale: float = ATTENTION_SCALE) -> None:
         super().__init__()
         Linear, _, BN1d, _ = _layers(elastic)
         self.num_heads = num_heads
-        self.q_linear, self.k_linear, self.v_linear = (Linear(dim, dim) for _ in range(3))
-        self.q_bn, self.k_bn, self.v_bn = (BN1d(dim) for _ in range(3))
-        self.q_lif, self.k_lif, self.v_lif = (lif() for _ in range(3))
+        self.qkv_linear = Linear(dim, 3 * dim)
+        self.qkv_linear.energy_parts = tuple(f"{part}_linear" for part in QKV_PARTS)
+        self.qkv_bn = BN1d(3 * dim)
+        self.qkv_lif = lif()
         self.attn_product = AttentionProduct(scale)
         self.attn_lif = lif(threshold=ATTENTION_THRESHOLD)
         self.proj_linear = Linear(dim, dim)
@@ -161,11 +190,22 @@ class SpikingSelfAttention(nn.Module):
         self.proj_lif = lif()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.q_lif(_linear_bn(self.q_linear, self.q_bn, x))
-        k = self.k_lif(_linear_bn(self.k_linear, self.k_bn, x))
-        v = self.v_lif(_linear_bn(self.v_linear, self.v_bn, x))
-        y = self.attn_lif(self.attn_product(q, k, v, self.num_heads))
+        qkv = self.qkv_lif(_linear_bn(self.qkv_linear, self.qkv_bn, x))
+        # Split heads before Q, K and V (views of the contiguous spikes): the backward then
+        # gathers their gradients with one stack, without a copy per view.
+        q, k, v = qkv.unflatten(-1, (self.num_heads, -1, len(QKV_PARTS))).unbind(-1)
+        y = self.attn_lif(self.attn_product(q, k, v))
         return self.proj_lif(_linear_bn(self.proj_linear, self.proj_bn, y))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        for layer, fused in (("linear", "qkv_linear"), ("bn", "qkv_bn")):
+            for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+                keys = [f"{prefix}{part}_{layer}.{name}" for part in QKV_PARTS]
+                if all(key in state_dict for key in keys):
+                    parts = [state_dict.pop(key) for key in keys]
+                    fused_value = parts[0] if name == "num_batches_tracked" else interleave_qkv(*parts)
+                    state_dict[f"{prefix}{fused}.{name}"] = fused_value
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class SpikingMLP(nn.Module):
@@ -194,6 +234,8 @@ class SpikformerBlock(nn.Module):
         super().__init__()
         self.attn = SpikingSelfAttention(dim, num_heads, elastic=elastic, scale=attention_scale)
         self.mlp = SpikingMLP(dim, hidden, elastic=elastic)
+        # A plain tuple (not registered as submodules): set once, read at every subnet change.
+        self._neurons = tuple(m for m in self.modules() if isinstance(m, neuron.LIFNode))
 
     def set_neurons(self, *, tau: float, threshold: float, scope: str) -> None:
         """Set this block's neuron genes.
@@ -201,14 +243,11 @@ class SpikformerBlock(nn.Module):
         tau drives every neuron of the block. threshold drives the MLP hidden neuron
         (scope ``mlp``) or every neuron but the attention neuron (scope ``block``).
         """
-        for node in self.modules():
-            if isinstance(node, neuron.LIFNode):
-                set_lif(node, tau=tau)
-        targets = [self.mlp.fc1_lif]
-        if scope == "block":
-            targets = [n for n in self.modules() if isinstance(n, neuron.LIFNode) and n is not self.attn.attn_lif]
-        for node in targets:
-            set_lif(node, threshold=threshold)
+        for node in self._neurons:
+            set_lif(node, tau=tau)
+        for node in self._neurons if scope == "block" else (self.mlp.fc1_lif,):
+            if node is not self.attn.attn_lif:
+                set_lif(node, threshold=threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(x)
@@ -326,17 +365,24 @@ class SpikformerSupernet(Spikformer):
     def set_subnet(self, config: SubnetConfig) -> None:
         """Run `config` from now on.
 
+        Setting the subnet that already runs does nothing.
+
         Raises:
             ValueError: if `config` does not fit this supernet.
         """
+        if config == self.config:
+            return
         config.validate(self.supernet_cfg)
         config = config.active()
+        if config == self.config:
+            return
         d = config.embed_dim
         self.sps.proj_convs[3].active_out = d
         self.sps.rpe_conv.active_out = d
         for i in range(config.depth):
             attn, mlp = self.blocks[i].attn, self.blocks[i].mlp
-            for linear in (attn.q_linear, attn.k_linear, attn.v_linear, attn.proj_linear, mlp.fc2_linear):
+            attn.qkv_linear.active_out = len(QKV_PARTS) * d
+            for linear in (attn.proj_linear, mlp.fc2_linear):
                 linear.active_out = d
             mlp.fc1_linear.active_out = config.mlp_hidden(i)
         self._configure(config)

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from models import ConfigError, Spikformer, SpikformerSupernet, SubnetConfig, SupernetConfig
+from models.spikformer import separate_qkv_layout
 
 from .checkpoint import (FinetuneCheckpoint, SupernetCheckpoint, load_checkpoint, load_finetune_checkpoint,
                          save_checkpoint)
@@ -187,7 +188,13 @@ class _Loop:
         """The networks of the next step, in order; None: the network as it is."""
         return [None]
 
-    def _restore(self, ckpt: SupernetCheckpoint | FinetuneCheckpoint) -> None:
+    def _restore(self, ckpt: SupernetCheckpoint | FinetuneCheckpoint, path: Path) -> None:
+        if separate_qkv_layout(ckpt.model):
+            # Its weights load (into the fused layout), its optimizer state does not.
+            raise ConfigError(f"checkpoint {path} was written before spiking self-attention fused Q, K and V into one "
+                              "layer: it still serves searches, export and fine-tuning, but its optimizer state cannot "
+                              "continue this training run; finish the run with the autospk that started it, or choose "
+                              "another --output")
         self.net.load_state_dict(ckpt.model)
         self.optimizer.load_state_dict(ckpt.optimizer)
         self.scheduler.load_state_dict(ckpt.scheduler)
@@ -238,7 +245,7 @@ class _SupernetRun(_Loop):
                              "resume it with the same settings or choose another --output")
         ckpt.check_data(path, self.dataset, self.data_fingerprint,
                         fix="resume it on the data it was trained on, or choose another --output")
-        self._restore(ckpt)
+        self._restore(ckpt, path)
         self.subnet_rng.setstate(_to_tuple(ckpt.rng["subnets"]))
 
     def checkpoint(self) -> SupernetCheckpoint:
@@ -274,7 +281,7 @@ class _FinetuneRun(_Loop):
         if ckpt.data_fingerprint != self.data_fingerprint:
             raise ConfigError(f"fine-tuning checkpoint {path} was trained on data with fingerprint "
                               f"{ckpt.data_fingerprint}, not {self.data_fingerprint}; {fix}")
-        self._restore(ckpt)
+        self._restore(ckpt, path)
 
     def checkpoint(self) -> FinetuneCheckpoint:
         return FinetuneCheckpoint(**self._loop_state(), supernet_cfg=self.net.supernet_cfg, config=self.net.config,

@@ -191,13 +191,13 @@ def test_threshold_scope_block_reaches_every_neuron_but_attention(tiny_supernet_
     cfg = SubnetConfig.from_dict({**supernet_cfg.largest_subnet().to_dict(), "threshold": [1.6, 1.6, 1.6]})
     net.set_subnet(cfg)
     attn = net.blocks[0].attn
-    assert attn.q_lif.v_threshold == 1.6 and attn.proj_lif.v_threshold == 1.6
+    assert attn.qkv_lif.v_threshold == 1.6 and attn.proj_lif.v_threshold == 1.6
     assert attn.attn_lif.v_threshold == 0.5
     mlp_only = SpikformerSupernet(tiny_supernet_cfg)
     mlp_only.set_subnet(cfg)
     assert mlp_only.blocks[0].mlp.fc1_lif.v_threshold == 1.6
     assert mlp_only.blocks[0].mlp.fc2_lif.v_threshold == 1.0
-    assert mlp_only.blocks[0].attn.q_lif.tau == 2.0 and mlp_only.blocks[0].attn.q_lif.v_threshold == 1.0
+    assert mlp_only.blocks[0].attn.qkv_lif.tau == 2.0 and mlp_only.blocks[0].attn.qkv_lif.v_threshold == 1.0
 
 
 def test_num_heads_really_changes_the_head_split(tiny_supernet_cfg):

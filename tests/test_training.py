@@ -170,9 +170,12 @@ def test_low_precision_training_finishes_and_resumes_bit_identically(tmp_path, d
 def test_spikes_stay_binary_and_scores_agree_across_precisions(digits_checkpoint, digits_data):
     """Under autocast a neuron still emits 0 or 1; fp32, bf16 and fp16 scores agree within stated tolerances.
 
-    Tolerances (on the digits split, one image = 0.46 points): bf16 keeps 8 mantissa bits, so
-    a membrane potential near the threshold may fire differently: accuracy within 3 points and
-    energy within 2%; fp16 (11 bits): within 1 point and 0.5%.
+    Tolerances (on the digits split, one image = 0.46 points): the neurons integrate in fp32
+    in every precision, but bf16 (8 mantissa bits) and fp16 (11) round the linear layers'
+    outputs, so a membrane potential near the threshold may fire differently, and the short
+    session checkpoint's near-tied logits flip with it. Over training seeds 0-3 at 2 and 20
+    epochs the largest gaps were 3.2 points and 1.1% energy (bf16), 1.4 points and 1.1% (fp16);
+    the test allows 5 points and 2% (bf16), 2 points and 1.5% (fp16).
     """
     from spikingjelly.activation_based import neuron
 
@@ -193,7 +196,7 @@ def test_spikes_stay_binary_and_scores_agree_across_precisions(digits_checkpoint
     assert {out.dtype for out in outputs} >= {torch.bfloat16, torch.float16}
     for out in outputs:
         assert ((out == 0) | (out == 1)).all()
-    for precision, accuracy_tol, energy_tol in (("bf16", 0.03, 0.02), ("fp16", 0.01, 0.005)):
+    for precision, accuracy_tol, energy_tol in (("bf16", 0.05, 0.02), ("fp16", 0.02, 0.015)):
         for low, full in zip(scores[precision], scores["fp32"]):
             assert abs(low.accuracy - full.accuracy) <= accuracy_tol
             assert low.energy.energy_mj == pytest.approx(full.energy.energy_mj, rel=energy_tol)
