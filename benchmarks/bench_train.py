@@ -36,7 +36,11 @@ settings, less its peak before the step); per image, it gives the batch sizes
 that fit a 24 GB and an 80 GB card besides what the model held before the step.
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--batch 64] [--repeats 5]
-        [--precisions fp32 bf16] [--default-allocator]
+        [--precisions fp32 bf16] [--default-allocator] [--tf32 off|on]
+
+--tf32 sets one TF32 policy for matrix products and cuDNN convolutions (default off: full
+fp32 everywhere; by default cuDNN would run spikingjelly's 1x1 Conv1d layers in TF32 and
+our linear layers would not); the header prints it and the neuron implementation that ran.
 
 On 2 CPU cores a round (eight training and eight evaluation runs, each stepped twice) takes about
 five minutes at batch 64; use --batch 16 --repeats 3 for a quick look.
@@ -71,6 +75,30 @@ KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**4
 """glibc malloc settings under which freed memory stays with the process for the next step."""
 REFERENCE = "spikingjelly, paper order"
 CARDS_GB = (24, 80)
+
+
+def set_tf32(enabled: bool) -> str:
+    """Set one TF32 policy for matrix products and cuDNN convolutions alike; describe it."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    return (f"TF32 {'on' if enabled else 'off'} for both matmul and cuDNN "
+            f"(torch.backends.cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}, "
+            f"torch.backends.cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}; applies on CUDA)")
+
+
+def lif_implementation(device: torch.device) -> str:
+    """Which implementation ran spikingjelly's fused multi-step LIF on `device` (after a forward)."""
+    requested = os.environ.get("SJ_LIF_CUDA_IMPLEMENTATION", "auto")
+    if device.type != "cuda":
+        return "spikingjelly fused LIF operator (CPU: its Torch implementation)"
+    try:
+        from spikingjelly._ops import lif as sj_lif_ops
+
+        chosen = sj_lif_ops._selection._selections.get(device.index or 0)
+        name = getattr(chosen, "name", None) or "not selected yet"
+    except (ImportError, AttributeError):
+        name = "unknown (spikingjelly's selection is not readable)"
+    return f"spikingjelly fused LIF operator on CUDA: {name} (SJ_LIF_CUDA_IMPLEMENTATION={requested})"
 
 
 def paper_models(device: torch.device) -> tuple[SupernetConfig, SubnetConfig, SubnetConfig]:
@@ -228,9 +256,12 @@ def main() -> None:
     parser.add_argument("--default-allocator", action="store_true",
                         help="on CPU, time with glibc malloc's default settings, which return large blocks "
                              "to the system on free (see above)")
+    parser.add_argument("--tf32", choices=["off", "on"], default="off",
+                        help="TF32 policy for matmul and cuDNN alike, on CUDA (default: off)")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # child process of the CPU probe
     args = parser.parse_args()
     device = torch.device(args.device)
+    tf32 = set_tf32(args.tf32 == "on")
     if args.memory_probe:
         print(json.dumps(memory_probe(device, args.batch, args.memory_probe)))
         return
@@ -291,6 +322,7 @@ def main() -> None:
     print(f"device: {name}; torch {torch.__version__}; batch {args.batch} of 3x32x32, T={TIME_STEPS}, "
           f"{args.repeats} interleaved repeats (median), each timed step after an untimed one")
     print(f"host memory: {host_allocator}")
+    print(f"{tf32}; neurons: {lif_implementation(device)}")
     print(f"largest: Spikformer-{largest.depth}-{largest.embed_dim}, {macs_l / 1e6:.0f} M dense MACs per image; "
           f"half-MAC: depth {half.depth}, width {half.embed_dim}, MLP ratio {half.mlp_ratio[0]}, "
           f"{macs_h / 1e6:.0f} M ({macs_h / macs_l:.2f})")

@@ -145,3 +145,41 @@ def test_bench_finetune_prints_inherited_and_fine_tuned_accuracy_of_baseline_kne
         assert float(row[7]) == pytest.approx(after - before, abs=0.011)
         assert float(row[8]) > 0 and float(row[9]) > 0
         assert (tmp_path / "exports" / f"{row[1]}-{row[2]}" / "finetuned" / "subnet.pt").exists()
+
+
+def test_bench_kernels_counts_operators_and_meets_the_cpu_gate(tmp_path):
+    out = _run(["benchmarks/bench_kernels.py", "--precisions", "fp32", "bf16"], tmp_path)
+    counts = {}
+    for key in "abc":
+        for row in _table_rows(out, key):
+            cells = [re.fullmatch(r"(\d+) \((\d+)\)", cell) for cell in row[2:5]]
+            assert all(cells), row
+            kernels, ops = zip(*((int(m[1]), int(m[2])) for m in cells))
+            assert all(0 < k <= o for k, o in zip(kernels, ops))  # views add dispatches, not kernels
+            counts[(key, row[1])] = kernels
+    assert set(counts) == {(k, p) for k in "abc" for p in ("fp32", "bf16")}
+    for precision in ("fp32", "bf16"):
+        train_a, train_b = counts[("a", precision)][0], counts[("b", precision)][0]
+        assert train_a <= 1.1 * train_b, (precision, train_a, train_b)
+        for key in "ac":  # our monitor: a few batched reductions per forward
+            _, plain, monitored = counts[(key, precision)]
+            assert plain < monitored <= 1.15 * plain
+    # bf16 runs our neurons fused as in fp32: the step dispatches about as many operators
+    assert counts[("a", "bf16")][0] <= 1.2 * counts[("a", "fp32")][0]
+    assert re.search(r"fp32: training step a/b = [\d.]+ \(target <= 1.1\), c/a = [\d.]+", out)
+
+
+def test_bench_gpu_smoke_run_writes_every_section(tmp_path):
+    out = _run(["benchmarks/bench_gpu.py", "--smoke", "--out", str(tmp_path)], tmp_path)
+    saved = (tmp_path / "bench_gpu.md").read_text()
+    titles = ["Device", "Training step", "GPU kernel time against wall time", "Evaluation",
+              "Peak memory of a training step", "Search throughput", "torch.compile of a fine-tuning step", "Test suite"]
+    assert re.findall(r"^## (.+)$", saved, flags=re.M) == titles
+    assert all(section.strip() in out for section in saved.split("## ")[1:])  # printed as it was saved
+    training = [r for r in _table_rows(saved, "2") if r[1] in ("fp32", "bf16")]
+    assert [r[1] for r in training] == ["fp32", "bf16"] and all(float(v) > 0 for r in training for v in r[2:7])
+    trials, images, precision, seconds, per_hour = _table_rows(saved, "2")[-1]
+    assert (images, precision) == ("64", "fp32") and float(seconds) > 0 and int(per_hour.replace(",", "")) > 0
+    assert "TF32 off for both matmul and cuDNN" in saved and "neurons: spikingjelly fused LIF operator" in saved
+    eager, compiled = _table_rows(saved, "eager")[0], _table_rows(saved, "compiled")[0]
+    assert float(eager[2]) > 0 and float(compiled[2]) > 0 and eager[3] == "1.00x"
