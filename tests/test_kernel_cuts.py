@@ -286,3 +286,37 @@ def test_folding_the_monitors_partial_sums_changes_no_figure(tiny_supernet_cfg, 
     assert got.energy_mj == expected.energy_mj and got.firing_rate == expected.firing_rate
     assert got.layers.equals(expected.layers)
     assert 0 < got.firing_rate < 1
+
+
+class _Doubled(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x  # whole numbers, not 0/1: summed as an L1 norm
+
+
+def test_spike_counts_stay_exact_over_pieces_of_large_tensors_in_both_kinds_of_sum():
+    spiking = lif(threshold=0.5)
+    model = nn.Sequential(spiking, _Doubled(), nn.Linear(64, 3))
+    x = torch.rand(4, 13_000, 64) * 1.2  # 3.3 M elements per tensor: four pieces each
+    outputs = {}
+    spiking.register_forward_hook(lambda m, a, out: outputs.__setitem__("spikes", out))
+    with torch.no_grad(), EnergyMonitor(model, time_steps=4) as monitor:
+        model(x)
+    report = monitor.report()
+    spikes = outputs["spikes"]
+    assert spikes.numel() > 3 * energy.monitor._PIECE and 0.2 < spikes.mean() < 0.8
+    exact = spikes.sum(dtype=torch.float64).item()
+    assert report.firing_rate == exact / spikes.numel()
+    assert report.layers.set_index("layer").loc["2", "input_rate"] == 2 * exact / spikes.numel()
+
+
+def test_pieces_cover_a_tensor_once_in_any_layout():
+    from energy.monitor import _pieces
+
+    channels_last = torch.arange(2 * 3 * 700 * 800, dtype=torch.float32).view(2, 3, 700, 800)
+    channels_last = channels_last.contiguous(memory_format=torch.channels_last)
+    strided = torch.rand(3, 800, 900, 3)[..., 1]  # a view that is not dense: kept whole
+    for x, count in ((channels_last, 4), (strided, 1), (torch.rand(10), 1)):
+        pieces = _pieces(x)
+        assert len(pieces) == count
+        assert count == 1 or all(p.numel() <= energy.monitor._PIECE for p in pieces)
+        assert sum(p.sum(dtype=torch.float64) for p in pieces) == x.sum(dtype=torch.float64)
