@@ -24,6 +24,10 @@ run cut short keeps what finished:
     python benchmarks/bench_gpu.py [--out DIR] [--budget-s 480] [--tf32 off|on]
     python benchmarks/bench_gpu.py --smoke     # CPU, tiny sizes, no test suite: keeps the script runnable
 
+The lent machines' image has torch but not spikingjelly, Optuna or plotly: `bash
+benchmarks/gpu_wheels.sh` downloads what it lacks into ``.whl/``, and its header gives the
+device command that installs them there and runs this script.
+
 Targets (issue 22, GPU): a/b <= 1.0 in fp32 and bf16 at batch 64; evaluation c/a <= 0.65;
 bf16 training >= 1.5x fp32 throughput; the test suite passes.
 """
