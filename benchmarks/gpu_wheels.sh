@@ -10,7 +10,9 @@
 #       && python3 benchmarks/bench_gpu.py --out $OUT
 #
 # The versions are those the test suite passes with here; the test extras (notebook kernel,
-# database drivers) come along so that bench_gpu's last section can run the suite there.
+# database drivers) come along so that bench_gpu's last section can run the suite there. The
+# one test of the installed `autospk-study` script needs, there, `python3 -m pip install -q
+# --no-deps --no-build-isolation --no-index -e .` as well (into the image's own environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
