@@ -40,15 +40,26 @@ class _LayerStats:
     step_macs: int = 0  # call_macs with a call that serves several steps counted once per step
 
 
-def _pieces(x: torch.Tensor) -> list[torch.Tensor]:
-    """Views that cover `x` once, each of at most `_PIECE` elements (a strided view that is not
-    dense stays whole)."""
+def _is_dense(x: torch.Tensor) -> bool:
+    """Whether `x` fills its memory without gaps or overlaps, in some order of its dimensions
+    (read off its sizes and strides, without dispatching an operator)."""
+    expected = 1
+    for size, stride in sorted((d for d in zip(x.shape, x.stride()) if d[0] != 1), key=lambda d: d[1]):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _dense_pieces(x: torch.Tensor) -> list[torch.Tensor] | None:
+    """Views that cover `x` once, each of at most `_PIECE` elements; None for a view that is
+    not dense (it has gaps, as Q and V, which are every third channel of the fused Q/K/V spikes)."""
+    if not _is_dense(x):
+        return None
     if x.numel() <= _PIECE:
         return [x]
-    dense = x.permute(sorted(range(x.ndim), key=x.stride, reverse=True))
-    if not dense.is_contiguous():
-        return [x]
-    return list(dense.view(-1).split(_PIECE))
+    flat = x.permute(sorted(range(x.ndim), key=x.stride, reverse=True)).reshape(-1)  # a view: x is dense
+    return list(flat.split(_PIECE))
 
 
 def _is_spike_count(x: torch.Tensor) -> bool:
@@ -83,7 +94,8 @@ class EnergyMonitor:
     counts are summed on the tensors' device, a few tensors at a time in batched reductions,
     in fp32 over pieces of at most 2^20 elements (exact for counts up to 16 per element,
     whatever the tensors' precision; the 0/1 output of IF and LIF neurons as its squared L2
-    norm, rounded), and read back once, by `report`, where the pieces add up in float64:
+    norm, rounded; views with gaps whole, in float64), and read back once, by `report`, where
+    the pieces add up in float64:
     measuring adds a few operations per forward, not one per layer, and no host
     synchronisation. A
     layer whose ``energy_parts`` names several sibling layers (our fused Q/K/V projection)
@@ -159,21 +171,31 @@ class EnergyMonitor:
                 self._pending[id(x)] = (x, entry[1], True)
 
     def _flush(self) -> None:
-        """Sum the pending tensors: one batched reduction per kind (counts are >= 0)."""
+        """Sum the pending tensors, one batched reduction for each kind of tensor (counts are >= 0).
+
+        Dense tensors are summed in fp32 pieces (0/1 ones as squared L2 norms, others as L1
+        norms), where CUDA takes each list in one multi-tensor kernel; views with gaps are
+        summed whole, in float64 (on CUDA one kernel each: a foreach kernel takes only dense
+        tensors).
+        """
         if not self._pending:
             return
-        groups: dict[bool, tuple[list[torch.Tensor], list]] = {False: ([], []), True: ([], [])}
+        groups: dict[str, tuple[list[torch.Tensor], list]] = {"squares": ([], []), "sums": ([], []),
+                                                              "gapped": ([], [])}
         for x, counters, binary in self._pending.values():
-            pieces, keys = groups[binary]
-            for piece in _pieces(x):
-                pieces.append(piece)
-                keys.append((tuple(counters), binary))
+            pieces = _dense_pieces(x)
+            kind = "gapped" if pieces is None else "squares" if binary else "sums"
+            tensors, keys = groups[kind]
+            for piece in pieces or [x]:
+                tensors.append(piece)
+                keys.append((tuple(counters), kind == "squares"))
         self._pending = {}
         norms = []
         with torch.no_grad():
-            for binary, (pieces, keys) in groups.items():
-                if pieces:
-                    norms += torch._foreach_norm(pieces, 2 if binary else 1, dtype=torch.float32)
+            for kind, (tensors, keys) in groups.items():
+                if tensors:
+                    norms += torch._foreach_norm(tensors, 2 if kind == "squares" else 1,
+                                                 dtype=torch.float64 if kind == "gapped" else torch.float32)
                     self._partial_keys.extend(keys)
             self._partials.append(torch.stack(norms))
         if len(self._partials) >= _KEPT_PARTIALS:
