@@ -29,7 +29,7 @@ _PIECE = 2**20
 """Elements summed in fp32 at a time: every partial sum of whole numbers up to 16 stays below
 2^24, where fp32 holds integers exactly, so the sums are exact (and far faster than float64)."""
 _KEPT_PARTIALS = 1024
-"""Per-flush sum vectors kept on the device before they are folded into one."""
+"""Per-flush sum vectors kept on the device before they are read back to the host at once."""
 
 
 @dataclass
@@ -94,8 +94,8 @@ class EnergyMonitor:
     counts are summed on the tensors' device, a few tensors at a time in batched reductions,
     in fp32 over pieces of at most 2^20 elements (exact for counts up to 16 per element,
     whatever the tensors' precision; the 0/1 output of IF and LIF neurons as its squared L2
-    norm, rounded; views with gaps whole, in float64), and read back once, by `report`, where
-    the pieces add up in float64:
+    norm, rounded; views with gaps whole, in float64), and read back by `report` (and after
+    every 1024 batched reductions), where the pieces add up in float64:
     measuring adds a few operations per forward, not one per layer, and no host
     synchronisation. A
     layer whose ``energy_parts`` names several sibling layers (our fused Q/K/V projection)
@@ -125,6 +125,8 @@ class EnergyMonitor:
     # tensors) already taken, and the counters and the kind of each of their entries.
     _partials: list[torch.Tensor] = field(default_factory=list, init=False)
     _partial_keys: list[tuple[tuple[str, ...], bool]] = field(default_factory=list, init=False)
+    # Totals already read back to the host (exact: whole numbers in float64).
+    _folded: dict[str, float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         check_first_layer(self.first_layer)
@@ -157,6 +159,7 @@ class EnergyMonitor:
         self._pending = {}
         self._partials = []
         self._partial_keys = []
+        self._folded = {}
 
     def _count(self, x: torch.Tensor, key: str, *, binary: bool = False) -> None:
         """Add the sum of `x` to counter `key`, later, with other tensors' sums."""
@@ -202,33 +205,20 @@ class EnergyMonitor:
             self._fold()
 
     def _fold(self) -> None:
-        """Add up the sums taken so far into one float64 entry per counter (on the device)."""
-        values = torch.cat(self._partials).double()
-        device = values.device
-        squared = torch.tensor([binary for _, binary in self._partial_keys], device=device)
-        values = torch.where(squared, values.square().round(), values)
-        slots: dict[str, int] = {}
-        entries, targets = [], []
-        for i, (keys, _) in enumerate(self._partial_keys):
-            for key in keys:
-                entries.append(i)
-                targets.append(slots.setdefault(key, len(slots)))
-        folded = torch.zeros(len(slots), dtype=torch.float64, device=device)
-        folded.index_add_(0, torch.tensor(targets, device=device), values[torch.tensor(entries, device=device)])
-        self._partials = [folded]
-        self._partial_keys = [((key,), False) for key in slots]
-
-    def _totals(self) -> dict[str, float]:
-        """Every counter's total, read from the device in one transfer."""
-        self._flush()
-        totals: dict[str, float] = {}
+        """Read the sums taken so far into the host's totals per counter (one transfer)."""
         values = torch.cat(self._partials).tolist() if self._partials else []  # fp32 sums convert exactly
         for value, (keys, binary) in zip(values, self._partial_keys):
             if binary:  # the L2 norm of a 0/1 piece of at most 2^20 elements: its square rounds exactly
                 value = float(round(value * value))
             for key in keys:
-                totals[key] = totals.get(key, 0.0) + value
-        return totals
+                self._folded[key] = self._folded.get(key, 0.0) + value
+        self._partials, self._partial_keys = [], []
+
+    def _totals(self) -> dict[str, float]:
+        """Every counter's total so far."""
+        self._flush()
+        self._fold()
+        return self._folded
 
     def _on_model_input(self, module: nn.Module, args: tuple) -> None:
         self._model_input = args[0]
