@@ -78,6 +78,27 @@ def _layer_macs(supernet_cfg: SupernetConfig, config: SubnetConfig,
     return rows
 
 
+def neuron_count(supernet_cfg: SupernetConfig, config: SubnetConfig) -> int:
+    """Spiking neurons of the active `config` that update at every step, for one image: one per
+    output element of each stem conv, the position conv, Q/K/V, the attention product, the
+    projection and both MLP layers."""
+    config = config.active()
+    d = config.embed_dim
+    dims = (*supernet_cfg.stem_dims, d)
+    side = supernet_cfg.img_size
+    pooled_from = 4 - supernet_cfg.num_pools
+    neurons = 0
+    for stage in range(4):
+        neurons += side * side * dims[stage]
+        if stage >= pooled_from:
+            side = _pooled(side)
+    n = side * side
+    neurons += n * d  # position conv
+    for i in range(config.depth):
+        neurons += n * (3 * d + d + d + config.mlp_hidden(i) + d)
+    return neurons
+
+
 def dense_macs(supernet_cfg: SupernetConfig, config: SubnetConfig, *, first_layer: str = "once") -> DenseMACs:
     """Count the dense MACs of `config` layer by layer.
 
@@ -96,25 +117,50 @@ def analytic_energy(
     firing_rate: float = 1.0,
     profile: str | EnergyProfile | None = None,
     first_layer: str = "once",
+    model: str = "ops",
 ) -> Callable[[SubnetConfig], float]:
     """Energy per image (mJ) of any subnet of `supernet_cfg` from its dense counts alone.
 
     A cost that ranks subnets before any is run (a sampler's first generation): every
-    spike-driven layer is charged as if it saw `firing_rate`. The function is a
-    `functools.partial` of a module-level function, so it pickles with whatever holds it.
+    spike-driven layer is charged as if it saw `firing_rate`, and under a device model
+    (`energy.DEVICES`) every neuron fires at `firing_rate` too. ``lemaire`` has no such
+    estimate (its memory prices follow buffer sizes that only a run shows): it gets the
+    ``ops`` one. The function is a `functools.partial` of a module-level function, so it
+    pickles with whatever holds it.
 
     Args:
         supernet_cfg: The supernet the subnets live in.
         firing_rate: Input spike rate assumed for every spike-driven layer.
         profile: Energy per operation (see `get_profile`).
         first_layer: First-layer convention, ``once`` or ``per_step``.
+        model: Energy model (`energy.ENERGY_MODELS`).
 
     Returns:
         A function of a `SubnetConfig` giving mJ per image.
     """
+    from .models import DEVICES, check_energy_model
+
     check_first_layer(first_layer)
+    check_energy_model(model)
+    if model in DEVICES:
+        return functools.partial(_device_energy_mj, supernet_cfg, firing_rate=firing_rate, device=model,
+                                 first_layer=first_layer)
     return functools.partial(_dense_energy_mj, supernet_cfg, firing_rate=firing_rate, profile=profile,
                              first_layer=first_layer)
+
+
+def _device_energy_mj(supernet_cfg: SupernetConfig, config: SubnetConfig, *, firing_rate: float, device: str,
+                      first_layer: str = "once") -> float:
+    from .models import DEVICES
+
+    config = config.active()
+    costs = DEVICES[device]
+    events = 0.0
+    for _, kind, macs in _layer_macs(supernet_cfg, config, first_layer):
+        events += macs if kind == "MAC" else firing_rate * config.time_steps * macs
+    updates = config.time_steps * neuron_count(supernet_cfg, config)
+    pj = costs.e_synop_pj * events + updates * (costs.e_neuron_pj + firing_rate * costs.e_spike_pj)
+    return float(pj) * 1e-9
 
 
 def _dense_energy_mj(supernet_cfg: SupernetConfig, config: SubnetConfig, *, firing_rate: float,

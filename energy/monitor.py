@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pandas as pd
 import torch
 from spikingjelly.activation_based.neuron import BaseNode, IFNode, LIFNode, ParametricLIFNode
 from torch import nn
@@ -15,11 +16,9 @@ from torch import nn
 from models import AttentionProduct
 
 from .profiles import EnergyProfile, get_profile
-from .report import EnergyReport, build_report, check_first_layer
+from .report import PJ_TO_MJ, EnergyReport, assemble_report, build_report, check_first_layer
 
 SYNAPTIC_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
-_NEURONS = "neurons"
-"""The counter of every neuron's output spikes, for the overall firing rate."""
 _PENDING_TENSORS = 16
 """Spike tensors held before their sums are taken together (one batched reduction)."""
 _BINARY_NEURONS = (IFNode, LIFNode, ParametricLIFNode)
@@ -117,7 +116,9 @@ class EnergyMonitor:
     _handles: list = field(default_factory=list, init=False)
     _images: int = field(default=0, init=False)
     _model_input: torch.Tensor | None = field(default=None, init=False)
-    _neuron_elements: int = field(default=0, init=False)
+    # Output elements (neuron updates) of each neuron module, by name; its spikes are counted
+    # under the same name.
+    _neurons: dict[str, int] = field(default_factory=dict, init=False)
     # Spike tensors waiting to be summed: each with the counters its sum goes to, and whether
     # it holds only 0 and 1.
     _pending: dict[int, tuple[torch.Tensor, list[str], bool]] = field(default_factory=dict, init=False)
@@ -141,7 +142,7 @@ class EnergyMonitor:
             elif isinstance(module, AttentionProduct):
                 self._handles.append(module.register_forward_hook(self._attention_hook(name)))
             elif isinstance(module, BaseNode):
-                self._handles.append(module.register_forward_hook(self._on_neuron))
+                self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -155,7 +156,7 @@ class EnergyMonitor:
         """Forget everything measured so far."""
         self._stats = {}
         self._images = 0
-        self._neuron_elements = 0
+        self._neurons = {}
         self._pending = {}
         self._partials = []
         self._partial_keys = []
@@ -267,23 +268,44 @@ class EnergyMonitor:
 
         return hook
 
-    def _on_neuron(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        binary = isinstance(module, _BINARY_NEURONS) and getattr(module.surrogate_function, "spiking", True)
-        self._count(out, _NEURONS, binary=binary)
-        self._neuron_elements += out.numel()
+    def _neuron_hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            binary = isinstance(module, _BINARY_NEURONS) and getattr(module.surrogate_function, "spiking", True)
+            self._count(out, name, binary=binary)
+            self._neurons[name] = self._neurons.get(name, 0) + out.numel()
 
-    def report(self, *, params: int | None = None) -> EnergyReport:
+        return hook
+
+    def report(self, *, params: int | None = None, model: str = "ops") -> EnergyReport:
         """Energy per image of everything measured since entering (or `reset`).
 
         Args:
             params: Parameter count to carry in the report (e.g. of the active subnet).
+            model: ``ops`` (priced by `profile`) or a device of `energy.DEVICES`: the same
+                measurement, priced per synaptic event, neuron update and spike routed.
 
         Raises:
             RuntimeError: if no forward pass was recorded.
+            ValueError: for a model this measurement cannot price (``lemaire``: see
+                `energy.lemaire_energy`).
         """
+        return self.reports(params=params, models=(model,))[model]
+
+    def reports(self, *, params: int | None = None, models: tuple[str, ...] = ("ops",)) -> dict[str, EnergyReport]:
+        """`report` under several models at once (one read of the counters).
+
+        Raises:
+            RuntimeError: if no forward pass was recorded.
+            ValueError: for a model this measurement cannot price.
+        """
+        from .models import DEVICES
+
+        unknown = [m for m in models if m != "ops" and m not in DEVICES]
+        if unknown:
+            raise ValueError(f"EnergyMonitor prices energy models 'ops' and {sorted(DEVICES)}, not {unknown}")
         if not self._images:
             raise RuntimeError("EnergyMonitor recorded no forward pass: run the model inside `with monitor:`")
-        time_steps = self.time_steps or getattr(self.model, "time_steps", None) or getattr(self.model, "T", 1)
+        time_steps = int(self.time_steps or getattr(self.model, "time_steps", None) or getattr(self.model, "T", 1))
         totals = self._totals()
         rows = []
         for name, s in self._stats.items():
@@ -292,9 +314,27 @@ class EnergyMonitor:
             dense = per_image / time_steps if s.kind == "AC" else per_image
             ops = rate * per_image if s.kind == "AC" else per_image
             rows.append((name, s.kind, dense, rate, ops))
-        firing = totals.get(_NEURONS, 0.0) / self._neuron_elements if self._neuron_elements else float("nan")
-        return build_report(rows, get_profile(self.profile), time_steps=int(time_steps),
-                            firing_rate=firing, params=params, images=self._images, first_layer=self.first_layer)
+        updates = sum(self._neurons.values())
+        firing = sum(totals.get(name, 0.0) for name in self._neurons) / updates if updates else float("nan")
+        profile = get_profile(self.profile)
+        common = dict(time_steps=time_steps, firing_rate=firing, params=params, images=self._images,
+                      first_layer=self.first_layer)
+        out = {}
+        for model in models:
+            if model == "ops":
+                out[model] = build_report(rows, profile, **common)
+                continue
+            device = DEVICES[model]
+            neurons = [(name, "NEURON", n / self._images / time_steps, totals.get(name, 0.0) / n, n / self._images)
+                       for name, n in self._neurons.items()]
+            layers = pd.DataFrame(rows + neurons, columns=["layer", "kind", "dense_macs", "input_rate", "ops"])
+            is_neuron = layers["kind"] == "NEURON"
+            spikes = (layers["input_rate"] * layers["ops"]).where(is_neuron, 0.0)
+            pj = layers["ops"].where(~is_neuron, 0.0) * device.e_synop_pj
+            pj += layers["ops"].where(is_neuron, 0.0) * device.e_neuron_pj + spikes * device.e_spike_pj
+            layers["energy_mj"] = pj * PJ_TO_MJ
+            out[model] = assemble_report(layers, profile, model=model, **common)
+        return out
 
 
 def measure_energy(

@@ -51,6 +51,11 @@ class EnergyReport:
         profile: The per-operation energies used.
         images: How many images were measured.
         first_layer: The first-layer convention the figures follow (`FIRST_LAYER_CONVENTIONS`).
+        model: The energy model that priced it (`energy.ENERGY_MODELS`): ``ops`` charges
+            `profile`; a device model (``loihi``, ``spinnaker2``) charges each synaptic
+            layer's events (``ops``) per synaptic event and has a row of kind ``NEURON`` per
+            neuron layer (``dense_macs``: neurons per step, ``input_rate``: its output
+            spikes per update, ``ops``: neuron updates per image).
     """
 
     energy_mj: float
@@ -63,6 +68,7 @@ class EnergyReport:
     profile: EnergyProfile
     images: int
     first_layer: str = "once"
+    model: str = "ops"
 
     def summary(self) -> dict[str, float | int | None]:
         """The scalar figures, e.g. for an Optuna trial's user attrs."""
@@ -90,13 +96,31 @@ def build_report(
     layers = pd.DataFrame(rows, columns=["layer", "kind", "dense_macs", "input_rate", "ops"])
     cost = layers["kind"].map({"MAC": profile.e_mac_pj, "AC": profile.e_ac_pj})
     layers["energy_mj"] = layers["ops"] * cost * PJ_TO_MJ
+    return assemble_report(layers, profile, time_steps=time_steps, firing_rate=firing_rate, params=params,
+                           images=images, first_layer=first_layer)
+
+
+def assemble_report(
+    layers: pd.DataFrame,
+    profile: EnergyProfile,
+    *,
+    time_steps: int,
+    firing_rate: float,
+    params: int | None,
+    images: int,
+    first_layer: str = "once",
+    model: str = "ops",
+) -> EnergyReport:
+    """An `EnergyReport` from a per-layer table that has its ``energy_mj`` column already."""
+    layers = layers.copy()
     total = float(layers["energy_mj"].sum())
     layers["energy_share"] = layers["energy_mj"] / total if total > 0 else 0.0
     is_mac = layers["kind"] == "MAC"
+    is_ac = layers["kind"] == "AC"
     return EnergyReport(
         energy_mj=total,
         macs=float(layers.loc[is_mac, "ops"].sum()),
-        sops=float(layers.loc[~is_mac, "ops"].sum()),
+        sops=float(layers.loc[is_ac, "ops"].sum()),
         firing_rate=firing_rate,
         params=params,
         time_steps=time_steps,
@@ -104,4 +128,5 @@ def build_report(
         profile=profile,
         images=images,
         first_layer=check_first_layer(first_layer),
+        model=model,
     )

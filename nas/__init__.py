@@ -13,7 +13,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submodules=["train"
     "data": ["DataSplits", "load_dataset"],
     "dataspec": ["DATASETS", "DatasetSpec"],
     "device": ["default_device"],
-    "evaluate": ["SubnetEvaluator", "SubnetScore", "recalibrate_bn", "score_model"],
+    "evaluate": ["SubnetEvaluator", "SubnetScore", "recalibrate_bn", "score_energies", "score_model"],
     "fitness": ["AEBSettings", "f_aeb"],
     "io": ["atomic_write", "load_tensor_file"],
     "objective": ["SubnetObjective"],

@@ -17,16 +17,18 @@ import ctypes
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from energy import EnergyMonitor, EnergyProfile, EnergyReport
-from models import ConfigError, SpikformerSupernet, SubnetConfig, count_params
+from energy import DEVICES, EnergyMonitor, EnergyProfile, EnergyReport, lemaire_energy
+from energy.report import PJ_TO_MJ
+from models import ConfigError, SpikformerSupernet, SubnetConfig, count_params, extract_subnet
 
 from .data import split_labels, stratified_subset
 from .precision import autocast, check_precision
@@ -55,13 +57,16 @@ class SubnetScore:
     Attributes:
         config: The subnet (active genes).
         accuracy: Top-1 accuracy on the images scored, in [0, 1].
-        energy: Energy per image on the images scored.
+        energy: Energy per image on the images scored, under the study's energy model
+            (``energy.model``).
         params: Parameters of the subnet.
         seconds: Wall time of the evaluation (recalibration included).
         rejected: Whether early rejection stopped the evaluation: `accuracy` and `energy`
             then cover ``energy.images`` images only.
         accuracy_bound: Rejected only: the upper bound on the full accuracy that rejected it.
         energy_bound_mj: Rejected only: the lower bound on the full energy (mJ per image).
+        energies: Complete only: the energy under every model recorded (`energy.ENERGY_MODELS`),
+            the study's included; ``lemaire`` prices components, not layers.
     """
 
     config: SubnetConfig
@@ -72,6 +77,7 @@ class SubnetScore:
     rejected: bool = False
     accuracy_bound: float | None = None
     energy_bound_mj: float | None = None
+    energies: dict[str, EnergyReport] = field(default_factory=dict)
 
     @property
     def arch_id(self) -> str:
@@ -79,8 +85,29 @@ class SubnetScore:
 
     @property
     def images_scored(self) -> int:
-        """Images the accuracy and energy were measured on."""
-        return self.energy.images
+        """Images the accuracy was measured on (``lemaire`` prices a subset of them)."""
+        return self._measured.images
+
+    @property
+    def _measured(self) -> EnergyReport:
+        """The report of the evaluation pass itself (``ops`` where recorded)."""
+        return self.energies.get("ops", self.energy)
+
+    def layer_table(self) -> pd.DataFrame:
+        """Per-layer energy of a complete score: a row per synaptic layer and per neuron layer,
+        ``energy_mj`` and ``energy_share`` under the study's model (``ops`` for ``lemaire``,
+        which prices no single layer), and ``energy_mj_<model>`` for every model priced per layer."""
+        per_layer = {m: r for m, r in self.energies.items() if m != "lemaire"} or {self.energy.model: self.energy}
+        widest = max(per_layer.values(), key=lambda r: len(r.layers))
+        table = widest.layers.loc[:, ["layer", "kind", "dense_macs", "input_rate", "ops"]].copy()
+        for model, report in per_layer.items():
+            energy = report.layers.set_index("layer")["energy_mj"]
+            table[f"energy_mj_{model}"] = table["layer"].map(energy).fillna(0.0).to_numpy()
+        own = self.energy.model if self.energy.model in per_layer else next(iter(per_layer))
+        table.insert(5, "energy_mj", table[f"energy_mj_{own}"])
+        total = table["energy_mj"].sum()
+        table.insert(6, "energy_share", table["energy_mj"] / total if total > 0 else 0.0)
+        return table
 
     def attrs(self) -> dict[str, Any]:
         """Scalar results for an Optuna trial's user attrs.
@@ -100,14 +127,21 @@ class SubnetScore:
             return {**common, "rejected": True, "partial_accuracy": self.accuracy,
                     "partial_energy_mj": self.energy.energy_mj, "accuracy_bound": self.accuracy_bound,
                     "energy_bound_mj": self.energy_bound_mj}
-        return {
+        measured = self._measured
+        attrs = {
             "accuracy": self.accuracy,
             "energy_mj": self.energy.energy_mj,
-            "sops": self.energy.sops,
-            "macs": self.energy.macs,
-            "firing_rate": self.energy.firing_rate,
+            "energy_model": self.energy.model,
+            "energies_mj": {model: report.energy_mj for model, report in self.energies.items()},
+            "sops": measured.sops,
+            "macs": measured.macs,
+            "firing_rate": measured.firing_rate,
             **common,
         }
+        lemaire = self.energies.get("lemaire")
+        if lemaire is not None:
+            attrs["lemaire_components_mj"] = dict(zip(lemaire.layers["layer"], lemaire.layers["energy_mj"]))
+        return attrs
 
 
 def _calibration_batches(dataset: Dataset, batch_size: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -161,6 +195,7 @@ def score_model(
     profile: str | EnergyProfile | None = None,
     device: torch.device | str | None = None,
     first_layer: str = "once",
+    models: tuple[str, ...] = ("ops",),
 ) -> tuple[float, EnergyReport]:
     """Top-1 accuracy of `model` on `batches` and its energy per image, measured in one pass.
 
@@ -173,22 +208,46 @@ def score_model(
         profile: Energy per operation (see `energy.get_profile`).
         device: Where the images go; defaults to the model's device.
         first_layer: First-layer energy convention, ``once`` or ``per_step``.
+        models: Energy models priced from the same pass (``ops`` and the devices of
+            `energy.DEVICES`); the report returned is under the first (`score_energies`
+            returns every one).
 
     Returns:
-        Accuracy in [0, 1] and the energy report.
+        Accuracy in [0, 1] and the energy report under ``models[0]``.
     """
+    accuracy, reports = score_energies(model, batches, params=params, profile=profile, device=device,
+                                       first_layer=first_layer, models=models)
+    return accuracy, reports[models[0]]
+
+
+@torch.no_grad()
+def score_energies(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    params: int,
+    profile: str | EnergyProfile | None = None,
+    device: torch.device | str | None = None,
+    first_layer: str = "once",
+    models: tuple[str, ...] = ("ops",),
+) -> tuple[float, dict[str, EnergyReport]]:
+    """`score_model`, with the energy report under each of `models` (priced from one pass)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     correct = scored = 0
     with EnergyMonitor(model, profile=profile, first_layer=first_layer) as monitor:
         for correct, scored in _running_counts(model, batches, device):
             pass
-    return correct / scored, monitor.report(params=params)
+    return correct / scored, monitor.reports(params=params, models=models)
 
 
-def _mac_energy_mj(report: EnergyReport) -> float:
-    """The energy per image of the layers charged as MACs: the same for every image."""
+def _fixed_energy_mj(report: EnergyReport) -> float:
+    """The energy per image that is the same for every image: of the layers charged as MACs,
+    and under a device model of the neuron updates (their routed spikes vary)."""
     layers = report.layers
-    return float(layers.loc[layers["kind"] == "MAC", "energy_mj"].sum())
+    fixed = float(layers.loc[layers["kind"] == "MAC", "energy_mj"].sum())
+    if report.model in DEVICES:
+        fixed += float(layers.loc[layers["kind"] == "NEURON", "ops"].sum()) * DEVICES[report.model].e_neuron_pj * PJ_TO_MJ
+    return fixed
 
 
 class SubnetEvaluator:
@@ -244,6 +303,7 @@ class SubnetEvaluator:
         first_check = -(-settings.rejection_min_images // step) * step
         self._checks = max(1, len(range(first_check, total, step)))
         self._cache: dict[str, SubnetScore] = {}
+        self._lemaire_images: list[torch.Tensor] | None = None
 
     @property
     def images(self) -> int:
@@ -271,29 +331,58 @@ class SubnetEvaluator:
             recalibrate_bn(net, self._calibration, self.device)
         net.eval()
         params = count_params(net.supernet_cfg, config)
+        models = settings.energy_models
+        energies: dict[str, EnergyReport] = {}
+        if "lemaire" in models:
+            # Priced apart, on the standalone subnet, before the scoring pass: under `lemaire`
+            # early rejection then knows the subnet's exact energy from the start.
+            with autocast(self.device, self.precision):
+                energies["lemaire"] = lemaire_energy(extract_subnet(net, config).eval(), self._energy_images(),
+                                                     params=params)
+        own = settings.energy_model
+        trace_models = tuple(m for m in models if m != "lemaire")
         correct = scored = 0
         with (EnergyMonitor(net, profile=settings.profile, first_layer=settings.first_layer) as monitor,
               autocast(self.device, self.precision)):
             for correct, scored in _running_counts(net, self._loader, self.device):
                 if reject is None or not settings.rejection_min_images <= scored < total:
                     continue
-                partial = monitor.report(params=params)
+                partial = monitor.report(params=params, model="ops" if own == "lemaire" else own)
                 accuracy_bound = accuracy_upper_bound(correct, scored, total, confidence=settings.rejection_confidence,
                                                       checks=self._checks)
-                energy_bound = energy_lower_bound(partial.energy_mj, _mac_energy_mj(partial), scored, total)
+                if own == "lemaire":  # known exactly already
+                    energy, energy_bound, measured = energies["lemaire"], energies["lemaire"].energy_mj, {"ops": partial}
+                else:
+                    energy, measured = partial, {}
+                    energy_bound = energy_lower_bound(partial.energy_mj, _fixed_energy_mj(partial), scored, total)
                 if reject(accuracy_bound, energy_bound):
-                    return SubnetScore(config=config.active(), accuracy=correct / scored, energy=partial,
+                    return SubnetScore(config=config.active(), accuracy=correct / scored, energy=energy,
                                        params=params, seconds=time.perf_counter() - start, rejected=True,
-                                       accuracy_bound=accuracy_bound, energy_bound_mj=energy_bound)
+                                       accuracy_bound=accuracy_bound, energy_bound_mj=energy_bound, energies=measured)
+        energies = {**monitor.reports(params=params, models=trace_models), **energies}
         score = SubnetScore(
             config=config.active(),
             accuracy=correct / scored,
-            energy=monitor.report(params=params),
+            energy=energies[own],
             params=params,
             seconds=time.perf_counter() - start,
+            energies=energies,
         )
         self._cache[config.arch_id] = score
         return score
+
+    def _energy_images(self) -> list[torch.Tensor]:
+        """The images ``lemaire`` prices, one at a time: the first `energy_images` of a
+        stratified subset of the scored split (the same for every subnet), on the device."""
+        if self._lemaire_images is None:
+            split = self.scored_split
+            size = min(self.settings.energy_images, len(split))
+            try:
+                positions = stratified_subset(split_labels(split), size)
+            except (ConfigError, ValueError):  # fewer images than classes: take the first ones
+                positions = np.arange(size)
+            self._lemaire_images = [split[int(i)][0].to(self.device) for i in positions]
+        return self._lemaire_images
 
 
 def _scored_split(dataset: Dataset, settings: EvaluationSettings) -> Dataset:

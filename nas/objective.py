@@ -56,8 +56,9 @@ class SubnetObjective:
         aeb: F_AEB settings (recorded in every mode).
         budgets: Optional parameter and energy limits.
         twin_timeout: Seconds to wait for a running twin before evaluating anyway.
-        record_layers: Called with the trial and `energy.EnergyReport.layers` of each subnet
-            scored in full; returns user attrs to record (e.g. `studies.layers.LayerRecorder`).
+        record_layers: Called with the trial and the per-layer energy table of each subnet
+            scored in full (`nas.SubnetScore.layer_table`: every model priced per layer);
+            returns user attrs to record (e.g. `studies.layers.LayerRecorder`).
     """
 
     def __init__(
@@ -104,7 +105,7 @@ class SubnetObjective:
                     f"{score.accuracy_bound:.4f}, energy at least {score.energy_bound_mj:.4g} mJ")
             attrs["f_aeb"] = f_aeb(score.accuracy, score.energy.energy_mj, self.aeb)
             if self.record_layers is not None:
-                attrs.update(self.record_layers(trial, score.energy.layers))
+                attrs.update(self.record_layers(trial, score.layer_table()))
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         for key, value in self.budgets.constraints(attrs["params"], attrs["energy_mj"]).items():

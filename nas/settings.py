@@ -102,6 +102,12 @@ FIRST_LAYER_CONVENTIONS = ("once", "per_step")
 """Energy conventions for the first layer (`energy.FIRST_LAYER_CONVENTIONS`, repeated here so
 that this module imports neither torch nor pandas; a test keeps the two equal)."""
 
+ENERGY_MODEL_NAMES = ("ops", "lemaire", "loihi", "spinnaker2")
+"""Energy models (`energy.ENERGY_MODELS`, repeated here for the same reason; a test keeps them equal)."""
+
+ON_REQUEST_MODELS = ("lemaire",)
+"""Energy models recorded only when a study asks (`energy.ENERGY_MODELS`: ``every_trial`` False)."""
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 """Numeric precisions of training and evaluation (see `nas.precision`)."""
 
@@ -139,6 +145,13 @@ class EvaluationSettings:
             image, as it is computed, or ``per_step``, at each of the T steps, as the
             published Spikformer tables count it (`energy.FIRST_LAYER_CONVENTIONS`). On
             event data the first layer runs at every step either way.
+        energy_model: The energy model the objective, F_AEB's E_ref and budgets use
+            (`energy.ENERGY_MODELS`): ``ops`` (default), ``lemaire``, ``loihi``, ``spinnaker2``.
+        record_energy_models: Models recorded on request besides (``lemaire``: a second pass,
+            see `energy.lemaire_energy`); ``ops``, ``loihi`` and ``spinnaker2`` are recorded
+            for every complete trial anyway.
+        energy_images: Images (a fixed stratified subset of those scored) that ``lemaire``
+            prices one at a time.
     """
 
     calib_batches: int = 4
@@ -152,8 +165,21 @@ class EvaluationSettings:
     rejection_confidence: float | None = None
     precision: str | None = None
     first_layer: str = "once"
+    energy_model: str = "ops"
+    record_energy_models: tuple[str, ...] = ()
+    energy_images: int = 32
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "record_energy_models", tuple(dict.fromkeys(self.record_energy_models)))
+        if self.energy_model not in ENERGY_MODEL_NAMES:
+            raise ConfigError(f"unknown energy model '{self.energy_model}'; choose from {list(ENERGY_MODEL_NAMES)}")
+        extra = [m for m in self.record_energy_models if m not in ON_REQUEST_MODELS]
+        if extra:
+            raise ConfigError(f"record_energy_models={list(self.record_energy_models)}: only {list(ON_REQUEST_MODELS)} "
+                              f"can be asked for; {[m for m in ENERGY_MODEL_NAMES if m not in ON_REQUEST_MODELS]} are "
+                              "recorded for every trial anyway")
+        if self.energy_images < 1:
+            raise ConfigError(f"energy_images={self.energy_images} must be >= 1")
         if self.first_layer not in FIRST_LAYER_CONVENTIONS:
             raise ConfigError(f"unknown first-layer convention '{self.first_layer}'; choose from "
                               f"{list(FIRST_LAYER_CONVENTIONS)}")
@@ -176,6 +202,13 @@ class EvaluationSettings:
         from energy.profiles import get_profile  # spikingjelly's presets; imported only when checked
 
         get_profile(self.profile)
+
+    @property
+    def energy_models(self) -> tuple[str, ...]:
+        """Every energy model a complete trial records: those recorded for every trial, then the
+        study's own and those asked for, if recorded only on request."""
+        asked = [m for m in (self.energy_model, *self.record_energy_models) if m in ON_REQUEST_MODELS]
+        return tuple(dict.fromkeys([m for m in ENERGY_MODEL_NAMES if m not in ON_REQUEST_MODELS] + asked))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

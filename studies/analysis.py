@@ -32,8 +32,8 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from models import BLOCK_GENES, GLOBAL_GENES, SubnetConfig
-from nas.fitness import AEBSettings, energy_for_accuracy
-from nas.settings import DIRECTIONS, METRIC_NAMES
+from nas.fitness import AEBSettings, energy_for_accuracy, f_aeb
+from nas.settings import DIRECTIONS, ENERGY_MODEL_NAMES, METRIC_NAMES
 from nas.space import SearchSpace
 
 METRICS = ("accuracy", "energy_mj", "f_aeb", "params", "sops", "macs", "firing_rate")
@@ -85,7 +85,9 @@ def trials_frame(trials: Sequence[FrozenTrial], space: SearchSpace, *,
     where genes of blocks at or beyond ``depth`` are dormant and NaN; ``arch_id``;
     ``feasible`` (every Optuna constraint <= 0, True without budgets); ``duplicate_of``
     (the trial whose results a duplicate copied, else missing); ``baseline``, True on the
-    lowest-numbered trial of the space's largest subnet (see the module doc) only.
+    lowest-numbered trial of the space's largest subnet (see the module doc) only; then
+    ``energy_mj_<model>`` for every energy model some trial recorded (NaN where a trial did
+    not), in the order of `nas.settings.ENERGY_MODEL_NAMES`.
 
     Args:
         trials: COMPLETE trials of a study.
@@ -97,8 +99,11 @@ def trials_frame(trials: Sequence[FrozenTrial], space: SearchSpace, *,
     """
     columns = frame_columns(space)
     rows = []
-    for trial in trials:
+    energies: dict[str, list[float]] = {}
+    for position, trial in enumerate(trials):
         attrs = trial.user_attrs
+        for model, value in (attrs.get("energies_mj") or {}).items():
+            energies.setdefault(model, [math.nan] * len(trials))[position] = float(value)
         row: dict[str, Any] = {"number": trial.number}
         row.update({name: attrs.get(name, math.nan) for name in METRICS})
         row["ann_energy_mj"] = (ann_energy(space.config_from_params(trial.params)) if ann_energy is not None
@@ -112,6 +117,9 @@ def trials_frame(trials: Sequence[FrozenTrial], space: SearchSpace, *,
         row["duplicate_of"] = attrs.get("duplicate_of")
         rows.append(row)
     frame = pd.DataFrame(rows, columns=columns)
+    for model in ENERGY_MODEL_NAMES:
+        if model in energies:
+            frame[f"energy_mj_{model}"] = energies[model]
     frame["duplicate_of"] = frame["duplicate_of"].astype("Int64")
     frame["feasible"] = frame["feasible"].astype(bool)
     frame = frame.sort_values("number", ignore_index=True)
@@ -206,6 +214,77 @@ def exchange_rate_text(aeb: AEBSettings) -> str:
             "plain accuracy. --alpha sets the reward for going under E_t (0: none) and --beta the price of "
             "going over it (-1: accuracy divided by the overshoot factor); MnasNet's hard target is "
             "alpha = 0, beta = -1, its soft one alpha = beta = -0.07. For a strict limit use --max-energy-mj.")
+
+
+ENERGY_MODEL_TITLES = {"ops": "45 nm operation prices", "lemaire": "Lemaire et al. 2022: compute and SRAM accesses",
+                       "loihi": "Intel Loihi's published costs", "spinnaker2": "SpiNNaker 2's published costs"}
+"""A few words on each energy model, as printed next to its figures (`energy.ENERGY_MODELS` says more)."""
+
+
+def energy_model_text(model: str, profile: str = "fp32") -> str:
+    """An energy model named for a header: ``ops (45 nm operation prices, fp32 profile)``."""
+    detail = ENERGY_MODEL_TITLES.get(model, model)
+    return f"{model} ({detail}, {profile} profile)" if model == "ops" else f"{model} ({detail})"
+
+
+def recorded_energy_models(frame: pd.DataFrame) -> list[str]:
+    """The energy models whose energy some row of a `trials_frame` recorded."""
+    return [m for m in ENERGY_MODEL_NAMES if f"energy_mj_{m}" in frame and frame[f"energy_mj_{m}"].notna().any()]
+
+
+def under_energy_model(frame: pd.DataFrame, model: str, aeb: AEBSettings) -> tuple[pd.DataFrame, AEBSettings]:
+    """`frame` (a `trials_frame`) as if its study had searched under energy model `model`.
+
+    ``energy_mj`` becomes the trials' recorded energy under `model`; rows that did not record
+    it are dropped; F_AEB is recomputed with E_ref = the baseline's energy under `model` (or,
+    without a baseline, `aeb`'s E_ref scaled by the median ratio of the two models); the
+    energy as an ANN is E_MAC x dense MACs, a comparison of the ``ops`` model only, and is
+    NaN under any other. Nothing is evaluated again.
+
+    Returns:
+        The frame, compared to its baseline again, and the F_AEB settings it was scored with.
+
+    Raises:
+        ValueError: naming the models the trials recorded, if `model` is not one of them.
+    """
+    recorded = recorded_energy_models(frame)
+    if model not in recorded:
+        raise ValueError(f"no trial recorded energy model {model!r}; these trials recorded {recorded or 'none'} "
+                         "(lemaire is recorded only for studies created with --record-energy-models lemaire "
+                         "or --energy-model lemaire)")
+    column = f"energy_mj_{model}"
+    out = frame.dropna(subset=[column]).copy()
+    base = baseline(out)
+    if base is not None:
+        e_ref = float(base[column])
+    else:
+        e_ref = float(aeb.e_ref * np.median(out[column] / out["energy_mj"]))
+    out["energy_mj"] = out[column]
+    scored = AEBSettings(alpha=aeb.alpha, beta=aeb.beta, e_ref=e_ref)
+    out["f_aeb"] = [f_aeb(a, e, scored) for a, e in zip(out["accuracy"], out["energy_mj"])]
+    if model != "ops":
+        out["ann_energy_mj"] = math.nan
+    return compare_to_baseline(out.reset_index(drop=True)), scored
+
+
+def front_changes(frame: pd.DataFrame, models: Sequence[str], *, objective: str = "pareto") -> pd.DataFrame:
+    """Which trials are on the Pareto front under each of `models` (recorded energy models).
+
+    Returns:
+        One row per trial on at least one of the fronts, by trial number: ``number``,
+        ``accuracy``, and per model ``energy_mj_<model>`` and ``on_<model>`` (bool).
+    """
+    numbers: dict[str, set[int]] = {}
+    for model in models:
+        shown, _ = under_energy_model(frame, model, AEBSettings(e_ref=1.0))
+        numbers[model] = set(pareto_front(shown, objective=objective)["number"].astype(int))
+    union = sorted(set().union(*numbers.values()))
+    rows = frame.set_index("number").loc[union]
+    out = pd.DataFrame({"number": union, "accuracy": rows["accuracy"].to_numpy()})
+    for model in models:
+        out[f"energy_mj_{model}"] = rows[f"energy_mj_{model}"].to_numpy()
+        out[f"on_{model}"] = [n in numbers[model] for n in union]
+    return out
 
 
 def _feasible(frame: pd.DataFrame, columns: Sequence[str] = ("accuracy", "energy_mj")) -> pd.DataFrame:

@@ -33,8 +33,10 @@ from nas.dataspec import DATASETS
 from nas.fitness import AEBSettings
 from nas.recipes import RECIPES, RULES
 from nas.settings import (
+    ENERGY_MODEL_NAMES,
     FIRST_LAYER_CONVENTIONS,
     OBJECTIVE_DESCRIPTIONS,
+    ON_REQUEST_MODELS,
     OBJECTIVES,
     PRECISIONS,
     Budgets,
@@ -92,6 +94,22 @@ def _first_layer(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a first-layer convention; choose from "
                                          f"{', '.join(FIRST_LAYER_CONVENTIONS)}")
     return text
+
+
+def _energy_model(text: str) -> str:
+    if text not in ENERGY_MODEL_NAMES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an energy model; choose from {', '.join(ENERGY_MODEL_NAMES)}")
+    return text
+
+
+def _on_request_models(text: str) -> tuple[str, ...]:
+    models = tuple(m.strip() for m in text.split(",") if m.strip())
+    wrong = [m for m in models if m not in ON_REQUEST_MODELS]
+    if wrong:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(wrong)}: only {', '.join(ON_REQUEST_MODELS)} can be asked for (the other energy models, "
+            f"{', '.join(m for m in ENERGY_MODEL_NAMES if m not in ON_REQUEST_MODELS)}, are recorded for every trial)")
+    return models
 
 
 def _device_list(text: str) -> list[str]:
@@ -164,6 +182,15 @@ _SETTINGS_FLAGS: dict[type, dict[str, tuple[str, Any, str]]] = {
                                                        "per image, as computed, or 'per_step' (T times), as the "
                                                        "published Spikformer tables count it; no difference on "
                                                        "event data"),
+        "energy_model": ("--energy-model", _energy_model,
+                         "energy model of the objective, E_ref and budgets: ops (45 nm operation prices, the "
+                         "Spikformer convention), lemaire (compute and SRAM accesses by buffer size), loihi or "
+                         "spinnaker2 (a chip's published cost per synaptic event, neuron update and spike); "
+                         "every complete trial also records ops, loihi and spinnaker2"),
+        "record_energy_models": ("--record-energy-models", _on_request_models,
+                                 "also record these models, which cost a second pass per trial: lemaire"),
+        "energy_images": ("--energy-images", _positive(int),
+                          "validation images that lemaire prices one at a time (a fixed stratified subset)"),
     },
 }
 
@@ -240,6 +267,13 @@ def cmd_create(args: argparse.Namespace) -> None:
         enqueue_largest=not args.no_enqueue_largest, skip_if_exists=args.skip_if_exists, device=args.device,
         artifact_dir=args.artifact_dir,
     )
+    from .analysis import energy_model_text, format_energy
+    from .settings import SETTINGS_ATTR, StudySettings
+
+    settings = StudySettings.from_dict(study.user_attrs[SETTINGS_ATTR])
+    ev = settings.evaluation
+    print(f"energy model {energy_model_text(ev.energy_model, ev.profile)}, E_ref "
+          f"{format_energy(settings.aeb.e_ref)}; every trial records {', '.join(ev.energy_models)}")
     print(f"study '{study.study_name}' ({args.objective}) in {mask_url(_storage(args))}")
 
 
@@ -297,7 +331,8 @@ def cmd_list(args: argparse.Namespace) -> None:
               f"{s.n_trials:>6}  {created}")
 
 
-def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool = False) -> None:
+def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool = False,
+                 energy_model: str | None = None) -> None:
     from . import analysis
     from .study import load, trials_frame
 
@@ -305,6 +340,13 @@ def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool 
     frame = trials_frame(study, settings)
     if frame.empty:
         raise StudyError(f"study '{name}' has no complete trials yet; run `{PROG} optimize`")
+    ev, aeb = settings.evaluation, settings.aeb
+    model = energy_model or ev.energy_model
+    if model != ev.energy_model:
+        try:
+            frame, aeb = analysis.under_energy_model(frame, model, aeb)
+        except ValueError as err:
+            raise StudyError(f"study '{name}': {err}") from None
     shown = analysis.shown_trials(frame, settings.objective, top)
     if baseline:
         shown = analysis.with_baseline_row(shown, frame)
@@ -317,10 +359,10 @@ def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool 
     what = {"pareto": "Pareto front",
             "pareto3": "3-D Pareto front of accuracy, energy and parameters"}.get(settings.objective,
                                                                                   f"top {top} by F_AEB")
-    ev = settings.evaluation
     unit = analysis.energy_unit(frame["energy_mj"])
-    print(f"{name}: {what} ({settings.dataset.name}, E_ref {analysis.format_energy(settings.aeb.e_ref, unit)}; "
-          f"energy: {ev.profile} profile, first layer {ev.first_layer})")
+    searched = "" if model == ev.energy_model else f", re-read from the study's {ev.energy_model} search"
+    print(f"{name}: {what} ({settings.dataset.name}, E_ref {analysis.format_energy(aeb.e_ref, unit)}; "
+          f"energy model {analysis.energy_model_text(model, ev.profile)}{searched}, first layer {ev.first_layer})")
     print(f"baseline: {_baseline_line(analysis.baseline(frame), unit)}")
     table = analysis.front_table(shown, unit=unit, baseline_columns=baseline)
     print(table.to_string(index=False, formatters=analysis.display_formats(table)))
@@ -331,7 +373,7 @@ def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool 
         return
     print(f"best F_AEB: trial {int(best['number'])} ({100 * best['accuracy']:.2f} %, "
           f"{analysis.format_energy(best['energy_mj'], unit)}, F_AEB {best['f_aeb']:.4f}). "
-          f"{analysis.exchange_rate_text(settings.aeb)}")
+          f"{analysis.exchange_rate_text(aeb)}")
 
 
 def _baseline_line(base: Any, unit: tuple[str, float]) -> str:
@@ -340,13 +382,17 @@ def _baseline_line(base: Any, unit: tuple[str, float]) -> str:
 
     if base is None:
         return "the largest subnet has not completed yet"
-    return (f"trial {int(base['number'])}, the largest subnet: {100 * base['accuracy']:.2f} %, "
-            f"{format_energy(base['energy_mj'], unit)}; as an ANN (E_MAC x dense MACs) "
-            f"{format_energy(base['ann_energy_mj'], unit)}, {base['energy_vs_ann']:.3g} x its energy")
+    line = (f"trial {int(base['number'])}, the largest subnet: {100 * base['accuracy']:.2f} %, "
+            f"{format_energy(base['energy_mj'], unit)}")
+    if base["ann_energy_mj"] != base["ann_energy_mj"]:  # NaN: no ANN comparison under this energy model
+        return line
+    return (f"{line}; as an ANN (E_MAC x dense MACs) {format_energy(base['ann_energy_mj'], unit)}, "
+            f"{base['energy_vs_ann']:.3g} x its energy")
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    _print_shown(_storage(args), args.study_name, top=args.top, fmt=args.format, baseline=args.baseline)
+    _print_shown(_storage(args), args.study_name, top=args.top, fmt=args.format, baseline=args.baseline,
+                 energy_model=args.energy_model)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -354,7 +400,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
     from .study import load
 
     study, settings = load(_storage(args), args.study_name)
-    path = write_report(study, settings, args.output, breakdown_trial=args.trial, device=args.device)
+    path = write_report(study, settings, args.output, breakdown_trial=args.trial, device=args.device,
+                        compare_model=args.compare_energy_model)
     print(f"report: {Path(path).resolve()}")
 
 
@@ -608,6 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the baseline (the largest subnet, trial 0) as a row if it is not shown, and columns "
                         "against it: accuracy difference in percentage points, energy ratio to the baseline and "
                         "to the same network run as an ANN (E_MAC x dense MACs)")
+    p.add_argument("--energy-model", type=_energy_model, default=None,
+                   help="read the front under this recorded energy model instead of the study's own, without "
+                        "evaluating anything again: ops, loihi and spinnaker2 are recorded for every trial, "
+                        "lemaire where the study asked for it")
     p.set_defaults(func=cmd_show)
 
     p = _subparser(sub, "plot", "write an HTML report with the Pareto figure and more")
@@ -617,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trial of the energy breakdown, read from the table it stored (None: F_AEB best)")
     p.add_argument("--device", default=None,
                    help="where to measure the breakdown of a trial that stored no table (older studies)")
+    p.add_argument("--compare-energy-model", type=_energy_model, default=None,
+                   help="recorded energy model whose front the report draws beside the study's own (default: ops, "
+                        "or loihi for a study searched under ops)")
     p.set_defaults(func=cmd_plot)
 
     p = _subparser(sub, "export", "export a subnet to run anywhere: weights, config, input transform, test metrics",

@@ -29,10 +29,10 @@ import torch
 from optuna.trial import FrozenTrial
 from torch.utils.data import DataLoader, Dataset
 
-from energy import EnergyReport
+from energy import EnergyReport, lemaire_energy
 from models import Spikformer, SubnetConfig, count_params, extract_subnet
 from models.exported import CONFIG_FILE, WEIGHTS_FILE, export_description, export_state
-from nas import atomic_write, score_model
+from nas import atomic_write, score_energies
 from nas.data import DataSplits
 
 from .settings import StudySettings
@@ -65,19 +65,29 @@ def _inherited(study: optuna.Study, settings: StudySettings, trial: str | int, d
                       val_split=evaluator.scored_split, data=data)
 
 
-def _score(model: Spikformer, split: Dataset, settings: StudySettings) -> tuple[float, EnergyReport]:
+def _score(model: Spikformer, split: Dataset, settings: StudySettings) -> tuple[float, dict[str, EnergyReport]]:
+    """Accuracy on `split` and the energy under every model the study records (``lemaire`` on
+    the first `energy_images` images of `split`, one at a time)."""
     ev = settings.evaluation
-    return score_model(model, DataLoader(split, batch_size=ev.batch_size, shuffle=False),
-                       params=count_params(model.supernet_cfg, model.config), profile=ev.profile,
-                       first_layer=ev.first_layer)
+    params = count_params(model.supernet_cfg, model.config)
+    trace = tuple(m for m in ev.energy_models if m != "lemaire")
+    accuracy, reports = score_energies(model, DataLoader(split, batch_size=ev.batch_size, shuffle=False),
+                                       params=params, profile=ev.profile, first_layer=ev.first_layer, models=trace)
+    if "lemaire" in ev.energy_models:
+        device = next(model.parameters()).device
+        images = (split[i][0].to(device) for i in range(min(ev.energy_images, len(split))))
+        reports["lemaire"] = lemaire_energy(model, images, params=params)
+    return accuracy, reports
 
 
 def _write_export(study: optuna.Study, settings: StudySettings, out_dir: str | Path, inherited: _Inherited,
                   model: Spikformer, *, val_accuracy: float, finetune: dict[str, Any] | None) -> dict[str, Any]:
     """Score `model` on the test split, write the export folder, and return what it records."""
     chosen, ev = inherited.trial, settings.evaluation
-    test_accuracy, report = _score(model, inherited.data.test, settings)
-    search = {key: chosen.user_attrs.get(key) for key in ("accuracy", "energy_mj", "f_aeb", "sops", "firing_rate")}
+    test_accuracy, reports = _score(model, inherited.data.test, settings)
+    report, measured = reports[ev.energy_model], reports.get("ops", reports[ev.energy_model])
+    search = {key: chosen.user_attrs.get(key)
+              for key in ("accuracy", "energy_mj", "energies_mj", "f_aeb", "sops", "firing_rate")}
     info: dict[str, Any] = {
         "study": study.study_name,
         "trial": chosen.number,
@@ -88,10 +98,12 @@ def _write_export(study: optuna.Study, settings: StudySettings, out_dir: str | P
         "val_accuracy": val_accuracy,
         "val_images": len(inherited.val_split),
         "test_accuracy": test_accuracy,
-        "test_images": report.images,
+        "test_images": measured.images,
         "test_energy_mj": report.energy_mj,
-        "test_sops": report.sops,
-        "test_firing_rate": report.firing_rate,
+        "test_energies_mj": {model: r.energy_mj for model, r in reports.items()},
+        "test_sops": measured.sops,
+        "test_firing_rate": measured.firing_rate,
+        "energy_model": ev.energy_model,
         "energy_profile": ev.profile,
         "energy_first_layer": ev.first_layer,
         "dataset": settings.dataset.to_dict(),
@@ -133,7 +145,9 @@ def export_trial(
         split), ``val_accuracy`` (measured again here on the search's ``val_images`` images;
         equals the search's), ``test_accuracy`` in [0, 1], ``test_energy_mj``, ``test_sops``,
         ``test_firing_rate`` (measured on the extracted model, on all ``test_images`` images
-        of the test split), ``energy_profile``, ``energy_first_layer`` (the first-layer
+        of the test split), ``test_energies_mj`` (the test energy under every energy model
+        the study records; ``test_energy_mj`` is that of ``energy_model``, the study's),
+        ``energy_model``, ``energy_profile``, ``energy_first_layer`` (the first-layer
         convention), ``dataset``, ``data_fingerprint``, ``supernet_checkpoint`` and
         ``finetune`` (None: inherited weights); plus ``transform`` (what the model reads, in
         words) and ``files`` (the two paths).
@@ -216,6 +230,6 @@ def finetune_trial(
         "recipe": recipe.to_dict(),
         "checkpoint": str(checkpoint),
         "inherited": {"val_accuracy": inherited.val_accuracy, "test_accuracy": before_accuracy,
-                      "test_energy_mj": before.energy_mj},
+                      "test_energy_mj": before[settings.evaluation.energy_model].energy_mj},
     }
     return _write_export(study, settings, out_dir, inherited, model, val_accuracy=val_accuracy, finetune=finetune)

@@ -1,7 +1,8 @@
 """Each trial's per-layer energy, stored with the study as an Optuna artifact.
 
-A worker that scores a subnet in full uploads its `energy.EnergyReport.layers` table
-(`LAYER_COLUMNS`) as ``energy_layers.csv`` with `optuna.artifacts.upload_artifact`, into a
+A worker that scores a subnet in full uploads its per-layer energy table
+(`nas.SubnetScore.layer_table`: `LAYER_COLUMNS`, then ``energy_mj_<model>`` for each energy
+model that prices layers) as ``energy_layers.csv`` with `optuna.artifacts.upload_artifact`, into a
 `optuna.artifacts.FileSystemArtifactStore` in the study's ``artifact_dir``; the trial's user
 attr `ARTIFACT_ATTR` names the artifact. optuna-dashboard lists the file under the trial
 (``optuna-dashboard URL --artifact-dir DIR`` serves it), `optuna.artifacts` reads it, and
@@ -36,7 +37,9 @@ from .settings import StudySettings
 from .storage import _file_path, normalize_url
 
 LAYER_COLUMNS = ("layer", "kind", "dense_macs", "input_rate", "ops", "energy_mj", "energy_share")
-"""Columns of a stored table, those of `energy.EnergyReport.layers`."""
+"""Columns every stored table has (those of `energy.EnergyReport.layers`, under the study's
+energy model); tables stored since energy models came also have ``energy_mj_<model>`` columns
+and a row of kind ``NEURON`` per neuron layer."""
 
 ARTIFACT_ATTR = "energy_layers_artifact"
 """Trial user attr: the id of the artifact that holds the trial's per-layer energy table."""
@@ -87,7 +90,8 @@ class LayerRecorder:
         """Upload `layers`; returns the user attrs to record, ``{ARTIFACT_ATTR: id}``."""
         with tempfile.TemporaryDirectory(prefix="autospk-layers-") as folder:
             path = Path(folder) / FILENAME
-            layers.loc[:, list(LAYER_COLUMNS)].to_csv(path, index=False)
+            extra = [c for c in layers.columns if c.startswith("energy_mj_")]
+            layers.loc[:, [*LAYER_COLUMNS, *extra]].to_csv(path, index=False)
             artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial,
                                           mimetype="text/csv")
         return {ARTIFACT_ATTR: artifact_id}
@@ -101,7 +105,8 @@ def stored_layers(settings: StudySettings, trial: FrozenTrial) -> pd.DataFrame |
         trial: A trial of the study.
 
     Returns:
-        The table with `LAYER_COLUMNS`, as the trial measured it (floats read back exactly).
+        The table with `LAYER_COLUMNS` (and any ``energy_mj_<model>`` columns), as the trial
+        measured it (floats read back exactly).
 
     Raises:
         StudyError: if the trial names a table that its study's artifact folder lacks.

@@ -61,8 +61,11 @@ _TEMPLATE = "plotly_white"
 _FRONT = "#d62728"
 _DOMINATED = "#1f77b4"
 _BASELINE = "#2ca02c"
-_KIND_COLOURS = {"MAC": "#ff7f0e", "AC": "#1f77b4"}
-_KIND_NAMES = {"MAC": "MAC (real-valued input)", "AC": "AC (spike-driven)"}
+_KIND_COLOURS = {"MAC": "#ff7f0e", "AC": "#1f77b4", "NEURON": "#9467bd"}
+_KIND_NAMES = {"MAC": "MAC (real-valued input)", "AC": "AC (spike-driven)",
+               "NEURON": "neuron updates and spikes routed"}
+MODELS_TITLE = "The front under two energy models"
+_BOTH, _ONLY = "#2ca02c", "#d62728"
 
 Unit = tuple[str, float]
 
@@ -326,11 +329,13 @@ def energy_breakdown_figure(layers: pd.DataFrame, title: str = BREAKDOWN_TITLE) 
             `studies.study.trial_layers` (stored with the trial).
         title: Figure title.
     """
+    # Neuron rows cost nothing under the ops model: leave them out there.
+    layers = layers[(layers["kind"] != "NEURON") | (layers["energy_mj"] > 0)]
     if layers.empty:
         return _empty(title, "no layers were measured")
     unit = analysis.energy_unit(layers["energy_mj"])
     fig = go.Figure()
-    for kind in ("MAC", "AC"):
+    for kind in ("MAC", "AC", "NEURON"):
         rows = layers[layers["kind"] == kind]
         if rows.empty:
             continue
@@ -354,6 +359,73 @@ def energy_breakdown_figure(layers: pd.DataFrame, title: str = BREAKDOWN_TITLE) 
         margin={"t": 130}, updatemenus=[log_scale_menu(["xaxis"])],
     )
     return fig
+
+
+def energy_models_figure(frame: pd.DataFrame, models: tuple[str, str], *, objective: str = "pareto",
+                         title: str = MODELS_TITLE) -> go.Figure:
+    """The Pareto front of the same trials under two recorded energy models, side by side.
+
+    Each panel shows every trial in the accuracy-energy plane under one model; the trials on
+    that model's front are marked green if they are on the other model's front too, red if
+    only on this one. Nothing is evaluated again (`analysis.front_changes`).
+
+    Args:
+        frame: From `studies.study.trials_frame`, with ``energy_mj_<model>`` for both models.
+        models: The two energy models.
+        objective: The kind of study (its front is 3-D for ``pareto3``: points off the 2-D
+            front can then be on it).
+        title: Figure title.
+    """
+    changes = analysis.front_changes(frame, models, objective=objective)
+    first, second = models
+    stays = int((changes[f"on_{first}"] & changes[f"on_{second}"]).sum())
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[analysis.energy_model_text(m) for m in models],
+                        horizontal_spacing=0.1)
+    for col, (model, other) in enumerate(((first, second), (second, first)), start=1):
+        rows = frame.dropna(subset=[f"energy_mj_{model}", "accuracy"])
+        unit = analysis.energy_unit(rows[f"energy_mj_{model}"])
+        on = changes[changes[f"on_{model}"]]
+        both = set(on.loc[on[f"on_{other}"], "number"])
+        groups = (("all trials", rows, {"color": _DOMINATED, "size": 7, "opacity": 0.3}),
+                  (f"on both fronts ({len(both)})", rows[rows["number"].isin(both)],
+                   {"color": _BOTH, "size": 11, "line": {"color": "white", "width": 1}}),
+                  ("on this model's front only", rows[rows["number"].isin(set(on["number"]) - both)],
+                   {"color": _ONLY, "size": 11, "symbol": "diamond", "line": {"color": "white", "width": 1}}))
+        for name, part, marker in groups:
+            fig.add_trace(go.Scatter(
+                x=unit[1] * part[f"energy_mj_{model}"], y=100 * part["accuracy"], mode="markers", name=name,
+                marker=marker, legendgroup=name, showlegend=col == 1,
+                customdata=part["number"].astype(int),
+                hovertemplate=f"<b>trial %{{customdata}}</b><br>accuracy %{{y:.2f}} %<br>energy %{{x:.4g}} {unit[0]}"
+                              f" ({model})<extra>%{{fullData.name}}</extra>"), row=1, col=col)
+        fig.update_xaxes(title_text=f"energy per image, {model} ({unit[0]})", tickformat=_ENERGY_FORMAT, row=1,
+                         col=col)
+        fig.update_yaxes(title_text=ACCURACY_LABEL, row=1, col=col)
+    fig.update_layout(
+        template=_TEMPLATE, height=520,
+        title=_title(title, f"{stays} of the {int(changes[f'on_{first}'].sum())} trials on the {first} front stay on "
+                            f"the {second} front; {int(changes[f'on_{second}'].sum())} trials on the {second} front"),
+        legend={"orientation": "h", "yanchor": "top", "y": -0.15, "xanchor": "left", "x": 0.0},
+        margin={"t": 120},
+    )
+    return fig
+
+
+def _models_html(changes: pd.DataFrame, models: list[str], unit_of: dict[str, Unit]) -> str:
+    """The table of `analysis.front_changes`: each trial on some front, its energy under each
+    model, and a mark where it is on that model's front."""
+    rows = []
+    for _, row in changes.iterrows():
+        cells = [f"<td>{int(row['number'])}</td><td>{100 * row['accuracy']:.2f}</td>"]
+        for model in models:
+            mark = " ●" if row[f"on_{model}"] else ""
+            cells.append(f"<td>{analysis.format_energy(row[f'energy_mj_{model}'], unit_of[model])}{mark}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
+    return (f'<table class="front"><thead><tr><th>trial</th><th>accuracy (%)</th>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>\n<p>Every trial on the Pareto front under at least one "
+            "recorded energy model; ● marks the fronts it is on. Energies per image, recorded when the trial ran "
+            "(nothing is evaluated again).</p>")
 
 
 def genes_parallel_figure(frame: pd.DataFrame, *, title: str = GENES_TITLE) -> go.Figure:
@@ -517,11 +589,13 @@ def baseline_summary(frame: pd.DataFrame, settings: StudySettings) -> str:
         return ("the largest subnet has not completed yet (create enqueues it as trial 0, unless told "
                 "--no-enqueue-largest)")
     unit = analysis.energy_unit([base["energy_mj"], base["ann_energy_mj"]])
-    return (f"trial {int(base['number'])}, the space's largest subnet (the hand-designed Spikformer point): "
+    line = (f"trial {int(base['number'])}, the space's largest subnet (the hand-designed Spikformer point): "
             f"{100 * base['accuracy']:.2f} %, {analysis.format_energy(base['energy_mj'], unit)} per image "
-            f"(E_ref {analysis.format_energy(settings.aeb.e_ref, unit)}); the same network as an ANN "
-            f"(E_MAC × dense MACs) {analysis.format_energy(base['ann_energy_mj'], unit)}, "
-            f"{base['energy_vs_ann']:.3g} × its energy")
+            f"(E_ref {analysis.format_energy(settings.aeb.e_ref, unit)})")
+    if pd.isna(base["ann_energy_mj"]):  # compared with an ANN under the ops model only
+        return line
+    return (f"{line}; the same network as an ANN (E_MAC × dense MACs) "
+            f"{analysis.format_energy(base['ann_energy_mj'], unit)}, {base['energy_vs_ann']:.3g} × its energy")
 
 
 def _summary(study: optuna.Study, settings: StudySettings, frame: pd.DataFrame, front: pd.DataFrame) -> str:
@@ -546,7 +620,9 @@ def _summary(study: optuna.Study, settings: StudySettings, frame: pd.DataFrame, 
         items.append(("Knee of the front", _trial_line(analysis.knee(front, objective=settings.objective), unit)))
     items += [("Units", "accuracy in percent of the validation split; energy per image in "
                         f"{unit[0]} (the study stores accuracy as a fraction and energy in mJ)"),
-              ("Energy profile", settings.evaluation.profile),
+              ("Energy model", analysis.energy_model_text(settings.evaluation.energy_model,
+                                                          settings.evaluation.profile)),
+              ("Energy models recorded", ", ".join(analysis.recorded_energy_models(frame)) or "none (an older study)"),
               ("First layer", _FIRST_LAYER_TEXT[settings.evaluation.first_layer]), ("Supernet", settings.checkpoint)]
     rows = "".join(f"<dt>{html.escape(key)}</dt><dd>{html.escape(value)}</dd>" for key, value in items)
     return f'<dl class="summary">{rows}</dl>'
@@ -559,13 +635,16 @@ def write_report(
     *,
     breakdown_trial: int | None = None,
     device: str | None = None,
+    compare_model: str | None = None,
 ) -> Path:
     """Write one self-contained HTML file: summary, front table and the figures.
 
     The figures: the front (`front_figures`: one for a 2-D study, the 3-D scatter and its
     projections for ``pareto3``), the hypervolume history against the reference point of
     ``benchmarks/bench_search.py`` (`studies.study.study_hypervolume`), the energy breakdown
-    of one trial and the genes of every trial. The baseline (the largest subnet) is marked,
+    of one trial, the front under the study's energy model beside another recorded one
+    (`energy_models_figure`, with a table of every trial on any model's front) and the genes
+    of every trial. The baseline (the largest subnet) is marked,
     and the front table states each trial against it and against the same network as an ANN.
 
     The energy breakdown is the table the trial stored (`studies.layers`); only a trial
@@ -580,12 +659,15 @@ def write_report(
         path: Where to write the report.
         breakdown_trial: Trial of the energy breakdown (default: the F_AEB-best trial).
         device: Where to measure a trial that stored no table (default: cuda if available).
+        compare_model: The recorded energy model to draw the front under beside the study's own
+            (default: ``ops``, or ``loihi`` for a study searched under ``ops``).
 
     Returns:
         The report's path.
 
     Raises:
-        StudyError: for a study without complete trials, or an unknown or incomplete trial.
+        StudyError: for a study without complete trials, an unknown or incomplete trial, or a
+            `compare_model` its trials did not record.
     """
     path = Path(path)
     frame = trials_frame(study, settings)
@@ -602,8 +684,21 @@ def write_report(
         *front_sections,
         ("Search progress", hypervolume_figure(study_hypervolume(frame, settings))),
         (f"Energy breakdown of trial {chosen.number}", energy_breakdown_figure(layers, breakdown_title)),
-        ("Genes", genes_parallel_figure(frame)),
     ]
+    recorded = analysis.recorded_energy_models(frame)
+    own = settings.evaluation.energy_model
+    other = compare_model or ("ops" if own != "ops" else "loihi")
+    if compare_model is not None and compare_model not in recorded:
+        raise StudyError(f"study '{study.study_name}': no trial recorded energy model {compare_model!r}; its trials "
+                         f"recorded {recorded or 'none'}")
+    models_table = ""
+    if own in recorded and other in recorded and other != own:
+        sections.append((f"Energy models: {own} and {other}",
+                         energy_models_figure(frame, (own, other), objective=settings.objective)))
+        changes = analysis.front_changes(frame, recorded, objective=settings.objective)
+        units = {m: analysis.energy_unit(frame[f"energy_mj_{m}"].dropna()) for m in recorded}
+        models_table = _models_html(changes, recorded, units)
+    sections.append(("Genes", genes_parallel_figure(frame)))
     figures = []
     for i, (heading, fig) in enumerate(sections):
         div = fig.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False},
@@ -611,6 +706,8 @@ def write_report(
         figures.append(f"<h2>{html.escape(heading)}</h2>\n{div}")
         if i == len(front_sections) - 1:
             figures.append(f"<h2>Trials on the {_front_name(settings.objective)}</h2>\n{_front_html(front, frame)}")
+        if heading.startswith("Energy models:") and models_table:
+            figures.append(f"<h2>Fronts under every recorded energy model</h2>\n{models_table}")
     name = html.escape(study.study_name)
     page = (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

@@ -13,6 +13,9 @@ Versions:
        fingerprints); versions 1 and 2 read with None.
     4: adds ``artifact_dir``, where trials store their per-layer energy tables
        (`studies.layers`); older versions read with None (their trials stored none).
+    5: the evaluation settings add ``energy_model``, ``record_energy_models`` and
+       ``energy_images`` (`nas.EvaluationSettings`); older versions read with the defaults
+       (``ops``, the model they were searched under).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from nas.space import SearchSpace
 SETTINGS_ATTR = "autospk"
 """The study user attr that holds `StudySettings.to_dict()`."""
 
-SETTINGS_VERSION = 4
+SETTINGS_VERSION = 5
 
 HEARTBEAT_INTERVAL = 10
 """Seconds between a running trial's heartbeats on database storages."""
@@ -128,7 +131,7 @@ class StudySettings:
             data["data_fingerprint"] = None
         if version in (1, 2, 3):
             data["artifact_dir"] = None
-        elif version != SETTINGS_VERSION:
+        elif version not in (4, SETTINGS_VERSION):
             raise ConfigError(f"study settings version {version!r} is unknown; this autospk reads versions "
                               f"1..{SETTINGS_VERSION} (a newer autospk may have written them)")
         try:

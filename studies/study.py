@@ -77,6 +77,9 @@ def _note(settings: StudySettings, measured=None, enqueued: bool = True) -> str:
         f"Objective: **{settings.objective}** ({', '.join(METRIC_NAMES[settings.objective])}). "
         f"Data set: **{settings.dataset.name}** (scored on {scored}).{rejection} "
         f"Supernet: `{settings.checkpoint}`.\n\n"
+        f"Energy model: **{analysis.energy_model_text(evaluation.energy_model, evaluation.profile)}**, first layer "
+        f"{evaluation.first_layer}; every complete trial records its energy under "
+        f"{', '.join(evaluation.energy_models)} (user attr `energies_mj`).\n\n"
         f"F_AEB = Acc x (E / E_ref)^w with E_ref = {aeb.e_ref:.6g} mJ ({analysis.format_energy(aeb.e_ref)}), "
         f"alpha = {aeb.alpha}, beta = {aeb.beta}. Budgets: {budgets}.\n\n"
         f"{analysis.exchange_rate_text(aeb)}\n\n"
@@ -180,8 +183,12 @@ def make_sampler(settings: StudySettings, *, seed_offset: int = 0):
     from nas.sampler import SpikformerNSGAIISampler
 
     sampler_settings = dataclasses.replace(settings.sampler, seed=settings.sampler.seed + seed_offset)
+    ev = settings.evaluation
+    # lemaire has no analytic estimate: its first generation is stratified by the ops one.
+    model = ev.energy_model if ev.energy_model != "lemaire" else "ops"
     return SpikformerNSGAIISampler(settings.space, settings=sampler_settings,
-                                   cost=analytic_energy(settings.supernet_cfg, first_layer=settings.evaluation.first_layer))
+                                   cost=analytic_energy(settings.supernet_cfg, first_layer=ev.first_layer,
+                                                        profile=ev.profile, model=model))
 
 
 def _study_names(store: optuna.storages.BaseStorage) -> list[str]:
@@ -458,9 +465,12 @@ def open_study(storage: str, name: str | None = None) -> tuple[optuna.Study, Stu
 
 def trials_frame(study: optuna.Study, settings: StudySettings) -> pd.DataFrame:
     """`analysis.trials_frame` of the study's complete trials, with each one's energy as an ANN
-    (the study's energy profile's E_MAC x dense MACs) and `analysis.compare_to_baseline`."""
+    (the study's energy profile's E_MAC x dense MACs; under the ``ops`` energy model only, the
+    one it compares with) and `analysis.compare_to_baseline`."""
+    ev = settings.evaluation
+    ann = ann_energy(settings.supernet_cfg, profile=ev.profile) if ev.energy_model == "ops" else None
     frame = analysis.trials_frame(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), settings.space,
-                                  ann_energy=ann_energy(settings.supernet_cfg, profile=settings.evaluation.profile))
+                                  ann_energy=ann)
     return analysis.compare_to_baseline(frame)
 
 
@@ -519,7 +529,7 @@ def measure_trial(settings: StudySettings, trial: FrozenTrial, *, device: str | 
     """Evaluate a trial's subnet again on the validation split, with its per-layer energy.
 
     Returns:
-        The `nas.SubnetScore`; ``score.energy.layers`` is the per-layer breakdown.
+        The `nas.SubnetScore`; ``score.layer_table()`` is the per-layer breakdown.
     """
     evaluator, _ = load_evaluator(settings, device=device)
     return evaluator(settings.space.config_from_params(trial.params))
@@ -534,17 +544,17 @@ def trial_layers(settings: StudySettings, trial: FrozenTrial, *, device: str | N
         device: Where to measure, if the trial stored no table.
 
     Returns:
-        ``(layers, source)``: `energy.EnergyReport.layers`, and where it came from in a few
+        ``(layers, source)``: `nas.SubnetScore.layer_table`, and where it came from in a few
         words (``"stored with the trial"``, or why it was measured again).
     """
     try:
         layers = stored_layers(settings, trial)
     except StudyError as err:
         _log.warning("%s; measuring it again", err)
-        return measure_trial(settings, trial, device=device).energy.layers, "measured again: its stored table is missing"
+        return measure_trial(settings, trial, device=device).layer_table(), "measured again: its stored table is missing"
     if layers is not None:
         return layers, "stored with the trial"
-    return measure_trial(settings, trial, device=device).energy.layers, "measured again: the trial stored no table"
+    return measure_trial(settings, trial, device=device).layer_table(), "measured again: the trial stored no table"
 
 
 def study_hypervolume(frame: pd.DataFrame, settings: StudySettings) -> pd.DataFrame:

@@ -324,14 +324,20 @@ def test_trials_frame_of_a_real_study(real_study):
     _, study, settings = real_study
     space = settings.space
     frame = trials_frame(study, settings)
-    assert list(frame.columns) == [*analysis.frame_columns(space), *analysis.BASELINE_COLUMNS]
+    # Every complete trial records its energy under the models priced from its evaluation pass.
+    energies = [f"energy_mj_{model}" for model in ("ops", "loihi", "spinnaker2")]
+    assert list(frame.columns) == [*analysis.frame_columns(space), *energies, *analysis.BASELINE_COLUMNS]
+    assert analysis.recorded_energy_models(frame) == ["ops", "loihi", "spinnaker2"]
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(frame) == len(complete) == N_TRIALS
     for trial, (_, row) in zip(complete, frame.iterrows()):
         config = space.config_from_params(trial.params)
         assert row["number"] == trial.number and row["arch_id"] == config.arch_id
         assert row["accuracy"] == trial.user_attrs["accuracy"] and 0 <= row["accuracy"] <= 1
-        assert row["energy_mj"] == trial.user_attrs["energy_mj"] > 0
+        assert row["energy_mj"] == trial.user_attrs["energy_mj"] == row["energy_mj_ops"] > 0
+        assert trial.user_attrs["energy_model"] == "ops"
+        # A chip charges every neuron at every step: far above the 45 nm operation count.
+        assert row["energy_mj_loihi"] > row["energy_mj_ops"] and row["energy_mj_spinnaker2"] > row["energy_mj_loihi"]
         for block in range(space.max_depth):
             assert math.isnan(row[f"tau_{block}"]) == (block >= config.depth)
         assert analysis.block_values(row, "tau") == list(config.tau[: config.depth])
@@ -365,7 +371,7 @@ def test_show_marks_the_baseline_and_states_every_front_trial_against_it(real_st
     assert main(["show", "--storage", storage, "--study-name", "p", "--baseline"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (f"p: Pareto front (digits, E_ref {analysis.format_energy(settings.aeb.e_ref, unit)}; "
-                        "energy: fp32 profile, first layer once)")
+                        "energy model ops (45 nm operation prices, fp32 profile), first layer once)")
     assert lines[1] == (f"baseline: trial 0, the largest subnet: {100 * base['accuracy']:.2f} %, "
                         f"{analysis.format_energy(base['energy_mj'], unit)}; as an ANN (E_MAC x dense MACs) "
                         f"{analysis.format_energy(base['ann_energy_mj'], unit)}, {base['energy_vs_ann']:.3g} x its "
@@ -424,7 +430,7 @@ def trace_values(values) -> list:
     return list(values)
 
 
-def test_report_is_one_self_contained_file_with_four_figures(real_study, tmp_path):
+def test_report_is_one_self_contained_file_with_five_figures(real_study, tmp_path):
     _, study, settings = real_study
     path = plots.write_report(study, settings, tmp_path / "out" / "report.html", device="cpu")
     text = path.read_text()
@@ -434,8 +440,8 @@ def test_report_is_one_self_contained_file_with_four_figures(real_study, tmp_pat
     assert [p.name for p in path.parent.iterdir()] == ["report.html"]
 
     figures = plotly_figures(text)
-    assert len(figures) == 4 and text.count("Plotly.newPlot(") == 4
-    pareto, volume, breakdown, genes = (fig["layout"] for fig in figures)
+    assert len(figures) == 5 and text.count("Plotly.newPlot(") == 5
+    pareto, volume, breakdown, models, genes = (fig["layout"] for fig in figures)
     best = int(analysis.best_aeb(trials_frame(study, settings))["number"])
     assert [layout["title"]["text"] for layout in (pareto, volume, genes)] == [
         plots.PARETO_TITLE, plots.HYPERVOLUME_TITLE, plots.GENES_TITLE]
@@ -487,7 +493,7 @@ def test_report_is_one_self_contained_file_with_four_figures(real_study, tmp_pat
     bars = figures[2]["data"]
     assert {bar["name"].split()[0] for bar in bars} == {"MAC", "AC"}
     assert all(energy > 0 for bar in bars for energy in trace_values(bar["x"]))
-    (parcoords,) = figures[3]["data"]
+    (parcoords,) = figures[4]["data"]
     labels = [dimension["label"] for dimension in parcoords["dimensions"]]
     evaluated = [t for t in complete if "duplicate_of" not in t.user_attrs]
     genes_unit, genes_factor = analysis.energy_unit([t.values[1] for t in evaluated])
@@ -499,6 +505,25 @@ def test_report_is_one_self_contained_file_with_four_figures(real_study, tmp_pat
     assert "<dt>Baseline</dt><dd>trial 0, the space&#x27;s largest subnet" in text
     assert "<dt>What F_AEB weighs</dt><dd>F_AEB = Acc x (E / E_ref)^w trades accuracy for energy" in text
     assert "<th>E / E_ANN</th>" in text and "<td>baseline</td>" in text
+
+    # The front under the study's energy model (ops) beside loihi's, from the energies the trials recorded.
+    changes = analysis.front_changes(frame, ["ops", "loihi"])
+    stays = int((changes["on_ops"] & changes["on_loihi"]).sum())
+    assert models["title"]["text"] == plots.MODELS_TITLE
+    assert models["title"]["subtitle"]["text"] == (
+        f"{stays} of the {int(changes['on_ops'].sum())} trials on the ops front stay on the loihi front; "
+        f"{int(changes['on_loihi'].sum())} trials on the loihi front")
+    for panel, (model, other) in enumerate((("ops", "loihi"), ("loihi", "ops"))):
+        axis = "x" if panel == 0 else "x2"
+        traces = {t["name"].split(" (")[0]: t for t in figures[3]["data"] if t.get("xaxis", "x") == axis}
+        marked = {n for name in ("on both fronts", "on this model's front only")
+                  for n in trace_values(traces[name]["customdata"]) if name in traces}
+        assert marked == set(analysis.pareto_front(analysis.under_energy_model(frame, model, settings.aeb)[0])["number"])
+        if "on both fronts" in traces:
+            assert all(changes.set_index("number").loc[n, f"on_{other}"]
+                       for n in trace_values(traces["on both fronts"]["customdata"]))
+    assert "<h2>Fronts under every recorded energy model</h2>" in text
+    assert "<dt>Energy model</dt><dd>ops (45 nm operation prices, fp32 profile)</dd>" in text
 
     chosen = plotly_figures(plots.write_report(study, settings, path, breakdown_trial=0, device="cpu").read_text())
     assert chosen[2]["layout"]["title"]["text"].startswith(f"{plots.BREAKDOWN_TITLE} of trial 0 (the chosen trial")
@@ -550,6 +575,70 @@ def real_study3(tmp_path_factory, digits_checkpoint):
     return storage, study, settings
 
 
+@pytest.fixture(scope="module")
+def loihi_study(tmp_path_factory, digits_checkpoint):
+    """A pareto study searched under the loihi energy model, lemaire recorded on request."""
+    storage = f"sqlite:///{tmp_path_factory.mktemp('loihi')}/s.db"
+    assert main(["create", "--storage", storage, "--study-name", "l", "--objective", "pareto", "--checkpoint",
+                 str(digits_checkpoint.path), "--population-size", "4", "--num-parents", "2", "--energy-model",
+                 "loihi", "--record-energy-models", "lemaire", "--energy-images", "4"]) == 0
+    assert main(["optimize", "--storage", storage, "--study-name", "l", "--n-trials", "5", "--device", "cpu",
+                 "--no-progress"]) == 0
+    study, settings = load(storage, "l")
+    return storage, study, settings
+
+
+def test_a_study_searches_under_its_energy_model_and_shows_the_front_under_any_recorded_one(loihi_study, capsys):
+    storage, study, settings = loihi_study
+    assert settings.evaluation.energy_model == "loihi"
+    assert settings.evaluation.energy_models == ("ops", "loihi", "spinnaker2", "lemaire")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    for trial in complete:
+        attrs = trial.user_attrs
+        assert set(attrs["energies_mj"]) == {"ops", "loihi", "spinnaker2", "lemaire"}
+        assert trial.values == [attrs["accuracy"], attrs["energies_mj"]["loihi"]] and attrs["energy_model"] == "loihi"
+    # E_ref is the largest subnet's energy under the study's model.
+    assert settings.aeb.e_ref == pytest.approx(complete[0].user_attrs["energies_mj"]["loihi"], rel=1e-12)
+    from optuna_dashboard import get_note
+
+    note = get_note(study)
+    assert "Energy model: **loihi (Intel Loihi's published costs)**, first layer once" in note
+    assert "records its energy under ops, loihi, spinnaker2, lemaire" in note
+
+    frame = trials_frame(study, settings)
+    for model in ("ops", "lemaire"):
+        capsys.readouterr()
+        assert main(["show", "--storage", storage, "--study-name", "l", "--energy-model", model, "--format",
+                     "json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        under, aeb = analysis.under_energy_model(frame, model, settings.aeb)
+        front = analysis.pareto_front(under)
+        assert [row["number"] for row in shown] == front["number"].tolist()
+        for row in shown:
+            trial = study.trials[row["number"]]
+            assert row["energy_mj"] == pytest.approx(trial.user_attrs["energies_mj"][model], rel=1e-14)
+            assert row["f_aeb"] == pytest.approx(f_aeb(row["accuracy"], row["energy_mj"], aeb), rel=1e-12)
+        assert aeb.e_ref == pytest.approx(complete[0].user_attrs["energies_mj"][model], rel=1e-12)
+    assert main(["show", "--storage", storage, "--study-name", "l", "--energy-model", "ops"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "energy model ops (45 nm operation prices, fp32 profile), re-read from the study's loihi search" in header
+    assert main(["show", "--storage", storage, "--study-name", "l"]) == 0
+    assert "energy model loihi (Intel Loihi's published costs), first layer once" in capsys.readouterr().out
+
+
+def test_show_under_a_model_no_trial_recorded_is_one_line(real_study, capsys):
+    storage, _, _ = real_study
+    capsys.readouterr()
+    assert main(["show", "--storage", storage, "--study-name", "p", "--energy-model", "lemaire"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no trial recorded energy model 'lemaire'" in err[0]
+    assert "['ops', 'loihi', 'spinnaker2']" in err[0] and "--record-energy-models lemaire" in err[0]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["show", "--storage", storage, "--study-name", "p", "--energy-model", "truenorth"])
+    assert exit_info.value.code == 2
+    assert "'truenorth' is not an energy model; choose from ops, lemaire, loihi, spinnaker2" in capsys.readouterr().err
+
+
 def _optuna_front(study: optuna.Study) -> set[tuple[float, ...]]:
     """Optuna's own Pareto front of a study, as (accuracy, energy_mj, params) values."""
     return {tuple(t.values) for t in study.best_trials}
@@ -593,7 +682,7 @@ def test_report_of_a_pareto3_study_shows_the_3d_front_and_its_projections(real_s
     figures = plotly_figures(text)
     titles = [fig["layout"]["title"]["text"] for fig in figures]
     assert titles[:3] == [plots.PARETO3_TITLE, plots.PROJECTIONS_TITLE, plots.HYPERVOLUME_TITLE]
-    assert titles[3].startswith(plots.BREAKDOWN_TITLE) and titles[4] == plots.GENES_TITLE
+    assert titles[3].startswith(plots.BREAKDOWN_TITLE) and titles[4:] == [plots.MODELS_TITLE, plots.GENES_TITLE]
     expected = _optuna_front(study)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
 
@@ -685,12 +774,17 @@ def test_each_trial_stores_its_per_layer_energy_as_an_optuna_artifact(real_study
         assert (meta.filename, meta.mimetype) == (layers.FILENAME, "text/csv")
         assert trial.user_attrs[layers.ARTIFACT_ATTR] == meta.artifact_id
         table = layers.stored_layers(settings, trial)
-        assert tuple(table.columns) == layers.LAYER_COLUMNS
+        models = ("ops", "loihi", "spinnaker2")
+        assert tuple(table.columns) == (*layers.LAYER_COLUMNS, *(f"energy_mj_{m}" for m in models))
         assert table["energy_mj"].sum() == pytest.approx(trial.user_attrs["energy_mj"], rel=1e-12)
+        for model in models:  # one table, every model that prices layers
+            assert table[f"energy_mj_{model}"].sum() == pytest.approx(trial.user_attrs["energies_mj"][model], rel=1e-12)
+        neurons = table[table["kind"] == "NEURON"]
+        assert len(neurons) and (neurons["energy_mj_ops"] == 0).all() and (neurons["energy_mj_loihi"] > 0).all()
     # Measured again, the last trial's table is the one it stored, number for number.
     trial = evaluated[-1]
-    measured = measure_trial(settings, trial, device="cpu").energy.layers
-    pd.testing.assert_frame_equal(layers.stored_layers(settings, trial), measured[list(layers.LAYER_COLUMNS)],
+    measured = measure_trial(settings, trial, device="cpu").layer_table()
+    pd.testing.assert_frame_equal(layers.stored_layers(settings, trial), measured,
                                   check_dtype=False, check_exact=True)
 
 
@@ -737,7 +831,10 @@ def test_plot_of_a_trial_draws_its_stored_table_without_measuring(real_study, tm
     unit, factor = analysis.energy_unit(stored["energy_mj"])
     drawn = {layer: energy for bar in breakdown["data"]
              for layer, energy in zip(bar["y"], trace_values(bar["x"]))}
-    assert drawn == pytest.approx(dict(zip(stored["layer"], factor * stored["energy_mj"])))
+    # Neuron layers cost nothing under ops: the figure leaves them out.
+    charged = stored[(stored["kind"] != "NEURON") | (stored["energy_mj"] > 0)]
+    assert len(charged) < len(stored)
+    assert drawn == pytest.approx(dict(zip(charged["layer"], factor * charged["energy_mj"])))
 
 
 def test_a_trial_whose_table_is_gone_is_measured_again_and_says_so(real_study, tmp_path):

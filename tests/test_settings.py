@@ -77,8 +77,25 @@ def test_a_version_1_study_still_loads(tmp_path):
     assert loaded.sampler.settings == settings.sampler and loaded.sampler.space == settings.space
 
 
+def test_version_4_settings_read_under_the_ops_energy_model():
+    current = StudySettings.from_dict(_v1()).to_dict()
+    evaluation = {k: v for k, v in current["evaluation"].items()
+                  if k not in ("energy_model", "record_energy_models", "energy_images")}
+    old = StudySettings.from_dict({**current, "evaluation": evaluation, "version": 4})
+    assert (old.evaluation.energy_model, old.evaluation.record_energy_models) == ("ops", ())
+    assert old.evaluation.energy_models == ("ops", "loihi", "spinnaker2")
+    chosen = dataclasses.replace(old, evaluation=EvaluationSettings(energy_model="lemaire", energy_images=8))
+    assert StudySettings.from_dict(json.loads(json.dumps(chosen.to_dict()))) == chosen
+    assert chosen.evaluation.energy_models == ("ops", "loihi", "spinnaker2", "lemaire")
+    with pytest.raises(ConfigError, match=r"unknown energy model 'truenorth'; choose from \['ops', 'lemaire', "):
+        EvaluationSettings(energy_model="truenorth")
+    with pytest.raises(ConfigError, match=r"only \['lemaire'\] can be asked for; \['ops', 'loihi', 'spinnaker2'\] "
+                                          "are recorded for every trial anyway"):
+        EvaluationSettings(record_energy_models=("loihi",))
+
+
 @pytest.mark.parametrize("change,message", [
-    ({"version": 7}, r"study settings version 7 is unknown; this autospk reads versions 1..4"),
+    ({"version": 7}, r"study settings version 7 is unknown; this autospk reads versions 1..5"),
     ({"objective": "fast"}, r"unknown objective 'fast'; choose from \['aeb', 'pareto', 'pareto3'\]"),
     ({"sampler": {"population_size": 4, "parents": 2}}, r"sampler: unknown settings \['parents'\]"),
     ({"budgets": {"max_params": -1}}, r"budget max_params=-1 must be a finite number > 0"),
