@@ -172,7 +172,7 @@ def lemaire_energy(model: nn.Module, images: Iterable[torch.Tensor], *, params: 
 
     Args:
         model: The network, in eval mode.
-        images: Single images ``[C, H, W]`` (or frames ``[T, C, H, W]``) on the model's device.
+        images: Single images ``[C, H, W]`` (or event frames ``[F, C, H, W]``) on the model's device.
         params: Parameter count to carry in the report.
 
     Returns:

@@ -910,7 +910,7 @@ def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
     outputs, figures = run_notebook(storage, "p", tmp_path, monkeypatch)
     titles = [fig["layout"]["title"]["text"] for fig in figures]
     assert titles[:2] == [plots.PARETO_TITLE, plots.HYPERVOLUME_TITLE]
-    assert titles[2].startswith(plots.BREAKDOWN_TITLE) and titles[3] == plots.GENES_TITLE
+    assert titles[2].startswith(plots.BREAKDOWN_TITLE) and titles[3:] == [plots.MODELS_TITLE, plots.GENES_TITLE]
     assert any("best F_AEB" in trace.get("name", "") for trace in figures[0]["data"])
     assert any(trace.get("name") == "baseline: largest subnet (trial 0)" for trace in figures[0]["data"])
     study, settings = load(storage, "p")
@@ -921,6 +921,7 @@ def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
     assert "baseline: trial 0, the space's largest subnet" in text and "1% more accuracy (relative)" in text
     best = select_trial(study, settings, "best").number
     assert f"trial {best}: per-layer energy stored with the trial" in text
+    assert "searched under ops (45 nm operation prices, fp32 profile); recorded: ops, loihi, spinnaker2" in text
 
 
 def test_notebook_shows_a_pareto3_study_in_3d(real_study3, tmp_path, monkeypatch):
@@ -928,6 +929,6 @@ def test_notebook_shows_a_pareto3_study_in_3d(real_study3, tmp_path, monkeypatch
     outputs, figures = run_notebook(storage, "p3", tmp_path, monkeypatch)
     titles = [fig["layout"]["title"]["text"] for fig in figures]
     assert titles[:3] == [plots.PARETO3_TITLE, plots.PROJECTIONS_TITLE, plots.HYPERVOLUME_TITLE]
-    assert titles[3].startswith(plots.BREAKDOWN_TITLE) and titles[4] == plots.GENES_TITLE
+    assert titles[3].startswith(plots.BREAKDOWN_TITLE) and titles[4:] == [plots.MODELS_TITLE, plots.GENES_TITLE]
     front = len(analysis.pareto_front(trials_frame(study, settings), objective="pareto3"))
     assert any(f"{front} on the Pareto front" in "".join(out.get("text", "")) for out in outputs)

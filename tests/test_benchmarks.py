@@ -183,3 +183,26 @@ def test_bench_gpu_smoke_run_writes_every_section(tmp_path):
     assert "TF32 off for both matmul and cuDNN" in saved and "neurons: spikingjelly fused LIF operator" in saved
     eager, compiled = _table_rows(saved, "eager")[0], _table_rows(saved, "compiled")[0]
     assert float(eager[2]) > 0 and float(compiled[2]) > 0 and eager[3] == "1.00x"
+
+
+def test_bench_energy_models_prints_correlations_fronts_best_subnets_and_cost(tmp_path, digits_checkpoint):
+    out = _run(["benchmarks/bench_energy_models.py", "--checkpoint", str(digits_checkpoint.path), "--subnets", "12",
+                "--energy-images", "4", "--timed", "2", "--repeats", "1"], tmp_path)
+    models = ["ops", "lemaire", "loihi", "spinnaker2"]
+    correlations = [_table_rows(out, model)[0] for model in models]  # the correlation table comes first
+    for i, row in enumerate(correlations):
+        values = [float(v) for v in row[1:]]
+        assert values[i] == 1.0 and all(-1 <= v <= 1 for v in values)
+        assert values == [float(other[1 + i]) for other in correlations]  # symmetric
+    fronts = {row[0]: row for row in (_table_rows(out, m)[1] for m in models)}
+    assert fronts["ops"][2] == f"{fronts['ops'][1]} of {fronts['ops'][1]}"
+    for model in models:
+        assert int(fronts[model][1]) >= 1
+    for model in models:
+        best = _table_rows(out, model)[2]
+        assert 0 <= float(best[2]) <= 100 and best[3].endswith("uJ")
+    cost = {row[0]: row for row in (_table_rows(out, name)[0] for name in (
+        "before energy models (ops report only)", "every per-trial model (ops, loihi, spinnaker2)",
+        "every model, lemaire included"))}
+    assert cost["before energy models (ops report only)"][2] == "1.00x"
+    assert all(float(row[1]) > 0 for row in cost.values())
