@@ -195,7 +195,6 @@ def score_model(
     profile: str | EnergyProfile | None = None,
     device: torch.device | str | None = None,
     first_layer: str = "once",
-    models: tuple[str, ...] = ("ops",),
 ) -> tuple[float, EnergyReport]:
     """Top-1 accuracy of `model` on `batches` and its energy per image, measured in one pass.
 
@@ -208,16 +207,14 @@ def score_model(
         profile: Energy per operation (see `energy.get_profile`).
         device: Where the images go; defaults to the model's device.
         first_layer: First-layer energy convention, ``once`` or ``per_step``.
-        models: Energy models priced from the same pass (``ops`` and the devices of
-            `energy.DEVICES`); the report returned is under the first (`score_energies`
-            returns every one).
 
     Returns:
-        Accuracy in [0, 1] and the energy report under ``models[0]``.
+        Accuracy in [0, 1] and the energy report (``ops``; `score_energies` prices the same
+        pass under other energy models too).
     """
     accuracy, reports = score_energies(model, batches, params=params, profile=profile, device=device,
-                                       first_layer=first_layer, models=models)
-    return accuracy, reports[models[0]]
+                                       first_layer=first_layer)
+    return accuracy, reports["ops"]
 
 
 @torch.no_grad()
@@ -231,7 +228,8 @@ def score_energies(
     first_layer: str = "once",
     models: tuple[str, ...] = ("ops",),
 ) -> tuple[float, dict[str, EnergyReport]]:
-    """`score_model`, with the energy report under each of `models` (priced from one pass)."""
+    """`score_model`, with the energy report under each of `models`, priced from the same pass
+    (``ops`` and the devices of `energy.DEVICES`)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     correct = scored = 0
     with EnergyMonitor(model, profile=profile, first_layer=first_layer) as monitor:

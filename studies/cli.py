@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 import traceback
@@ -137,7 +138,8 @@ _SETTINGS_FLAGS: dict[type, dict[str, tuple[str, Any, str]]] = {
     },
     Budgets: {
         "max_params": ("--max-params", _positive(int), "most parameters a subnet may have"),
-        "max_energy_mj": ("--max-energy-mj", _positive(float), "most energy per image (mJ) a subnet may use"),
+        "max_energy_mj": ("--max-energy-mj", _positive(float), "most energy per image (mJ) a subnet may use, under the "
+                                                                "study's energy model"),
     },
     SamplerSettings: {
         "population_size": ("--population-size", _positive(int), "trials per generation"),
@@ -384,7 +386,7 @@ def _baseline_line(base: Any, unit: tuple[str, float]) -> str:
         return "the largest subnet has not completed yet"
     line = (f"trial {int(base['number'])}, the largest subnet: {100 * base['accuracy']:.2f} %, "
             f"{format_energy(base['energy_mj'], unit)}")
-    if base["ann_energy_mj"] != base["ann_energy_mj"]:  # NaN: no ANN comparison under this energy model
+    if math.isnan(base["ann_energy_mj"]):  # compared with an ANN under the ops energy model only
         return line
     return (f"{line}; as an ANN (E_MAC x dense MACs) {format_energy(base['ann_energy_mj'], unit)}, "
             f"{base['energy_vs_ann']:.3g} x its energy")
