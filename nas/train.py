@@ -125,7 +125,9 @@ def _train_loader(train: Dataset, recipe: Recipe, *, seed: int, device: torch.de
         persistent_workers=recipe.num_workers > 0, pin_memory=device.type == "cuda",
     )
     if len(loader) == 0:
-        raise ConfigError(f"batch_size={recipe.batch_size} is larger than the training split ({len(train)} images)")
+        raise ConfigError(f"batch_size={recipe.batch_size} is larger than the training split ({len(train)} images): "
+                          f"choose a batch size of at most {len(train)} (--batch-size on the command line) or "
+                          "train on more images")
     return loader
 
 

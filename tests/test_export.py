@@ -149,11 +149,11 @@ def test_export_holds_weights_config_transform_and_measurements(knee_export, dig
     assert (predicted == labels).double().mean().item() == result["test_accuracy"]
 
 
-def test_readme_walkthrough_run_as_written_in_a_fresh_process_prints_the_stored_accuracy(knee_export):
+def test_docs_walkthrough_run_as_written_in_a_fresh_process_prints_the_stored_accuracy(knee_export):
     folder, result = knee_export
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(re.escape(README_MARKER) + r"\n```python\n(.*?)```", readme, re.S)
-    assert block, "the README lost its export walkthrough"
+    page = (ROOT / "docs" / "how-to" / "export-finetune.md").read_text()
+    block = re.search(re.escape(README_MARKER) + r"\n```python\n(.*?)```", page, re.S)
+    assert block, "the export guide lost its walkthrough"
     code = block.group(1)
     assert 'load_exported("digits-knee")' in code and "import studies" not in code and "import nas" not in code
     exact = "\nprint('exact:', float(accuracy) == subnet.info['test_accuracy'])\n"
