@@ -261,9 +261,25 @@ def load_checkpoint(path: str | Path) -> SupernetCheckpoint:
         FileNotFoundError: if `path` does not exist.
         ConfigError: if the file is not a readable, complete autospk supernet checkpoint.
     """
-    state = load_tensor_file(path, what="supernet checkpoint",
-                             hint="train one with `autospk-study train-supernet`")
+    state = load_tensor_file(path, what="supernet checkpoint", hint=_missing_supernet_hint(path))
     return SupernetCheckpoint.from_state(state, path)
+
+
+QUICKSTART_CHECKPOINT = Path("autospk-runs") / "digits-supernet.pt"
+"""Where ``autospk-study quickstart`` writes its supernet (relative to where it runs)."""
+
+
+def _missing_supernet_hint(path: str | Path) -> str:
+    """What to do about a missing supernet checkpoint: the checkpoints beside it and the
+    quickstart's, if there are any, else how to train one."""
+    folder = Path(path).parent
+    found = sorted({*folder.glob("*.pt"), *(p for p in [QUICKSTART_CHECKPOINT] if p.is_file())})
+    found = [p for p in found if not p.name.endswith(".finetune.pt") and p.name != "finetune.pt"]
+    train = "train one with `autospk-study train-supernet`"
+    if not found:
+        return train
+    shown = ", ".join(str(p) + (" (the quickstart's)" if p == QUICKSTART_CHECKPOINT else "") for p in found[:5])
+    return f"checkpoints here: {shown}; or {train}"
 
 
 def load_finetune_checkpoint(path: str | Path) -> FinetuneCheckpoint:

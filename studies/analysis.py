@@ -500,6 +500,25 @@ def architecture_text(row: pd.Series, separator: str = ", ") -> str:
 
 
 BASELINE_MARK = "baseline"
+KNEE_MARK = "knee"
+"""The knee of the front: what ``export --trial knee`` picks."""
+BEST_MARK = "best"
+"""The feasible trial with the highest F_AEB: what ``export --trial best`` picks."""
+
+
+def mark_choices(rows: pd.DataFrame, frame: pd.DataFrame, objective: str) -> pd.DataFrame:
+    """`rows` with the bool columns ``knee`` and ``best_f_aeb``: whether each row is the trial
+    that ``export --trial knee`` (of `frame`'s front) or ``--trial best`` picks."""
+    out = rows.copy()
+    front = pareto_front(frame, objective=objective)
+    knee_number = int(knee(front, objective=objective)["number"]) if not front.empty else None
+    try:
+        best_number = int(best_aeb(frame)["number"])
+    except ValueError:
+        best_number = None
+    out["knee"] = out["number"].astype(int) == knee_number
+    out["best_f_aeb"] = out["number"].astype(int) == best_number
+    return out
 """What `front_table` writes in its ``note`` column on the baseline's row."""
 
 
@@ -516,7 +535,8 @@ def front_table(front: pd.DataFrame, *, unit: tuple[str, float] | None = None,
             `compare_to_baseline` to the whole trials frame, where the baseline is, first).
 
     Returns:
-        Columns ``trial``, ``note`` (`BASELINE_MARK` on the baseline's row, else empty),
+        Columns ``trial``, ``note`` (`BASELINE_MARK`, `KNEE_MARK` and `BEST_MARK`, joined by
+        ``+``, on the rows flagged ``baseline``, ``knee`` and ``best_f_aeb``; else empty),
         ``accuracy %``, ``energy <unit>``, [the baseline columns], ``F_AEB``, ``params``,
         ``SOPs`` and the genes.
 
@@ -524,10 +544,15 @@ def front_table(front: pd.DataFrame, *, unit: tuple[str, float] | None = None,
         ValueError: for `baseline_columns` on rows without the `BASELINE_COLUMNS`.
     """
     name, factor = unit or energy_unit(front["energy_mj"])
-    marks = front["baseline"].astype(bool) if "baseline" in front else pd.Series(False, index=front.index)
+
+    def flags(column: str) -> pd.Series:
+        return front[column].astype(bool) if column in front else pd.Series(False, index=front.index)
+
+    marks = [(flags("baseline"), BASELINE_MARK), (flags("knee"), KNEE_MARK), (flags("best_f_aeb"), BEST_MARK)]
+    notes = ["+".join(mark for flag, mark in marks if flag[i]) for i in front.index]
     table = pd.DataFrame({
         "trial": front["number"].astype(int),
-        "note": np.where(marks, BASELINE_MARK, ""),
+        "note": notes,
         "accuracy %": 100 * front["accuracy"],
         f"energy {name}": factor * front["energy_mj"],
     })

@@ -18,9 +18,11 @@ create and quickstart make one. An error is one line (a line per cause when work
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 import traceback
@@ -352,11 +354,15 @@ def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool 
     shown = analysis.shown_trials(frame, settings.objective, top)
     if baseline:
         shown = analysis.with_baseline_row(shown, frame)
-    if fmt == "json":
-        print(shown.dropna(axis=1, how="all").to_json(orient="records", indent=1, double_precision=15))
-        return
-    if fmt == "csv":
-        print(shown.dropna(axis=1, how="all").to_csv(index=False), end="")
+    shown = analysis.mark_choices(shown, frame, settings.objective)
+    if fmt in ("json", "csv"):
+        # Each row carries what its energy and F_AEB were measured with.
+        stored = shown.dropna(axis=1, how="all").assign(
+            e_ref_mj=aeb.e_ref, energy_model=model, energy_profile=ev.profile, first_layer=ev.first_layer)
+        if fmt == "json":
+            print(stored.to_json(orient="records", indent=1, double_precision=15))
+        else:
+            print(stored.to_csv(index=False), end="")
         return
     what = {"pareto": "Pareto front",
             "pareto3": "3-D Pareto front of accuracy, energy and parameters"}.get(settings.objective,
@@ -368,6 +374,8 @@ def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool 
     print(f"baseline: {_baseline_line(analysis.baseline(frame), unit)}")
     table = analysis.front_table(shown, unit=unit, baseline_columns=baseline)
     print(table.to_string(index=False, formatters=analysis.display_formats(table)))
+    print(f"notes: {analysis.KNEE_MARK} = the knee of the front (export --trial knee), {analysis.BEST_MARK} = the "
+          f"highest F_AEB (export --trial best)")
     try:
         best = analysis.best_aeb(frame)
     except ValueError as err:
@@ -427,18 +435,25 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
+    from .analysis import energy_unit, format_energy
     from .export import finetune_trial
     from .study import load
 
     trial = _chosen_trial(args.trial)
     study, settings = load(_storage(args), args.study_name)
-    result = finetune_trial(study, settings, args.output, trial=trial, epochs=args.epochs, lr=args.lr,
-                            resume=args.resume, seed=args.seed, device=args.device, precision=args.precision,
-                            progress=_progress(args))
+    # Progress and the summary go to stderr: stdout holds the JSON alone, for a pipe or a file.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = finetune_trial(study, settings, args.output, trial=trial, epochs=args.epochs, lr=args.lr,
+                                resume=args.resume, seed=args.seed, device=args.device, precision=args.precision,
+                                progress=_progress(args))
     before = result["finetune"]["inherited"]
+    unit = energy_unit([before["test_energy_mj"], result["test_energy_mj"]])
+    change = result["test_energy_mj"] / before["test_energy_mj"] - 1
     print(f"trial {result['trial']}: test accuracy {before['test_accuracy']:.2%} inherited -> "
-          f"{result['test_accuracy']:.2%} fine-tuned ({result['finetune']['epochs']} epochs); "
-          f"export: {Path(args.output).resolve()}")
+          f"{result['test_accuracy']:.2%} fine-tuned ({result['finetune']['epochs']} epochs); energy "
+          f"{format_energy(before['test_energy_mj'], unit)} -> {format_energy(result['test_energy_mj'], unit)} "
+          f"({change:+.1%}, {settings.evaluation.energy_model} model: fine-tuning changes the firing rates); "
+          f"export: {Path(args.output).resolve()}", file=sys.stderr)
     print(json.dumps(result, indent=1, default=str))
 
 
@@ -770,6 +785,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exception(err)
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`show ... | head`): stop quietly, as other command-line tools do.
+        # Point stdout at /dev/null so that Python's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as err:
         line = _error_line(err, args)
         if line is None:

@@ -13,8 +13,8 @@ its workers dies. Database heartbeats recover the trials of workers on other hos
 What the user sees: a worker that fails sends its error to `optimize`, which summarises
 the failures in one line per cause (`WorkerFailure`; the tracebacks travel along for
 ``--verbose``); Ctrl-C stops every worker without a traceback. Progress is a bar on a
-terminal and a plain line per generation elsewhere (a log file), both with the front size
-and the best value so far.
+terminal and elsewhere (a log file) a plain line per generation, and at least every 30 s
+while trials finish, both with the front size and the best value so far.
 """
 
 from __future__ import annotations
@@ -545,9 +545,15 @@ def search_summary(frame: pd.DataFrame, objective: str) -> str:
     return f"front {len(front)}, best accuracy {100 * front['accuracy'].max():.2f}%"
 
 
+LINE_SECONDS = 30.0
+"""Progress in a log file: a line at least this often while trials finish, so that a slow
+search (trials of tens of seconds, generations of minutes) does not look hung."""
+
+
 class _SearchProgress:
     """Progress of `optimize`: a bar on a terminal; elsewhere (a log file) a plain line at
-    every generation's worth of finished trials and at the end.
+    every generation's worth of finished trials, when a trial finishes `LINE_SECONDS` or more
+    after the last line, and at the end.
 
     Args:
         study: The study, read to summarise it (`search_summary`) when a trial finished.
@@ -570,6 +576,7 @@ class _SearchProgress:
                             unit="trial", dynamic_ncols=True)
         self.step = settings.sampler.population_size
         self.shown = finished
+        self.last_line = time.monotonic()
         if self.bar is not None and finished:
             self.bar.set_postfix_str(self._summarise())
 
@@ -586,7 +593,7 @@ class _SearchProgress:
             self.bar.set_postfix_str(self._summarise(), refresh=False)
             self.bar.refresh()
             self.shown = finished
-        elif finished // self.step > self.shown // self.step:
+        elif finished // self.step > self.shown // self.step or time.monotonic() - self.last_line >= LINE_SECONDS:
             self._line(finished)
 
     def _line(self, finished: int) -> None:
@@ -595,6 +602,7 @@ class _SearchProgress:
         print(f"{self.study.study_name}: {finished}{total} trials" + (f", {summary}" if summary else ""),
               flush=True)
         self.shown = finished
+        self.last_line = time.monotonic()
 
     def close(self, finished: int) -> None:
         if not self.show:

@@ -380,10 +380,17 @@ def test_show_marks_the_baseline_and_states_every_front_trial_against_it(real_st
     assert header[:10] == ["trial", "note", "accuracy", "%", "energy", unit[0], "acc", "-", "baseline", "pp"]
     assert header[10:16] == ["E", "/", "E_baseline", "E", "/", "E_ANN"]
     rows = {int(line.split()[0]): line.split() for line in lines[3:3 + len(analysis.with_baseline_row(front, frame))]}
-    assert set(rows) == set(front["number"]) | {0} and rows[0][1] == "baseline"
+    assert set(rows) == set(front["number"]) | {0} and rows[0][1].startswith("baseline")
+    # The notes mark the baseline, the knee (export --trial knee) and the best F_AEB (--trial best).
+    knee = int(analysis.knee(front)["number"])
+    best_number = int(analysis.best_aeb(frame)["number"])
+    notes = {number: "+".join(mark for mark, on in (("baseline", number == 0), ("knee", number == knee),
+                                                    ("best", number == best_number)) if on) for number in rows}
     for _, row in analysis.with_baseline_row(front, frame).iterrows():
         number = int(row["number"])
-        cells = rows[number][2:] if number == 0 else rows[number][1:]  # only the baseline has a note
+        cells = rows[number][2:] if notes[number] else rows[number][1:]
+        if notes[number]:
+            assert rows[number][1] == notes[number]
         assert cells[:5] == [f"{100 * row['accuracy']:.2f}", f"{unit[1] * row['energy_mj']:.4g}",
                              f"{100 * row['accuracy_vs_baseline']:+.2f}", f"{row['energy_vs_baseline']:.3g}",
                              f"{row['energy_vs_ann']:.3g}"]
@@ -395,8 +402,16 @@ def test_show_marks_the_baseline_and_states_every_front_trial_against_it(real_st
     assert main(["show", "--storage", storage, "--study-name", "p"]) == 0
     plain = capsys.readouterr().out.splitlines()
     assert plain[:2] == lines[:2] and "E_ANN" not in plain[2]
+    assert plain[-2] == ("notes: knee = the knee of the front (export --trial knee), best = the highest F_AEB "
+                         "(export --trial best)")
     assert main(["show", "--storage", storage, "--study-name", "p", "--format", "json", "--baseline"]) == 0
     shown = json.loads(capsys.readouterr().out)
+    # Every row carries what its figures were measured with, and which rows export picks.
+    for row in shown:
+        assert (row["e_ref_mj"], row["energy_model"], row["energy_profile"], row["first_layer"]) == (
+            settings.aeb.e_ref, "ops", "fp32", "once")
+        assert row["knee"] == (row["number"] == knee) and row["best_f_aeb"] == (row["number"] == best_number)
+    assert select_trial(study, settings, "knee").number == knee
     (stored,) = [row for row in shown if row["baseline"]]
     assert stored["number"] == 0 and stored["energy_vs_baseline"] == 1.0
     assert stored["accuracy"] == pytest.approx(base["accuracy"], rel=1e-14)

@@ -245,3 +245,75 @@ def test_verbose_adds_the_traceback_to_the_line(tmp_path, capsys):
     assert err.startswith("Traceback (most recent call last):\n") and "StorageError" in err
     assert err.endswith(f"autospk-study: error: storage {url} does not exist: no file {tmp_path}/none.db "
                         f"(no sqlite storage in {tmp_path}); {CREATE_HINT}\n")
+
+
+# ----------------------------------------------------------------------------- frictions a new user met
+
+
+def test_a_missing_checkpoint_names_the_checkpoints_there_and_the_quickstarts(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    storage = f"sqlite:///{tmp_path}/s.db"
+    create = ["create", "--storage", storage, "--study-name", "d3", "--objective", "pareto3"]
+    assert _fails(capsys, *create, "--checkpoint", "digits.pt") == (
+        "autospk-study: error: supernet checkpoint digits.pt does not exist; train one with "
+        "`autospk-study train-supernet`\n")
+    (tmp_path / "autospk-runs").mkdir()
+    (tmp_path / "autospk-runs" / "digits-supernet.pt").write_bytes(b"")
+    (tmp_path / "c10.pt").write_bytes(b"")
+    assert _fails(capsys, *create, "--checkpoint", "digits.pt") == (
+        "autospk-study: error: supernet checkpoint digits.pt does not exist; checkpoints here: "
+        "autospk-runs/digits-supernet.pt (the quickstart's), c10.pt; or train one with "
+        "`autospk-study train-supernet`\n")
+
+
+def test_a_batch_larger_than_a_small_folder_names_the_flag(tmp_path, capsys):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(20):
+            Image.new("L", (8, 8), color=i * 10).save(tmp_path / "imgs" / label / f"{i}.png")
+    assert main(["train-supernet", "--dataset", "folder", "--data-root", str(tmp_path / "imgs"), "--space",
+                 "digits", "--output", str(tmp_path / "m.pt"), "--epochs", "1", "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    # (torch may warn first that the cifar recipe's 4 loader workers exceed this machine's CPUs)
+    err = "autospk-study: error: " + err.split("autospk-study: error: ", 1)[1]
+    assert re.fullmatch(r"autospk-study: error: batch_size=128 is larger than the training split \((\d+) images\): "
+                        r"choose a batch size of at most \1 \(--batch-size on the command line\) or train on more "
+                        r"images\n", err), err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_optimize_into_a_log_file_prints_while_trials_finish_not_only_per_generation(
+        tmp_path, digits_checkpoint, capsys, monkeypatch):
+    import studies.workers
+    from studies.workers import _SearchProgress
+
+    storage = f"sqlite:///{tmp_path}/slow.db"
+    assert main(["create", "--storage", storage, "--study-name", "s", "--objective", "pareto", "--checkpoint",
+                 str(digits_checkpoint.path), "--population-size", "20"]) == 0
+    study, settings = load(storage, "s")
+    capsys.readouterr()
+    # Trials finishing quickly: a line per generation of 20 only (none here), then the end.
+    quick = _SearchProgress(study, settings, finished=0, n_trials=3, show=True)
+    for finished in (1, 2):
+        quick.update(finished)
+    quick.close(3)
+    assert capsys.readouterr().out == "s: 3/3 trials\n"
+    # Trials slower than LINE_SECONDS apart: a line as each finishes, though no generation is complete.
+    monkeypatch.setattr(studies.workers, "LINE_SECONDS", 0.0)
+    slow = _SearchProgress(study, settings, finished=0, n_trials=3, show=True)
+    for finished in (1, 2, 3):
+        slow.update(finished)
+    slow.close(3)
+    assert capsys.readouterr().out == "s: 1/3 trials\ns: 2/3 trials\ns: 3/3 trials\n"
+
+
+def test_output_into_a_closed_pipe_stops_quietly(tmp_path):
+    storage = f"sqlite:///{tmp_path}/p.db"
+    optuna.create_study(storage=storage, study_name="s")
+    proc = subprocess.Popen([*CLI, "list", "--storage", storage], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=ENV)
+    proc.stdout.close()  # as `autospk-study list | head -0` would
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""

@@ -21,6 +21,7 @@ import nas.train as train_module
 from models import ConfigError, InputTransform, Spikformer, load_exported
 from nas import DatasetSpec, SamplerSettings, finetune_recipe, get_recipe, load_dataset, load_finetune_checkpoint
 from nas.train import FINETUNE_METRICS, metrics_path
+from studies import analysis
 from studies.cli import main
 from studies.export import FINETUNE_CHECKPOINT, export_trial, finetune_trial
 from studies.study import create, load
@@ -202,13 +203,19 @@ def test_finetune_resumes_after_a_crash_to_the_same_weights_and_exports_a_loadab
         study, tmp_path, monkeypatch, capsys, digits_data):
     storage = study
     assert main(["finetune", "--storage", storage, "--study-name", "digits-pareto", "--trial", "best", "--epochs",
-                 "2", "--output", str(tmp_path / "straight"), "--device", "cpu", "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    first, rest = out.split("\n", 1)
-    result = json.loads(rest)
-    before = result["finetune"]["inherited"]["test_accuracy"]
-    assert first == (f"trial {result['trial']}: test accuracy {before:.2%} inherited -> "
-                     f"{result['test_accuracy']:.2%} fine-tuned (2 epochs); export: {tmp_path / 'straight'}")
+                 "2", "--output", str(tmp_path / "straight"), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # stdout is the JSON alone: progress and summary are on stderr
+    inherited = result["finetune"]["inherited"]
+    before, energy = inherited["test_accuracy"], inherited["test_energy_mj"]
+    unit = analysis.energy_unit([energy, result["test_energy_mj"]])
+    change = result["test_energy_mj"] / energy - 1
+    assert captured.err.splitlines()[-1] == (
+        f"trial {result['trial']}: test accuracy {before:.2%} inherited -> {result['test_accuracy']:.2%} fine-tuned "
+        f"(2 epochs); energy {analysis.format_energy(energy, unit)} -> "
+        f"{analysis.format_energy(result['test_energy_mj'], unit)} ({change:+.1%}, ops model: fine-tuning changes "
+        f"the firing rates); export: {tmp_path / 'straight'}")
+    assert "epoch 2/2" in captured.err  # the per-epoch progress lines
     assert result["finetune"]["epochs"] == 2 and result["finetune"]["recipe"]["name"] == "digits-finetune"
     history = load_finetune_checkpoint(tmp_path / "straight" / FINETUNE_CHECKPOINT).history
     assert [row["epoch"] for row in history] == [1, 2] and all(0 <= row["val_accuracy"] <= 1 for row in history)
