@@ -116,7 +116,8 @@ def main() -> None:
     print("| model | subnets on its front | of the ops front's, on it | others on it |\n|---|---:|---:|---:|")
     for model in MODELS:
         kept = len(fronts["ops"] & fronts[model])
-        print(f"| {model} | {len(fronts[model])} | {kept} of {len(fronts['ops'])} | {len(fronts[model] - fronts['ops'])} |")
+        others = len(fronts[model] - fronts["ops"])
+        print(f"| {model} | {len(fronts[model])} | {kept} of {len(fronts['ops'])} | {others} |")
 
     print("\n## Best subnet by F_AEB (alpha = beta = -0.07, E_ref = the largest subnet under each model)\n")
     print("| model | trial | accuracy % | energy under the model | its ops rank by F_AEB | depth, dim, T |\n"

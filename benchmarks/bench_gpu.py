@@ -134,7 +134,8 @@ def training_steps(device: torch.device, sizes: Sizes, report: Report) -> dict:
 
                 medians[(batch, precision, key)] = _median_time(step, device, sizes.repeats)
                 steps[(batch, precision, key)] = step
-    lines = ["| batch | precision | a s/step | b s/step | c s/step | a/b (target <= 1.0) | c/a |", "|---|---|---|---|---|---|---|"]
+    lines = ["| batch | precision | a s/step | b s/step | c s/step | a/b (target <= 1.0) | c/a |",
+             "|---|---|---|---|---|---|---|"]
     for batch in sizes.train_batches:
         for precision in ("fp32", "bf16"):
             a, b, c = (medians[(batch, precision, k)] for k in "abc")
@@ -167,7 +168,8 @@ def kernel_time(device: torch.device, sizes: Sizes, measured: dict, report: Repo
             busy_ms = sum(e.self_device_time_total for e in kernels) / 1e3
             launches = sum(e.count for e in kernels)
             wall_ms = measured["medians"][(batch, precision, key)] * 1e3
-            lines.append(f"| {key} | {precision} | {launches} | {busy_ms:.2f} | {wall_ms:.2f} | {busy_ms / wall_ms:.2f} |")
+            lines.append(f"| {key} | {precision} | {launches} | {busy_ms:.2f} | {wall_ms:.2f} | "
+                         f"{busy_ms / wall_ms:.2f} |")
     lines.append("")
     lines.append(f"batch {batch}; wall time is the median of section 2 (without the profiler). A kernel / wall "
                  "ratio well below 1 means the step waits on the host: launch-bound.")
@@ -239,8 +241,8 @@ def memory(device: torch.device, sizes: Sizes, report: Report) -> None:
         lines.append(f"| {precision} | {probe['before_mb']:.0f} | {probe['peak_mb']:.0f} | {per_image:.1f} | "
                      f"{fits[0]} | {fits[1]} |")
     lines.append("")
-    lines.append(f"paper space, largest subnet (Spikformer-4-384, T=4), batch {sizes.memory_batch}; "
-                 + ("torch.cuda.max_memory_allocated" if device.type == "cuda" else "CPU: resident memory of this process"))
+    measured = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "CPU: resident memory of this process"
+    lines.append(f"paper space, largest subnet (Spikformer-4-384, T=4), batch {sizes.memory_batch}; {measured}")
     report.section("Peak memory of a training step", lines)
 
 

@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
           f"| monitor / plain (target <= {MONITOR_TARGET}) |")
     print("|---|---|---|---|---|---|")
     for (key, precision), c in results.items():
-        cells = [f"{sum(c[k].kernels.values())} ({sum(c[k].ops.values())})" for k in ("train", "eval", "eval + monitor")]
+        cells = [f"{sum(c[k].kernels.values())} ({sum(c[k].ops.values())})"
+                 for k in ("train", "eval", "eval + monitor")]
         ratio = sum(c["eval + monitor"].kernels.values()) / sum(c["eval"].kernels.values())
         print(f"| {key} | {precision} | {' | '.join(cells)} | {ratio:.2f} |")
     print()

@@ -265,7 +265,7 @@ def main() -> None:
           f"population {population}, {args.candidates} candidates screened per proposal by ours; "
           f"E_ref (largest subnet) = {e_ref:.6f} mJ")
     print("hypervolume of (1 - accuracy, energy mJ), both minimised, as a fraction of the box up to "
-          f"(0.2, E_ref); mean ± standard error of the mean over seeds")
+          "(0.2, E_ref); mean ± standard error of the mean over seeds")
     print()
     print(f"| sampler | {' | '.join(f'HV@{b}' for b in budgets)} | duplicate trials (mean) |")
     print("|---|" + "---|" * len(budgets) + "---|")

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import lif_implementation, set_tf32, spikingjelly_spikformer  # noqa: E402
 
 from energy import dense_macs  # noqa: E402
-from models import SubnetConfig, SupernetConfig, SpikformerSupernet  # noqa: E402
+from models import SpikformerSupernet, SubnetConfig, SupernetConfig  # noqa: E402
 
 WARMUP_STEPS = 3
 

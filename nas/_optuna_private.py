@@ -15,6 +15,11 @@ import optuna
 from optuna.trial import FrozenTrial
 
 
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's id of `trial` (unique within the storage, unlike its number)."""
+    return trial._trial_id
+
+
 def set_trial_system_attr(study: optuna.Study, trial: optuna.Trial | FrozenTrial, key: str, value: Any) -> None:
     """Write a system attr of `trial` (running or not) to the storage of `study`.
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ._optuna_private import trial_id
+
 if TYPE_CHECKING:
     from .space import SearchSpace
 
@@ -117,11 +119,11 @@ class StudyIndex:
         if self._first is None:
             return False
         first = trials[0] if trials else None
-        return first is None or (first._trial_id, first.datetime_start) != self._first
+        return first is None or (trial_id(first), first.datetime_start) != self._first
 
     def _index(self, trial: FrozenTrial) -> None:
         if trial.number == 0:
-            self._first = (trial._trial_id, trial.datetime_start)
+            self._first = (trial_id(trial), trial.datetime_start)
         self._indexed.add(trial.number)
         if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             return

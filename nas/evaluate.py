@@ -233,7 +233,7 @@ def score_energies(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     correct = scored = 0
     with EnergyMonitor(model, profile=profile, first_layer=first_layer) as monitor:
-        for correct, scored in _running_counts(model, batches, device):
+        for correct, scored in _running_counts(model, batches, device):  # noqa: B007 (the last counts are the totals)
             pass
     return correct / scored, monitor.reports(params=params, models=models)
 
@@ -244,7 +244,8 @@ def _fixed_energy_mj(report: EnergyReport) -> float:
     layers = report.layers
     fixed = float(layers.loc[layers["kind"] == "MAC", "energy_mj"].sum())
     if report.model in DEVICES:
-        fixed += float(layers.loc[layers["kind"] == "NEURON", "ops"].sum()) * DEVICES[report.model].e_neuron_pj * PJ_TO_MJ
+        updates = float(layers.loc[layers["kind"] == "NEURON", "ops"].sum())
+        fixed += updates * DEVICES[report.model].e_neuron_pj * PJ_TO_MJ
     return fixed
 
 
@@ -349,7 +350,8 @@ class SubnetEvaluator:
                 accuracy_bound = accuracy_upper_bound(correct, scored, total, confidence=settings.rejection_confidence,
                                                       checks=self._checks)
                 if own == "lemaire":  # known exactly already
-                    energy, energy_bound, measured = energies["lemaire"], energies["lemaire"].energy_mj, {"ops": partial}
+                    energy, measured = energies["lemaire"], {"ops": partial}
+                    energy_bound = energy.energy_mj
                 else:
                     energy, measured = partial, {}
                     energy_bound = energy_lower_bound(partial.energy_mj, _fixed_energy_mj(partial), scored, total)

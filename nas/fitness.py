@@ -19,6 +19,7 @@ from typing import Any
 
 from models import ConfigError
 
+
 @dataclass(frozen=True)
 class AEBSettings:
     """Settings of F_AEB.

@@ -40,8 +40,13 @@ from tqdm.auto import tqdm
 from models import ConfigError, Spikformer, SpikformerSupernet, SubnetConfig, SupernetConfig
 from models.spikformer import separate_qkv_layout
 
-from .checkpoint import (FinetuneCheckpoint, SupernetCheckpoint, load_checkpoint, load_finetune_checkpoint,
-                         save_checkpoint)
+from .checkpoint import (
+    FinetuneCheckpoint,
+    SupernetCheckpoint,
+    load_checkpoint,
+    load_finetune_checkpoint,
+    save_checkpoint,
+)
 from .data import DataSplits, fingerprint, load_dataset
 from .dataspec import EVENT_DATASETS, DatasetSpec
 from .device import default_device

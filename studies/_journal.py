@@ -74,7 +74,7 @@ class JournalFile(JournalFileBackend):
         # Readers skip a line without its newline, so no process ever applied the dropped bytes.
         warnings.warn(f"journal {self._file_path}: dropped its last {end - keep} bytes, an entry whose write was "
                       "cut short (e.g. by a full disk); it was never complete, so no study had it",
-                      StorageWarning)
+                      StorageWarning, stacklevel=2)
 
 
 def _after_last_newline(f: IO[bytes], end: int, chunk: int = 1 << 16) -> int:

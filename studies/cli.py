@@ -39,8 +39,8 @@ from nas.settings import (
     ENERGY_MODEL_NAMES,
     FIRST_LAYER_CONVENTIONS,
     OBJECTIVE_DESCRIPTIONS,
-    ON_REQUEST_MODELS,
     OBJECTIVES,
+    ON_REQUEST_MODELS,
     PRECISIONS,
     Budgets,
     EvaluationSettings,
@@ -50,8 +50,15 @@ from nas.space import presets
 
 from .errors import USER_ERRORS, StudyError
 from .settings import HEARTBEAT_INTERVAL, check_study_name
-from .storage import (DEFAULT_STORAGE, STORAGE_ENV, StorageWarning, default_storage, failure_cause, mask_url,
-                      normalize_url)
+from .storage import (
+    DEFAULT_STORAGE,
+    STORAGE_ENV,
+    StorageWarning,
+    default_storage,
+    failure_cause,
+    mask_url,
+    normalize_url,
+)
 
 PROG = "autospk-study"
 
@@ -101,7 +108,8 @@ def _first_layer(text: str) -> str:
 
 def _energy_model(text: str) -> str:
     if text not in ENERGY_MODEL_NAMES:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an energy model; choose from {', '.join(ENERGY_MODEL_NAMES)}")
+        raise argparse.ArgumentTypeError(f"{text!r} is not an energy model; choose from "
+                                         f"{', '.join(ENERGY_MODEL_NAMES)}")
     return text
 
 
@@ -470,7 +478,8 @@ def cmd_delete(args: argparse.Namespace) -> None:
             raise CLIError(f"not deleting study '{args.study_name}' ({trials(n_trials)}) without --yes: the input "
                            "is not a terminal to ask on")
         try:
-            answer = input(f"delete study '{args.study_name}' and its {trials(n_trials)} from {mask_url(storage)}? [y/N] ")
+            question = f"delete study '{args.study_name}' and its {trials(n_trials)} from {mask_url(storage)}? [y/N] "
+            answer = input(question)
         except EOFError:
             answer = ""
         return answer.strip().lower() in ("y", "yes")

@@ -559,7 +559,8 @@ def _front_html(front: pd.DataFrame, frame: pd.DataFrame) -> str:
     if front.empty:
         return "<p>No feasible complete trial yet.</p>"
     table = analysis.front_table(analysis.with_baseline_row(front, frame), baseline_columns=True)
-    text = table.to_html(index=False, border=0, classes="front", formatters=analysis.display_formats(table), escape=True)
+    text = table.to_html(index=False, border=0, classes="front", formatters=analysis.display_formats(table),
+                         escape=True)
     return (text + "\n<p>acc - baseline pp: accuracy minus the baseline's, in percentage points; E / E_baseline: "
             "energy over the baseline's; E / E_ANN: energy over that of the same network run as an ANN "
             "(E_MAC × dense MACs). The baseline is the space's largest subnet; a last row shows it when it is "
@@ -571,7 +572,8 @@ def _front_name(objective: str) -> str:
 
 
 def _trial_line(row: pd.Series, unit: Unit) -> str:
-    line = (f"trial {int(row['number'])}: {100 * row['accuracy']:.2f} %, {analysis.format_energy(row['energy_mj'], unit)}, "
+    line = (f"trial {int(row['number'])}: {100 * row['accuracy']:.2f} %, "
+            f"{analysis.format_energy(row['energy_mj'], unit)}, "
             f"{int(row['params']):,} parameters, F_AEB {row['f_aeb']:.4f}")
     versus = []
     if pd.notna(row.get("energy_vs_baseline")):

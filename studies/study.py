@@ -551,7 +551,8 @@ def trial_layers(settings: StudySettings, trial: FrozenTrial, *, device: str | N
         layers = stored_layers(settings, trial)
     except StudyError as err:
         _log.warning("%s; measuring it again", err)
-        return measure_trial(settings, trial, device=device).layer_table(), "measured again: its stored table is missing"
+        measured = measure_trial(settings, trial, device=device).layer_table()
+        return measured, "measured again: its stored table is missing"
     if layers is not None:
         return layers, "stored with the trial"
     return measure_trial(settings, trial, device=device).layer_table(), "measured again: the trial stored no table"

@@ -34,10 +34,10 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
+import psutil
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
@@ -59,8 +59,8 @@ if TYPE_CHECKING:
 WORKER_ATTR = "autospk:worker"
 """Trial system attr: the worker running the trial, ``{"host", "pid", "started", "trial", "device"}``.
 
-``started`` is the process's start time in clock ticks since boot (None without /proc), so
-that a new process reusing the pid is not taken for the worker; ``trial`` is the number of
+``started`` is the process's start time (seconds since the epoch, from psutil), so that a new
+process reusing the pid is not taken for the worker; ``trial`` is the number of
 the trial the record was written for, so that a retry carrying a copy of its predecessor's
 system attrs (Optuna's heartbeat retries copy them all) is not taken for a dead worker's.
 """
@@ -71,8 +71,6 @@ ORPHAN_HEARTBEATS = 3
 WORKER_MEMORY_GIB = 1.0
 """Memory one worker process needs. A digits worker peaked at 1.03 GiB resident, 0.70 GiB of it
 private (the rest is shared library pages); larger data sets and CUDA need more."""
-
-_PROC = Path("/proc")
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 """The trials `n_trials` counts: scored in full, or rejected early (PRUNED, see
@@ -154,43 +152,34 @@ class OptimizeResult:
                 f"re-enqueued\n{failures_summary(self.failures)}")
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """The state letter and start time (clock ticks since boot) of process `pid` from /proc,
-    or None where /proc has no record of it."""
-    try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; the fields after it do not.
-    fields = stat.rsplit(")", 1)[1].split()
-    return fields[0], int(fields[19])
+def _started(process: psutil.Process) -> float:
+    """A process's start time, rounded so that every reader of the same process agrees."""
+    return round(process.create_time(), 2)
 
 
 def _this_worker() -> dict[str, Any]:
     pid = os.getpid()
-    stat = _proc_stat(pid)
-    return {"host": socket.gethostname(), "pid": pid, "started": stat[1] if stat else None}
+    return {"host": socket.gethostname(), "pid": pid, "started": _started(psutil.Process(pid))}
 
 
 def _alive(owner: Mapping[str, Any]) -> bool:
     """Whether the process an owner record names, on this host, still runs.
 
     A zombie has ended (its parent has not yet collected it), and a process with the pid
-    but another start time is a new one that reuses the pid.
+    but another start time is a new one that reuses the pid. A record without a start time,
+    or with one in another unit (clock ticks since boot, as versions before psutil stored
+    it), is judged by the pid alone.
     """
-    pid = owner["pid"]
-    stat = _proc_stat(pid)
-    if stat is None:
-        # No /proc (not Linux), or one that hides other users' processes: ask the kernel.
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+    try:
+        process = psutil.Process(owner["pid"])
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             return False
-        except PermissionError:
-            pass
+        started = owner.get("started")
+        return not isinstance(started, float) or started == _started(process)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # another user's process: it exists
         return True
-    state, started = stat
-    return state not in ("Z", "X") and owner.get("started") in (None, started)
 
 
 def _owner(trial: FrozenTrial) -> Mapping[str, Any] | None:
@@ -427,18 +416,8 @@ def _cores() -> int:
 
 
 def _available_memory() -> int | None:
-    """Bytes of memory new processes can use without swapping, or None if unknown."""
-    try:
-        for line in (_PROC / "meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        # Free pages only (reclaimable caches not counted): an underestimate.
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
+    """Bytes of memory new processes can use without swapping (reclaimable caches counted)."""
+    return psutil.virtual_memory().available
 
 
 def worker_limit(*, cores: int, available: int | None) -> tuple[int, str]:

@@ -141,3 +141,14 @@ def offline_event_loaders(monkeypatch):
         raise AssertionError(f"spikingjelly tried to download: {args} {kwargs}")
 
     monkeypatch.setattr(base, "download_url", no_download)
+
+
+_DATABASES = ("postgresql", "mysql", "mariadb")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test of a database server (its id names one) `db`, so that
+    ``-m "not db"`` runs without the machine's PostgreSQL and MariaDB."""
+    for item in items:
+        if any(name in item.nodeid.lower() for name in _DATABASES):
+            item.add_marker(pytest.mark.db)

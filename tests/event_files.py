@@ -151,7 +151,7 @@ def write_nmnist(root: str | Path, samples_per_class: int = 2, seed: int = 0,
     for top in ("Train", "Test"):
         members = {}
         for digit in range(10):
-            for i in range(samples_per_class):
+            for _ in range(samples_per_class):
                 name = f"{len(members) + 1:05d}"
                 ev = _events(rng, events, 34, 34)
                 members[f"{top}/{digit}/{name}.bin"] = encode_atis(ev)

@@ -25,8 +25,8 @@ from models import count_params, load_exported
 from nas import SamplerSettings, SearchSpace
 from nas.fitness import AEBSettings, energy_for_accuracy, f_aeb
 from studies import analysis, layers, plots
-from studies.errors import StudyError
 from studies.cli import main
+from studies.errors import StudyError
 from studies.export import export_trial
 from studies.settings import StudySettings
 from studies.study import create, load, load_evaluator, measure_trial, select_trial, trials_frame
@@ -533,7 +533,8 @@ def test_report_is_one_self_contained_file_with_five_figures(real_study, tmp_pat
         traces = {t["name"].split(" (")[0]: t for t in figures[3]["data"] if t.get("xaxis", "x") == axis}
         marked = {n for name in ("on both fronts", "on this model's front only")
                   for n in trace_values(traces[name]["customdata"]) if name in traces}
-        assert marked == set(analysis.pareto_front(analysis.under_energy_model(frame, model, settings.aeb)[0])["number"])
+        under, _ = analysis.under_energy_model(frame, model, settings.aeb)
+        assert marked == set(analysis.pareto_front(under)["number"])
         if "on both fronts" in traces:
             assert all(changes.set_index("number").loc[n, f"on_{other}"]
                        for n in trace_values(traces["on both fronts"]["customdata"]))
@@ -603,6 +604,7 @@ def loihi_study(tmp_path_factory, digits_checkpoint):
     return storage, study, settings
 
 
+@pytest.mark.slow
 def test_a_study_searches_under_its_energy_model_and_shows_the_front_under_any_recorded_one(loihi_study, capsys):
     storage, study, settings = loihi_study
     assert settings.evaluation.energy_model == "loihi"
@@ -659,6 +661,7 @@ def _optuna_front(study: optuna.Study) -> set[tuple[float, ...]]:
     return {tuple(t.values) for t in study.best_trials}
 
 
+@pytest.mark.slow
 def test_a_pareto3_study_records_three_objectives_and_shows_its_3d_front(real_study3, capsys, tmp_path):
     storage, study, settings = real_study3
     assert settings.objective == "pareto3"
@@ -920,6 +923,7 @@ def run_notebook(storage: str, study_name: str, tmp_path: Path, monkeypatch) -> 
     return outputs, figures
 
 
+@pytest.mark.slow
 def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
     storage, _, _ = real_study
     outputs, figures = run_notebook(storage, "p", tmp_path, monkeypatch)
@@ -939,6 +943,7 @@ def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
     assert "searched under ops (45 nm operation prices, fp32 profile); recorded: ops, loihi, spinnaker2" in text
 
 
+@pytest.mark.slow
 def test_notebook_shows_a_pareto3_study_in_3d(real_study3, tmp_path, monkeypatch):
     storage, study, settings = real_study3
     outputs, figures = run_notebook(storage, "p3", tmp_path, monkeypatch)

@@ -31,6 +31,7 @@ def _table_rows(text: str, first_cell: str) -> list[list[str]]:
     return [r for r in rows if r[0] == first_cell]
 
 
+@pytest.mark.slow
 def test_bench_overhead_prints_ms_per_trial_per_storage_and_sampler(tmp_path):
     out = _run(["benchmarks/bench_overhead.py", "--storages", "memory", "sqlite", "--n-trials", "40", "--window", "20",
                 "--samplers", "ours-4", "nsga2", "--folder", str(tmp_path)], tmp_path)
@@ -44,6 +45,7 @@ def test_bench_overhead_prints_ms_per_trial_per_storage_and_sampler(tmp_path):
         assert (last - 0.05) / (first + 0.05) - 0.005 <= ratio <= (last + 0.05) / (first - 0.05) + 0.005
 
 
+@pytest.mark.slow
 def test_bench_search_prints_hypervolume_per_sampler(tmp_path, digits_checkpoint):
     out = _run(["benchmarks/bench_search.py", "--checkpoint", str(digits_checkpoint.path), "--cache",
                 str(tmp_path / "cache.json"), "--seeds", "0", "--budgets", "12", "24", "--population-size", "6"],
@@ -58,6 +60,7 @@ def test_bench_search_prints_hypervolume_per_sampler(tmp_path, digits_checkpoint
     assert (tmp_path / "cache.json").exists()
 
 
+@pytest.mark.slow
 def test_bench_train_prints_throughput_against_spikingjelly_and_memory(tmp_path):
     out = _run(["benchmarks/bench_train.py", "--device", "cpu", "--batch", "2", "--repeats", "1",
                 "--precisions", "fp32", "bf16"], tmp_path)
@@ -77,6 +80,7 @@ def test_bench_train_prints_throughput_against_spikingjelly_and_memory(tmp_path)
     assert peak > before > 0 and per_image == pytest.approx((peak - before) / 2, abs=0.6)
 
 
+@pytest.mark.slow
 def test_bench_events_prints_shape_grid_size_and_step_time_per_event_data_set(tmp_path):
     out = _run(["benchmarks/bench_events.py", "--device", "cpu", "--batch", "2", "--repeats", "1",
                 "--datasets", "n-mnist", "dvs128-gesture"], tmp_path)
@@ -130,6 +134,7 @@ def test_bench_train_paper_order_reference_fires_before_it_pools():
         assert torch.equal(stage(x), expected)
 
 
+@pytest.mark.slow
 def test_bench_finetune_prints_inherited_and_fine_tuned_accuracy_of_baseline_knee_and_best(tmp_path,
                                                                                           digits_checkpoint):
     out = _run(["benchmarks/bench_finetune.py", "--checkpoint", str(digits_checkpoint.path), "--workdir",
@@ -147,6 +152,7 @@ def test_bench_finetune_prints_inherited_and_fine_tuned_accuracy_of_baseline_kne
         assert (tmp_path / "exports" / f"{row[1]}-{row[2]}" / "finetuned" / "subnet.pt").exists()
 
 
+@pytest.mark.slow
 def test_bench_kernels_counts_operators_and_meets_the_cpu_gate(tmp_path):
     out = _run(["benchmarks/bench_kernels.py", "--precisions", "fp32", "bf16"], tmp_path)
     counts = {}
@@ -169,11 +175,13 @@ def test_bench_kernels_counts_operators_and_meets_the_cpu_gate(tmp_path):
     assert re.search(r"fp32: training step a/b = [\d.]+ \(target <= 1.1\), c/a = [\d.]+", out)
 
 
+@pytest.mark.slow
 def test_bench_gpu_smoke_run_writes_every_section(tmp_path):
     out = _run(["benchmarks/bench_gpu.py", "--smoke", "--out", str(tmp_path)], tmp_path)
     saved = (tmp_path / "bench_gpu.md").read_text()
     titles = ["Device", "Training step", "GPU kernel time against wall time", "Evaluation",
-              "Peak memory of a training step", "Search throughput", "torch.compile of a fine-tuning step", "Test suite"]
+              "Peak memory of a training step", "Search throughput", "torch.compile of a fine-tuning step",
+              "Test suite"]
     assert re.findall(r"^## (.+)$", saved, flags=re.M) == titles
     assert all(section.strip() in out for section in saved.split("## ")[1:])  # printed as it was saved
     training = [r for r in _table_rows(saved, "2") if r[1] in ("fp32", "bf16")]
@@ -185,6 +193,7 @@ def test_bench_gpu_smoke_run_writes_every_section(tmp_path):
     assert float(eager[2]) > 0 and float(compiled[2]) > 0 and eager[3] == "1.00x"
 
 
+@pytest.mark.slow
 def test_bench_energy_models_prints_correlations_fronts_best_subnets_and_cost(tmp_path, digits_checkpoint):
     out = _run(["benchmarks/bench_energy_models.py", "--checkpoint", str(digits_checkpoint.path), "--subnets", "12",
                 "--energy-images", "4", "--timed", "2", "--repeats", "1"], tmp_path)

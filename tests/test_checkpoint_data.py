@@ -76,6 +76,7 @@ def test_resume_on_other_data_of_the_same_shape_is_refused_and_keeps_the_checkpo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["supernet.pt", "tiny.toml"]
 
 
+@pytest.mark.slow
 def test_a_study_refuses_its_checkpoint_swapped_for_one_trained_on_other_data(
         tmp_path, digits_checkpoint, folder_checkpoint, image_folder):
     checkpoint = tmp_path / "supernet.pt"
@@ -109,6 +110,7 @@ def test_a_study_refuses_its_checkpoint_swapped_for_one_trained_on_other_data(
         load_evaluator(settings, device="cpu")
 
 
+@pytest.mark.slow
 def test_data_edited_after_training_is_refused_by_create_and_by_the_study(
         tmp_path, folder_checkpoint, image_folder, capsys):
     images = tmp_path / "images"

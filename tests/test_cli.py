@@ -51,6 +51,7 @@ def _assert_study_done(storage: str, name: str, n: int) -> optuna.Study:
     return study
 
 
+@pytest.mark.slow
 def test_quickstart_reduced(tmp_path):
     storage = f"sqlite:///{tmp_path}/q.db"
     # As a user logs it: both streams to a file, progress on by default, every warning shown.
@@ -82,6 +83,7 @@ def test_quickstart_reduced(tmp_path):
 
 # MySQL's storage path is covered by tests/test_storage.py; two workers on it add nothing here.
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])
+@pytest.mark.slow
 def test_two_workers_finish_without_losses_or_duplicates(tmp_path, digits_checkpoint, backend, capsys):
     checkpoint = digits_checkpoint.path
     storage = {"journal": f"journal://{tmp_path}/study.log", "postgresql": POSTGRES}[backend]
@@ -105,6 +107,7 @@ def test_two_workers_finish_without_losses_or_duplicates(tmp_path, digits_checkp
     assert shown and {"accuracy", "energy_mj", "depth", "embed_dim", "arch_id"} <= set(shown[0])
 
 
+@pytest.mark.slow
 def test_killed_worker_mid_trial_and_the_study_still_completes(tmp_path, digits_checkpoint):
     checkpoint = digits_checkpoint.path
     storage = f"journal://{tmp_path}/crash.log"
@@ -135,10 +138,11 @@ def test_killed_worker_mid_trial_and_the_study_still_completes(tmp_path, digits_
     assert retries and retries[0].state == TrialState.COMPLETE
 
 
+@pytest.mark.slow
 def test_training_killed_mid_epoch_resumes_to_all_epochs(tmp_path, tiny_toml):
     out = tmp_path / "sn.pt"
-    args = [*CLI, "train-supernet", "--space", str(tiny_toml), "--epochs", "3", "--batch-size", "32", "--rule", "uniform",
-            "--output", str(out), "--no-progress"]
+    args = [*CLI, "train-supernet", "--space", str(tiny_toml), "--epochs", "3", "--batch-size", "32", "--rule",
+            "uniform", "--output", str(out), "--no-progress"]
     proc = subprocess.Popen(args, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -155,12 +159,13 @@ def test_training_killed_mid_epoch_resumes_to_all_epochs(tmp_path, tiny_toml):
     assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_training_killed_while_writing_its_checkpoint_leaves_no_temp_files(tmp_path, tiny_toml):
     from nas import load_checkpoint
 
     out = tmp_path / "sn.pt"
-    args = ["train-supernet", "--space", str(tiny_toml), "--epochs", "6", "--batch-size", "32", "--rule", "uniform", "--output", str(out),
-            "--resume", "--no-progress"]
+    args = ["train-supernet", "--space", str(tiny_toml), "--epochs", "6", "--batch-size", "32", "--rule", "uniform",
+            "--output", str(out), "--resume", "--no-progress"]
     torn = 0
     for _ in range(6):
         proc = subprocess.Popen([*CLI, *args], env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -181,7 +186,8 @@ def test_training_killed_while_writing_its_checkpoint_leaves_no_temp_files(tmp_p
 
 
 # Runs inside every torchrun rank: trains through the real CLI, recording the subnet of each
-# training forward pass (three per step under the default rule: largest, smallest, random) and, after training, the rank's final parameters. Not the
+# training forward pass (three per step under the default rule: largest, smallest, random) and,
+# after training, the rank's final parameters. Not the
 # BN running statistics: DDP broadcasts rank 0's buffers before each forward, and each rank then
 # updates them from its own batch, so they legitimately differ after the last step.
 RANK_RECORDER = """
@@ -214,6 +220,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow
 def test_torchrun_data_parallel_training_on_cpu(tmp_path, tiny_toml, digits_data):
     import torch
 

@@ -85,6 +85,7 @@ def test_a_storage_without_that_study_names_the_studies_it_holds(tmp_path, capsy
 # ----------------------------------------------------------------------------- create --skip-if-exists
 
 
+@pytest.mark.slow
 def test_skip_if_exists_reuses_only_a_study_made_the_same_way(tmp_path, digits_checkpoint, capsys):
     checkpoint = tmp_path / "supernet.pt"
     shutil.copy(digits_checkpoint.path, checkpoint)
@@ -120,6 +121,7 @@ def test_skip_if_exists_reuses_only_a_study_made_the_same_way(tmp_path, digits_c
 # ----------------------------------------------------------------------------- optimize --n-trials is a total
 
 
+@pytest.mark.slow
 def test_n_trials_is_the_total_and_a_total_already_reached_says_so(tmp_path, digits_checkpoint, capsys):
     storage = f"journal://{tmp_path}/n.log"
     assert main(["create", "--storage", storage, "--study-name", "s", "--objective", "aeb", "--checkpoint",
@@ -152,6 +154,7 @@ def _running_trial(storage: str, name: str, genes: int, deadline: float) -> int 
 
 
 @pytest.mark.parametrize("whom", ["terminal", "parent"])
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_and_fails_the_running_trials(tmp_path, digits_checkpoint, whom):
     storage = f"journal://{tmp_path}/c.log"
     # slow trials (many calibration batches, batches of 2) so that Ctrl-C lands mid-trial
@@ -274,7 +277,8 @@ def test_a_batch_larger_than_a_small_folder_names_the_flag(tmp_path, capsys):
         for i in range(20):
             Image.new("L", (8, 8), color=i * 10).save(tmp_path / "imgs" / label / f"{i}.png")
     assert main(["train-supernet", "--dataset", "folder", "--data-root", str(tmp_path / "imgs"), "--space",
-                 "digits", "--output", str(tmp_path / "m.pt"), "--epochs", "1", "--device", "cpu", "--no-progress"]) == 2
+                 "digits", "--output", str(tmp_path / "m.pt"), "--epochs", "1", "--device", "cpu",
+                 "--no-progress"]) == 2
     err = capsys.readouterr().err
     # (torch may warn first that the cifar recipe's 4 loader workers exceed this machine's CPUs)
     err = "autospk-study: error: " + err.split("autospk-study: error: ", 1)[1]

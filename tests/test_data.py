@@ -80,8 +80,8 @@ def test_digits_train_augmentation_shifts_images_and_train_eval_is_fixed(digits:
         assert shifted.shape == (1, 8, 8) and shifted_label == label
         changed += not torch.equal(shifted, plain)
         padded = torch.nn.functional.pad(plain - black, (1, 1, 1, 1)) + black
-        assert any(torch.allclose(shifted, padded[:, t:t + 8, l:l + 8], atol=1e-6)
-                   for t in range(3) for l in range(3))
+        assert any(torch.allclose(shifted, padded[:, top:top + 8, left:left + 8], atol=1e-6)
+                   for top in range(3) for left in range(3))
     assert changed > 10
 
 

@@ -1,4 +1,4 @@
-"""The documentation site builds without a warning, and the commands it shows are real.
+"""The documentation site builds without a warning, the commands it shows are real, and the code passes ruff.
 
 `mkdocs build --strict` fails on a broken link, a missing page or an API name that no longer
 exists; every ``autospk-study ...`` command line shown in the docs or the README is parsed by
@@ -72,3 +72,19 @@ def test_every_page_is_in_the_navigation():
     for page in PAGES:
         relative = page.relative_to(ROOT / "docs").as_posix()
         assert re.search(rf":\s*{re.escape(relative)}\s*$", nav, re.M), f"{relative} is not in mkdocs.yml's nav"
+
+
+def test_the_code_passes_ruff():
+    """ruff, configured in pyproject.toml (pyflakes, pycodestyle, import order, bugbear, pyupgrade)."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", "."], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_optunas_private_names_are_used_in_one_module_only():
+    private = re.compile(r"\._(trial_id|storage|study_id)\b")
+    offenders = [f"{path.relative_to(ROOT)}:{number}"
+                 for package in ("models", "energy", "nas", "studies")
+                 for path in sorted((ROOT / package).rglob("*.py")) if path.name != "_optuna_private.py"
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if private.search(line)]
+    assert not offenders, f"Optuna's private names outside nas/_optuna_private.py: {offenders}"

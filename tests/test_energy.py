@@ -11,8 +11,7 @@ from spikingjelly.activation_based.model import spikformer as sj_spikformer
 from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 from torch import nn
 
-from energy import (EnergyMonitor, analytic_energy, ann_energy, appendix_energy, dense_macs, get_profile,
-                    measure_energy)
+from energy import EnergyMonitor, analytic_energy, ann_energy, appendix_energy, dense_macs, get_profile, measure_energy
 from models import SpikformerSupernet, SubnetConfig, SupernetConfig, integrate_frames
 from tests.conftest import random_config
 

@@ -14,7 +14,7 @@ from scipy.stats import hypergeom
 
 from energy import EnergyMonitor
 from models import ConfigError
-from nas import AEBSettings, EvaluationSettings, SamplerSettings, SpikformerNSGAIISampler, SubnetEvaluator
+from nas import AEBSettings, EvaluationSettings, SamplerSettings, SubnetEvaluator
 from nas.data import split_labels, stratified_subset
 from nas.dedup import StudyIndex
 from nas.objective import SubnetObjective

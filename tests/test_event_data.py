@@ -114,6 +114,7 @@ time_steps = [2, 4]
 
 
 @pytest.mark.parametrize("name", list(WRITERS))
+@pytest.mark.slow
 def test_train_create_optimize_show_on_event_data(tmp_path, monkeypatch, capsys, name):
     root = tmp_path / "data"
     written(name, root, monkeypatch)

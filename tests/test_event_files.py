@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from spikingjelly.datasets import utils
 from spikingjelly.datasets.cifar10_dvs import CIFAR10DVS, CIFAR10DVS_CLASS_NAMES
 from spikingjelly.datasets.dvs128_gesture import DVS128Gesture
 from spikingjelly.datasets.n_mnist import NMNIST
 
-from tests.event_files import (EventFiles, write_cifar10_dvs, write_dvs128_gesture,
-                               write_nmnist)
+from tests.event_files import EventFiles, write_cifar10_dvs, write_dvs128_gesture, write_nmnist
 
 T = 4
 

@@ -60,6 +60,7 @@ def test_the_worker_script_names_a_missing_variable(tmp_path):
     assert "AUTOSPK_STUDY: set AUTOSPK_STUDY to the name the study was created with" in proc.stderr
 
 
+@pytest.mark.slow
 def test_the_worker_script_runs_a_postgresql_study_as_an_array_task_would(tmp_path, digits_checkpoint):
     if not server_answers(POSTGRES):
         pytest.skip(f"no postgresql server answers at {POSTGRES}")
@@ -94,6 +95,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_the_training_script_trains_with_torchrun_on_one_host(tmp_path, tiny_toml):
     out = tmp_path / "ddp.pt"
     proc = subprocess.run(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import subprocess
 import sys
@@ -94,7 +93,8 @@ def test_event_transform_crops_counts_and_refuses_anything_else():
     assert torch.equal(transform(frames.numpy()), frames[..., 1:5, 1:5])
     with pytest.raises(ValueError, match=r"F=3 frames, C=2 polarities .* got shape \(2, 2, 6, 6\)"):
         transform(frames[:2])
-    with pytest.raises(ValueError, match=r"expected event counts, whole numbers >= 0; got values from 0 to 107\.5, not all"):
+    with pytest.raises(ValueError,
+                       match=r"expected event counts, whole numbers >= 0; got values from 0 to 107\.5, not all"):
         transform(frames / 2)
 
 

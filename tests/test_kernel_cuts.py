@@ -15,9 +15,8 @@ from collections import Counter
 import pytest
 import torch
 from spikingjelly._ops.lif import reference as lif_reference
-from spikingjelly.activation_based import functional
+from spikingjelly.activation_based import functional, surrogate
 from spikingjelly.activation_based import neuron as sj_neuron
-from spikingjelly.activation_based import surrogate
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 

@@ -150,7 +150,8 @@ def test_extracted_subnets_match_supernet_outputs_and_param_counts(tiny_supernet
 
 def test_largest_subnet_param_count_equals_supernet_params(tiny_supernet_cfg):
     net = SpikformerSupernet(tiny_supernet_cfg)
-    assert sum(p.numel() for p in net.parameters()) == count_params(tiny_supernet_cfg, tiny_supernet_cfg.largest_subnet())
+    largest = tiny_supernet_cfg.largest_subnet()
+    assert sum(p.numel() for p in net.parameters()) == count_params(tiny_supernet_cfg, largest)
 
 
 def test_two_identical_forwards_give_identical_outputs(tiny_supernet_cfg):

@@ -100,7 +100,8 @@ def test_no_duplicates_with_parallel_workers(tiny_space):
 
 def test_evolution_beats_its_first_generation(tiny_space):
     study = optuna.create_study(
-        direction="maximize", sampler=SpikformerNSGAIISampler(tiny_space, settings=SamplerSettings(population_size=10, num_parents=3))
+        direction="maximize",
+        sampler=SpikformerNSGAIISampler(tiny_space, settings=SamplerSettings(population_size=10, num_parents=3))
     )
     objective = fake_objective(tiny_space)
     study.optimize(lambda t: objective(t)[0] - 20 * objective(t)[1], n_trials=80)

@@ -197,6 +197,7 @@ def _raw_journal(path) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+@pytest.mark.slow
 def test_a_cut_last_journal_line_is_dropped_and_every_study_goes_on(tmp_path, digits_checkpoint):
     path = tmp_path / "study.log"
     storage = f"journal://{path}"
@@ -238,6 +239,7 @@ def test_a_glued_journal_line_is_refused_naming_the_file_line_and_fix(tmp_path):
 # ----------------------------------------------------------------------------- 8: failed writes
 
 
+@pytest.mark.slow
 def test_a_write_to_a_read_only_sqlite_file_is_one_line_with_its_cause(tmp_path, digits_checkpoint):
     path = tmp_path / "ro.db"
     optuna.create_study(storage=f"sqlite:///{path}", study_name="existing")
@@ -261,6 +263,7 @@ def _file_size_limit(size: int):
     return limit
 
 
+@pytest.mark.slow
 def test_a_journal_on_a_full_disk_is_one_line_and_the_next_command_goes_on(tmp_path, digits_checkpoint):
     path = tmp_path / "full.log"
     storage = f"journal://{path}"
@@ -288,6 +291,7 @@ def role(postgres) -> Iterator[str]:
         _admin(postgres, f"DROP OWNED BY {name}", f"DROP ROLE {name}")
 
 
+@pytest.mark.slow
 def test_a_refused_database_write_is_one_line_with_its_cause(postgres, role, digits_checkpoint):
     _admin(postgres, f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
     storage = postgres.replace("postgres@", f"{role}:pw@", 1)

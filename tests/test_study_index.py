@@ -7,8 +7,7 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from nas.dedup import ARCH_ATTR, ARCH_KEY, DUPLICATE_ATTR, StudyIndex, known_arch_ids, trial_arch_id
-from nas.sampler import SpikformerNSGAIISampler
-from nas.sampler import _surrogate
+from nas.sampler import SpikformerNSGAIISampler, _surrogate
 from nas.settings import SamplerSettings
 from tests.test_sampler import _cost, fake_objective
 

@@ -19,9 +19,9 @@ from models import ConfigError
 from nas.settings import DIRECTIONS, METRIC_NAMES, SamplerSettings
 from studies.cli import main
 from studies.errors import StudyError
+from studies.layers import ARTIFACT_ATTR
 from studies.settings import SETTINGS_ATTR
 from studies.storage import open_storage
-from studies.layers import ARTIFACT_ATTR
 from studies.study import create, load
 from studies.workers import run_worker
 from tests.test_cli import CLI, ENV, _fails
@@ -88,6 +88,7 @@ def _wait_for_study(storage: str, name: str, proc: subprocess.Popen, timeout: fl
         time.sleep(0.002)
 
 
+@pytest.mark.slow
 def test_create_killed_at_random_moments_always_leaves_the_name_reusable(tmp_path, digits_checkpoint, capsys,
                                                                         caplog):
     storage = f"sqlite:///{tmp_path}/killed.db"

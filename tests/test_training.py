@@ -139,6 +139,7 @@ def test_a_training_step_does_not_wait_for_the_device(tmp_path, digits_data, tin
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.slow
 def test_low_precision_training_finishes_and_resumes_bit_identically(tmp_path, digits_data, tiny_space,
                                                                      monkeypatch, precision):
     recipe = DIGITS_RECIPE.replace(batch_size=128).with_rule("distill")  # the default rule

@@ -22,9 +22,9 @@ from optuna.trial import TrialState
 
 from models import ConfigError
 from nas._optuna_private import set_trial_system_attr
+from studies import workers
 from studies.cli import main
 from studies.storage import open_storage
-from studies import workers
 from studies.workers import WORKER_ATTR, assign_devices, check_devices, fail_dead_trials, worker_limit
 from tests.conftest import server_answers
 from tests.test_cli import CLI, ENV, POSTGRES, run
@@ -99,6 +99,7 @@ def _exists(pid: int) -> bool:
 
 # Defect 2: the parent noticed a dead worker only once every worker before it had ended.
 
+@pytest.mark.slow
 def test_a_killed_second_worker_is_reaped_and_its_trial_retried_at_once(tmp_path, digits_checkpoint):
     storage = f"journal://{tmp_path}/kill.log"
     # slow trials (many calibration batches, batch size 2) leave time to kill one mid-way
@@ -148,6 +149,7 @@ def test_a_killed_second_worker_is_reaped_and_its_trial_retried_at_once(tmp_path
 # Defect 3: workers recovering the same dead trials at once.
 
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])
+@pytest.mark.slow
 def test_two_workers_recover_thirty_dead_trials_once_each(tmp_path, digits_checkpoint, backend):
     storage = _storage(backend, tmp_path)
     name = _create(storage, digits_checkpoint.path)
@@ -174,6 +176,7 @@ def _sweep_at_once(storage: str, name: str, barrier, results) -> None:
 
 
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])
+@pytest.mark.slow
 def test_sweeps_racing_on_the_same_dead_trials_fail_and_retry_each_once(tmp_path, backend):
     storage = _storage(backend, tmp_path)
     name = f"race-{uuid.uuid4().hex[:8]}"
@@ -196,6 +199,7 @@ def test_sweeps_racing_on_the_same_dead_trials_fail_and_retry_each_once(tmp_path
     assert _retries(study) == Counter(range(100))
 
 
+@pytest.mark.slow
 def test_recovery_leaves_alone_a_retry_that_carries_its_dead_predecessors_owner(digits_checkpoint):
     if not server_answers(POSTGRES):
         pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
@@ -222,16 +226,17 @@ def test_recovery_leaves_alone_a_retry_that_carries_its_dead_predecessors_owner(
 
 # Defect 7: --workers had no upper bound.
 
+@pytest.mark.slow
 def test_too_many_workers_are_refused_before_any_starts(tmp_path, digits_checkpoint):
     storage = f"journal://{tmp_path}/many.log"
     name = _create(storage, digits_checkpoint.path)
     cores = len(os.sched_getaffinity(0))
-    for workers in (cores + 1, 64):
+    for asked in (cores + 1, 64):
         proc = run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "2", "--workers",
-                   str(workers), "--no-progress", check=False)
+                   str(asked), "--no-progress", check=False)
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-        assert re.search(rf"{workers} workers are more than this host can run: at most \d+", proc.stderr)
+        assert re.search(rf"{asked} workers are more than this host can run: at most \d+", proc.stderr)
         assert f"(its {cores} CPU cores)" in proc.stderr or "GiB available memory" in proc.stderr
         assert not _study(storage, name).get_trials(), "a worker started"
 
@@ -309,6 +314,7 @@ def test_a_device_the_host_lacks_is_refused_before_any_worker_starts(tmp_path, d
 # Defect 12: a worker killed between creating its trial and writing its owner.
 
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])
+@pytest.mark.slow
 def test_a_trial_left_running_without_owner_is_recovered_after_the_grace_period(tmp_path, digits_checkpoint,
                                                                                backend):
     storage = _storage(backend, tmp_path)

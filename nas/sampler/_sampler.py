@@ -168,7 +168,8 @@ class SpikformerNSGAIISampler(BaseGASampler):
                     warnings.warn(
                         f"trial {trial.number} repeats an architecture already evaluated or claimed: no new one "
                         f"was found ({len(seen)} known of {self.space.size()} in the space). The search space is "
-                        "nearly exhausted; run fewer trials or search a larger space."
+                        "nearly exhausted; run fewer trials or search a larger space.",
+                        stacklevel=2,
                     )
             set_trial_system_attr(study, trial, ARCH_KEY, arch)
         return params
