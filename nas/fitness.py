@@ -27,8 +27,8 @@ class AEBSettings:
     Args:
         e_ref: Reference energy in mJ. None until known: `studies.create` then measures the
             energy of the space's largest subnet and stores that.
-        alpha: Exponent when the energy is at most `e_ref`.
-        beta: Exponent when the energy is above `e_ref`.
+        alpha: F_AEB's exponent when the energy is at most `e_ref`.
+        beta: F_AEB's exponent when the energy is above `e_ref`.
     """
 
     e_ref: float | None = None

@@ -7,6 +7,7 @@ here. The module imports neither torch nor Optuna, so the command line starts fa
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
@@ -32,6 +33,30 @@ METRIC_NAMES = {"aeb": ["f_aeb"], "pareto": ["accuracy", "energy_mj"], "pareto3"
 DIRECTIONS = {"aeb": ["maximize"], "pareto": ["maximize", "minimize"],
               "pareto3": ["maximize", "minimize", "minimize"]}
 """Optuna directions of each kind of study."""
+
+
+def settings_help(cls: type) -> dict[str, str]:
+    """Each field's text in the ``Args:`` section of a settings dataclass's docstring, in one
+    line, with its ``code`` quotes removed: the command line's help, written once.
+
+    Raises:
+        ValueError: for a dataclass field the docstring does not describe.
+    """
+    lines = (inspect.getdoc(cls) or "").splitlines()
+    texts: dict[str, str] = {}
+    name = None
+    for line in lines[lines.index("Args:") + 1:] if "Args:" in lines else []:
+        if not line.startswith("    "):
+            break
+        if line.startswith("        "):
+            texts[name] += " " + line.strip()
+        else:
+            name, _, text = line.strip().partition(":")
+            texts[name] = text.strip()
+    missing = [f.name for f in fields(cls) if f.name not in texts]
+    if missing:
+        raise ValueError(f"{cls.__name__}'s docstring describes no {missing} under Args:")
+    return {key: text.replace("``", "").replace("`", "") for key, text in texts.items()}
 
 
 def settings_from_dict(cls: type[_Settings], data: dict[str, Any], where: str) -> _Settings:
@@ -130,10 +155,12 @@ class EvaluationSettings:
         profile: Energy per operation: ``fp32``, ``fp16``, ``int8`` or ``"E_MAC,E_AC"`` in pJ.
         eval_images: Score every subnet on this fixed, stratified subset of the validation
             split (the same for every subnet of a study); None scores the whole split.
+            ``export`` always scores the whole test split.
         loader_workers: Processes that read evaluation images ahead (a DataLoader's
             ``num_workers``); 0 reads them in the evaluating process. Scores do not depend on it.
         early_rejection: Stop scoring subnets that provably cannot reach the Pareto front
-            (``pareto``) or beat the best F_AEB (``aeb``).
+            (``pareto``) or beat the best F_AEB (``aeb``), checked after each evaluation
+            batch, and record their trials as PRUNED.
         rejection_min_images: Images scored before the first check of early rejection.
         rejection_confidence: None (default): reject only on bounds that hold with certainty,
             so no subnet the full evaluation would keep is ever rejected. A level in (0, 1),
@@ -146,7 +173,10 @@ class EvaluationSettings:
             published Spikformer tables count it (`energy.FIRST_LAYER_CONVENTIONS`). On
             event data the first layer runs at every step either way.
         energy_model: The energy model the objective, F_AEB's E_ref and budgets use
-            (`energy.ENERGY_MODELS`): ``ops`` (default), ``lemaire``, ``loihi``, ``spinnaker2``.
+            (`energy.ENERGY_MODELS`): ``ops`` (45 nm operation prices, the Spikformer
+            convention; the default), ``lemaire`` (compute and SRAM accesses priced by buffer
+            size), ``loihi`` or ``spinnaker2`` (a chip's published cost per synaptic event,
+            neuron update and spike).
         record_energy_models: Models recorded on request besides (``lemaire``: a second pass,
             see `energy.lemaire_energy`); ``ops``, ``loihi`` and ``spinnaker2`` are recorded
             for every complete trial anyway.
@@ -220,7 +250,7 @@ class Budgets:
 
     Args:
         max_params: Most parameters a subnet may have.
-        max_energy_mj: Most energy per image (mJ) a subnet may use.
+        max_energy_mj: Most energy per image (mJ) a subnet may use, under the study's energy model.
     """
 
     max_params: int | None = None

@@ -15,7 +15,7 @@ from typing import IO, Any
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import get_lock_file
 
-from .storage import StorageError, StorageWarning
+from .errors import StorageError, StorageWarning
 
 
 class JournalFile(JournalFileBackend):

@@ -45,6 +45,7 @@ from nas.settings import (
     Budgets,
     EvaluationSettings,
     SamplerSettings,
+    settings_help,
 )
 from nas.space import presets
 
@@ -137,80 +138,47 @@ def _study_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-# The options of each settings dataclass: flag, parser and help. Defaults come from the
-# dataclass itself, so each is written once (in `nas.settings` / `nas.fitness`).
-_SETTINGS_FLAGS: dict[type, dict[str, tuple[str, Any, str]]] = {
-    AEBSettings: {
-        "alpha": ("--alpha", float, "F_AEB exponent when E <= E_ref"),
-        "beta": ("--beta", float, "F_AEB exponent when E > E_ref"),
-        "e_ref": ("--e-ref", _positive(float), "reference energy in mJ (None: the measured energy of the "
-                                               "largest subnet)"),
-    },
-    Budgets: {
-        "max_params": ("--max-params", _positive(int), "most parameters a subnet may have"),
-        "max_energy_mj": ("--max-energy-mj", _positive(float), "most energy per image (mJ) a subnet may use, under the "
-                                                                "study's energy model"),
-    },
+# The options of each settings dataclass: flag and parser. Help texts come from the dataclass
+# docstrings (`nas.settings.settings_help`) and defaults from the fields, so each is written once.
+_SETTINGS_FLAGS: dict[type, dict[str, tuple[str, Any]]] = {
+    AEBSettings: {"alpha": ("--alpha", float), "beta": ("--beta", float), "e_ref": ("--e-ref", _positive(float))},
+    Budgets: {"max_params": ("--max-params", _positive(int)), "max_energy_mj": ("--max-energy-mj", _positive(float))},
     SamplerSettings: {
-        "population_size": ("--population-size", _positive(int), "trials per generation"),
-        "num_parents": ("--num-parents", _positive(int), "top-k parents per generation (None: population "
-                                                         "size / 5, at least 2)"),
-        "crossover_fraction": ("--crossover-fraction", _probability, "share of children made by crossover"),
-        "global_mutation_prob": ("--global-mutation-prob", _probability,
-                                 "mutation probability of depth, embed_dim and T"),
-        "block_mutation_prob": ("--block-mutation-prob", _probability,
-                                "mutation probability of each per-block gene"),
-        "neighbour_mutation": ("--neighbour-mutation", bool, "mutate ordered genes by one step"),
-        "swap_prob": ("--swap-prob", _probability, "per-gene probability of the second parent's gene in crossover"),
-        "candidates": ("--candidates", _positive(int), "children drawn per proposal; a surrogate fitted on the "
-                                                       "finished trials keeps the one predicted to add the most "
-                                                       "to the front (1 = plain NSGA-II)"),
-        "seed": ("--seed", int, "seed of the sampler"),
+        "population_size": ("--population-size", _positive(int)),
+        "num_parents": ("--num-parents", _positive(int)),
+        "crossover_fraction": ("--crossover-fraction", _probability),
+        "global_mutation_prob": ("--global-mutation-prob", _probability),
+        "block_mutation_prob": ("--block-mutation-prob", _probability),
+        "neighbour_mutation": ("--neighbour-mutation", bool),
+        "swap_prob": ("--swap-prob", _probability),
+        "candidates": ("--candidates", _positive(int)),
+        "seed": ("--seed", int),
     },
     EvaluationSettings: {
-        "calib_batches": ("--calib-batches", _positive(int), "training batches for BN recalibration"),
-        "calib_batch_size": ("--calib-batch-size", _positive(int), "images per recalibration batch"),
-        "batch_size": ("--eval-batch-size", _positive(int), "images per evaluation batch"),
-        "profile": ("--energy-profile", str, "energy per operation: fp32, fp16, int8 or 'E_MAC,E_AC' in pJ"),
-        "eval_images": ("--eval-images", _positive(int), "score every subnet on this many validation images: a "
-                                                         "fixed subset with the split's class proportions, the "
-                                                         "same for all trials (None: the whole split; export "
-                                                         "always scores the whole test split)"),
-        "loader_workers": ("--eval-loader-workers", _non_negative_int,
-                           "processes that read evaluation images ahead (0: read in the worker itself)"),
-        "early_rejection": ("--early-rejection", bool, "stop scoring a subnet, and record its trial as PRUNED, "
-                                                       "once bounds on its full accuracy and energy show it "
-                                                       "cannot reach the front (pareto) or beat the best F_AEB "
-                                                       "(aeb); checked after each evaluation batch"),
-        "rejection_min_images": ("--rejection-min-images", _positive(int),
-                                 "images scored before early rejection first checks"),
-        "rejection_confidence": ("--rejection-confidence", _confidence,
-                                 "None: reject only on bounds that hold with certainty (never loses a front "
-                                 "subnet); a level such as 0.99: reject sooner on a statistical accuracy bound "
-                                 "that holds with that probability"),
-        "precision": ("--precision", _precision, "fp32, bf16 or fp16 scoring (None: bf16 on a GPU that "
-                                                 "supports it, else fp32)"),
-        "first_layer": ("--first-layer", _first_layer, "energy of the first layer of a static-image model: 'once' "
-                                                       "per image, as computed, or 'per_step' (T times), as the "
-                                                       "published Spikformer tables count it; no difference on "
-                                                       "event data"),
-        "energy_model": ("--energy-model", _energy_model,
-                         "energy model of the objective, E_ref and budgets: ops (45 nm operation prices, the "
-                         "Spikformer convention), lemaire (compute and SRAM accesses by buffer size), loihi or "
-                         "spinnaker2 (a chip's published cost per synaptic event, neuron update and spike); "
-                         "every complete trial also records ops, loihi and spinnaker2"),
-        "record_energy_models": ("--record-energy-models", _on_request_models,
-                                 "also record these models, which cost a second pass per trial: lemaire"),
-        "energy_images": ("--energy-images", _positive(int),
-                          "validation images that lemaire prices one at a time (a fixed stratified subset)"),
+        "calib_batches": ("--calib-batches", _positive(int)),
+        "calib_batch_size": ("--calib-batch-size", _positive(int)),
+        "batch_size": ("--eval-batch-size", _positive(int)),
+        "profile": ("--energy-profile", str),
+        "eval_images": ("--eval-images", _positive(int)),
+        "loader_workers": ("--eval-loader-workers", _non_negative_int),
+        "early_rejection": ("--early-rejection", bool),
+        "rejection_min_images": ("--rejection-min-images", _positive(int)),
+        "rejection_confidence": ("--rejection-confidence", _confidence),
+        "precision": ("--precision", _precision),
+        "first_layer": ("--first-layer", _first_layer),
+        "energy_model": ("--energy-model", _energy_model),
+        "record_energy_models": ("--record-energy-models", _on_request_models),
+        "energy_images": ("--energy-images", _positive(int)),
     },
 }
 
 
 def _add_settings(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
     group = parser.add_argument_group(title)
+    texts = settings_help(cls)
     for field in dataclasses.fields(cls):
-        flag, kind, text = _SETTINGS_FLAGS[cls][field.name]
+        flag, kind = _SETTINGS_FLAGS[cls][field.name]
+        text = texts[field.name].replace("%", "%%")  # argparse formats help with %
         dest = f"{cls.__name__}.{field.name}"
         if kind is bool:
             group.add_argument(flag, dest=dest, action="store_true", help=text)

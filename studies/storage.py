@@ -26,6 +26,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import StorageError, StorageWarning, failure_cause  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:
     import optuna
 
@@ -36,14 +38,6 @@ _STORAGES: dict[str, tuple[optuna.storages.BaseStorage, tuple[int, int] | None]]
 """The storages this process opened, by normalized URL, with the identity of their file."""
 
 _LOCK = threading.Lock()
-
-
-class StorageError(RuntimeError):
-    """The storage cannot be opened, reached, read or written."""
-
-
-class StorageWarning(UserWarning):
-    """The storage was repaired on the way: nothing was lost, but a user may want to know why."""
 
 
 def default_storage() -> str:
@@ -119,33 +113,6 @@ def open_storage(url: str, *, existing: bool = False, heartbeat_interval: int | 
         store.heartbeat_stale_trial_callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
         store.failed_trial_callback = store.heartbeat_stale_trial_callback
     return store
-
-
-def failure_cause(err: BaseException) -> str | None:
-    """The real cause of a failed storage operation, as one line.
-
-    Optuna wraps a database error in its own, whose message guesses at "invalid data in the
-    commit"; SQLAlchemy wraps the driver's error. The innermost error says what happened:
-    "attempt to write a readonly database", "sorry, too many clients already".
-
-    Args:
-        err: Any exception.
-
-    Returns:
-        The innermost message of a database failure; None if `err` is no database failure.
-    """
-    from optuna.exceptions import StorageInternalError
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-
-    chain = [err]
-    while chain[-1].__cause__ is not None and chain[-1].__cause__ not in chain:
-        chain.append(chain[-1].__cause__)
-    if not any(isinstance(e, (StorageInternalError, SQLAlchemyError)) for e in chain):
-        return None
-    inner = chain[-1]
-    if isinstance(inner, DBAPIError) and inner.orig is not None:
-        inner = inner.orig
-    return " ".join(str(inner).split()) or type(inner).__name__
 
 
 def _file_path(url: str) -> Path | None:

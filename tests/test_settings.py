@@ -13,7 +13,7 @@ import pytest
 
 from models import ConfigError
 from nas.fitness import AEBSettings
-from nas.settings import Budgets, EvaluationSettings, SamplerSettings
+from nas.settings import Budgets, EvaluationSettings, SamplerSettings, settings_help
 from studies.cli import _settings, build_parser
 from studies.errors import StudyError
 from studies.settings import SETTINGS_ATTR, SETTINGS_VERSION, StudySettings
@@ -148,10 +148,35 @@ def test_evaluation_flags_reach_the_settings_and_explain_themselves():
     assert _settings(args, EvaluationSettings) == EvaluationSettings(
         eval_images=2000, early_rejection=True, rejection_confidence=0.99, loader_workers=4)
     text = " ".join(build_parser()._subparsers._group_actions[0].choices["create"].format_help().split())
-    assert "--eval-images EVAL_IMAGES score every subnet on this many validation images" in text
-    assert "export always scores the whole test split) (default: None)" in text
-    assert "--early-rejection stop scoring a subnet, and record its trial as PRUNED" in text
-    assert "--rejection-confidence REJECTION_CONFIDENCE None: reject only on bounds that hold with certainty" in text
+    assert "--eval-images EVAL_IMAGES Score every subnet on this fixed, stratified subset of the validation" in text
+    assert "export always scores the whole test split. (default: None)" in text
+    assert "--early-rejection Stop scoring subnets that provably cannot reach the Pareto front (pareto)" in text
+    assert "and record their trials as PRUNED. (default: False)" in text
+    assert "--rejection-confidence REJECTION_CONFIDENCE None (default): reject only on bounds that hold" in text
+
+
+def test_each_settings_flag_explains_itself_with_its_fields_docstring_written_once():
+    """The help of every settings flag is the text of its field in the dataclass's docstring."""
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["create"].format_help().split())
+    for cls in (AEBSettings, Budgets, SamplerSettings, EvaluationSettings):
+        helps = settings_help(cls)
+        assert set(helps) == {f.name for f in dataclasses.fields(cls)}, cls.__name__
+        for name, help_text in helps.items():
+            assert " ".join(help_text.split()) in text, f"{cls.__name__}.{name}"
+
+    @dataclasses.dataclass
+    class Undocumented:
+        """Settings.
+
+        Args:
+            a: Documented.
+        """
+
+        a: int = 1
+        b: int = 2
+
+    with pytest.raises(ValueError, match=r"Undocumented's docstring describes no \['b'\] under Args:"):
+        settings_help(Undocumented)
     for bad in (["--eval-images", "0"], ["--rejection-confidence", "1.5"], ["--eval-loader-workers", "-1"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["create", "--study-name", "s", "--objective", "aeb", "--checkpoint", "x", *bad])
