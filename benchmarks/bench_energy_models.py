@@ -14,8 +14,9 @@ extracted subnet, one image at a time, on --energy-images images), then prints:
    (one pass, the ops report), (b) recording every per-trial model (ops, loihi, spinnaker2),
    (c) also recording lemaire; medians of --repeats rounds of --timed subnets.
 
-The supernet is the quickstart's (--checkpoint, default autospk-runs/digits-supernet.pt),
-trained here first if missing (about five minutes on 2 cores).
+The supernet is the digits recipe's (the distill rule, 30 epochs; --checkpoint, default
+autospk-runs/digits-distill-supernet.pt), trained here first if missing (about four minutes on
+2 cores).
 
     python benchmarks/bench_energy_models.py [--checkpoint PATH] [--subnets 200] [--seed 0]
         [--energy-images 32] [--timed 20] [--repeats 3]
@@ -66,7 +67,7 @@ def _before(evaluator: SubnetEvaluator, config) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="autospk-runs/digits-supernet.pt")
+    parser.add_argument("--checkpoint", default="autospk-runs/digits-distill-supernet.pt")
     parser.add_argument("--subnets", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--energy-images", type=int, default=32)

@@ -459,6 +459,10 @@ def cmd_delete(args: argparse.Namespace) -> None:
         print(f"deleted study '{args.study_name}' and its {trials(deleted)} from {mask_url(storage)}")
 
 
+QUICKSTART_RULE = "uniform"
+"""The supernet training rule of ``quickstart`` (``train-supernet`` defaults to ``distill``)."""
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from nas.dataspec import DatasetSpec
     from nas.recipes import get_recipe
@@ -474,8 +478,11 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     checkpoint = workdir / "digits-supernet.pt"
     t0 = time.perf_counter()
     _say(args, f"[1/3] training the digits supernet -> {checkpoint}")
-    train_supernet(load_space("digits"), DatasetSpec("digits"), get_recipe("digits").replace(epochs=args.epochs),
-                   checkpoint, resume=True, seed=args.seed, device=args.device, progress=_progress(args))
+    # One subnet per step (the uniform rule), a third of the default distill rule's cost: the
+    # quickstart then finishes in about 2 minutes on 2 cores, its largest subnet above 95%.
+    recipe = get_recipe("digits").with_rule(QUICKSTART_RULE).replace(epochs=args.epochs)
+    train_supernet(load_space("digits"), DatasetSpec("digits"), recipe, checkpoint, resume=True, seed=args.seed,
+                   device=args.device, progress=_progress(args))
     _say(args, f"      done in {time.perf_counter() - t0:.0f} s")
     sampler = SamplerSettings(population_size=args.population_size, seed=args.seed)
     for step, objective in enumerate(QUICKSTART_OBJECTIVES, start=2):
@@ -714,7 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(p, study=False)
     p.add_argument("--workdir", default="autospk-runs", help="where the checkpoint goes")
     p.add_argument("--prefix", default="digits", help="study names: PREFIX-aeb and PREFIX-pareto")
-    p.add_argument("--trials", type=_positive(int), default=100, help="trials per study")
+    p.add_argument("--trials", type=_positive(int), default=60, help="trials per study (3 generations of 20)")
     p.add_argument("--epochs", type=_positive(int), default=None, help="supernet epochs (None: the recipe's)")
     p.add_argument("--population-size", type=_positive(int), default=20, help="trials per generation")
     p.add_argument("--seed", type=int, default=0, help="seed of training and search")

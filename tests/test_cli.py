@@ -16,6 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nas import load_checkpoint
 from studies.cli import main
 from studies.storage import open_storage
 from studies.workers import WORKER_ATTR
@@ -69,6 +70,9 @@ def test_quickstart_reduced(tmp_path):
         _assert_study_done(storage, name, 6)
     listed = run("list", "--storage", storage).stdout
     assert "digits-aeb" in listed and "digits-pareto" in listed
+    # The quickstart trains one subnet per step (the uniform rule), to finish in about 2 minutes.
+    recipe = load_checkpoint(tmp_path / "runs" / "digits-supernet.pt").recipe
+    assert (recipe.name, recipe.sandwich, recipe.distill) == ("digits", False, False)
     # Progress in a file is a line per epoch and per generation, never a bar.
     assert log.stat().st_size < 20_000, text
     assert "\r" not in text, "a progress bar was written to the file"
