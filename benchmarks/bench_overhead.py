@@ -43,8 +43,9 @@ from models import SubnetConfig, count_params
 from nas import EvaluationSettings, SamplerSettings, SpikformerNSGAIISampler, load_space
 from nas.fitness import AEBSettings
 from nas.objective import SubnetObjective
+from studies.recovery import OwnerRecordingSampler, fail_dead_trials, this_worker
 from studies.storage import open_storage
-from studies.workers import _OwnerRecordingSampler, _this_worker, fail_dead_trials, quiet_optuna
+from studies.workers import quiet_optuna
 
 SAMPLERS = ("ours-4", "ours-1", "nsga2", "random")
 POPULATION = 50
@@ -125,7 +126,7 @@ def run(kind: str, sampler_name: str, n_trials: int, folder: Path, postgresql: s
     url = storage_url(kind, folder, postgresql)
     storage = open_storage(url) if url is not None else optuna.storages.InMemoryStorage()
     name = f"overhead-{sampler_name}-{uuid.uuid4().hex[:8]}"
-    sampler = _OwnerRecordingSampler(make_sampler(sampler_name, seed=0), _this_worker())
+    sampler = OwnerRecordingSampler(make_sampler(sampler_name, seed=0), this_worker())
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                 directions=["maximize", "minimize"])
     supernet_cfg = SPACE.supernet_config(in_channels=3, img_size=32, num_classes=10)

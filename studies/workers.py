@@ -1,14 +1,12 @@
-"""Running a study: worker processes, crash recovery and progress.
+"""Running a study: worker processes and their supervision.
 
 `run_worker` runs trials in this process; `optimize` starts several worker processes on
 this host and follows their progress. Workers on other hosts run `run_worker` (through
 ``autospk-study optimize``) against the same database storage.
 
-Crash recovery: a worker records itself on each trial (`WORKER_ATTR`) before its sampler
-proposes anything. `fail_dead_trials` fails and re-enqueues the RUNNING trials whose worker
-on this host has ended, and those without an owner of their own once they are older than
-a grace period; every worker runs it before each trial, and `optimize` as soon as one of
-its workers dies. Database heartbeats recover the trials of workers on other hosts.
+Every worker runs `studies.recovery.fail_dead_trials` before each trial, and `optimize` as
+soon as one of its workers dies; `studies.hosts` says how many workers a host can run and on
+which devices; `studies.progress` shows the search's progress.
 
 What the user sees: a worker that fails sends its error to `optimize`, which summarises
 the failures in one line per cause (`WorkerFailure`; the tracebacks travel along for
@@ -25,52 +23,27 @@ import multiprocessing
 import os
 import queue
 import signal
-import socket
 import sys
 import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
-import psutil
-from optuna.samplers import BaseSampler
-from optuna.trial import FrozenTrial, TrialState
-from tqdm.auto import tqdm
+from optuna.trial import TrialState
 
 from models import ConfigError
 
-from . import analysis
 from .errors import StudyError, error_line
+from .hosts import assign_devices, available_memory, check_devices, gpu_count, host_cores, worker_limit
 from .layers import LayerRecorder, artifact_store
+from .progress import SearchProgress
+from .recovery import OwnerRecordingSampler, fail_dead_trials, orphan_grace, this_worker
 from .storage import open_storage
 from .study import check_checkpoint, load, load_evaluator
-
-if TYPE_CHECKING:
-    import pandas as pd
-    from optuna.distributions import BaseDistribution
-
-    from .settings import StudySettings
-
-WORKER_ATTR = "autospk:worker"
-"""Trial system attr: the worker running the trial, ``{"host", "pid", "started", "trial", "device"}``.
-
-``started`` is the process's start time (seconds since the epoch, from psutil), so that a new
-process reusing the pid is not taken for the worker; ``trial`` is the number of
-the trial the record was written for, so that a retry carrying a copy of its predecessor's
-system attrs (Optuna's heartbeat retries copy them all) is not taken for a dead worker's.
-"""
-
-ORPHAN_HEARTBEATS = 3
-"""A RUNNING trial without an owner of its own is orphaned after this many heartbeat intervals."""
-
-WORKER_MEMORY_GIB = 1.0
-"""Memory one worker process needs. A digits worker peaked at 1.03 GiB resident, 0.70 GiB of it
-private (the rest is shared library pages); larger data sets and CUDA need more."""
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 """The trials `n_trials` counts: scored in full, or rejected early (PRUNED, see
@@ -152,129 +125,18 @@ class OptimizeResult:
                 f"re-enqueued\n{failures_summary(self.failures)}")
 
 
-def _started(process: psutil.Process) -> float:
-    """A process's start time, rounded so that every reader of the same process agrees."""
-    return round(process.create_time(), 2)
 
 
-def _this_worker() -> dict[str, Any]:
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "started": _started(psutil.Process(pid))}
 
 
-def _alive(owner: Mapping[str, Any]) -> bool:
-    """Whether the process an owner record names, on this host, still runs.
-
-    A zombie has ended (its parent has not yet collected it), and a process with the pid
-    but another start time is a new one that reuses the pid. A record without a start time,
-    or with one in another unit (clock ticks since boot, as versions before psutil stored
-    it), is judged by the pid alone.
-    """
-    try:
-        process = psutil.Process(owner["pid"])
-        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
-            return False
-        started = owner.get("started")
-        return not isinstance(started, float) or started == _started(process)
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:  # another user's process: it exists
-        return True
 
 
-def _owner(trial: FrozenTrial) -> Mapping[str, Any] | None:
-    """The trial's owner record, if one was written for this trial."""
-    owner = trial.system_attrs.get(WORKER_ATTR)
-    if not isinstance(owner, Mapping) or not isinstance(owner.get("pid"), int) or owner["pid"] <= 0:
-        return None
-    # Records written before the trial number was recorded count as the trial's own.
-    return owner if owner.get("trial", trial.number) == trial.number else None
 
 
-def fail_dead_trials(study: optuna.Study, *, orphan_grace: float) -> list[int]:
-    """Fail and re-enqueue (user attr ``retry_of``) the RUNNING trials whose worker died.
-
-    A trial's worker died when its owner record names this host and a process that has
-    ended, or when the trial has no owner record of its own and started more than
-    `orphan_grace` seconds ago: its worker died between creating it and recording itself
-    (a live worker records itself one storage read after the trial starts). Trials of
-    workers on other hosts are left to database heartbeats. Start times are compared on
-    this host's clock, so hosts sharing a storage need clocks closer than `orphan_grace`.
-
-    Many processes may recover the same trials at once: only the one whose FAIL lands
-    re-enqueues a trial, so each is retried once.
-
-    Args:
-        study: The study.
-        orphan_grace: Seconds a RUNNING trial may go without an owner.
-
-    Returns:
-        The numbers of the trials failed here.
-    """
-    from nas._optuna_private import fail_running_trial
-    from nas.dedup import StudyIndex
-
-    host = socket.gethostname()
-    # Every storage returns datetime_start as naive local time.
-    orphaned_before = datetime.now() - timedelta(seconds=orphan_grace)
-    failed = []
-    index = StudyIndex.of(study)
-    index.refresh(study)
-    for t in [t for t in index.live if t.state == TrialState.RUNNING]:
-        owner = _owner(t)
-        if owner is None:
-            dead = t.datetime_start is not None and t.datetime_start < orphaned_before
-        else:
-            dead = owner.get("host") == host and not _alive(owner)
-        if dead and fail_running_trial(study, t):
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-            failed.append(t.number)
-    return failed
 
 
-def _orphan_grace(settings: StudySettings) -> float:
-    return ORPHAN_HEARTBEATS * settings.heartbeat_interval
 
 
-class _OwnerRecordingSampler(BaseSampler):
-    """A study's sampler that first records, on each trial, the worker running it.
-
-    `before_trial` is the first of our code that Optuna runs on a trial it has just created
-    or taken from the queue, before the sampler proposes (which reads the whole study);
-    so a trial goes without its owner for one storage read only.
-
-    Args:
-        sampler: The study's sampler; everything else is left to it.
-        worker: This process's owner record (without the trial number).
-    """
-
-    def __init__(self, sampler: BaseSampler, worker: Mapping[str, Any]) -> None:
-        self.sampler = sampler
-        self.worker = dict(worker)
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        from nas._optuna_private import set_trial_system_attr
-
-        set_trial_system_attr(study, trial, WORKER_ATTR, {**self.worker, "trial": trial.number})
-        self.sampler.before_trial(study, trial)
-
-    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return self.sampler.infer_relative_search_space(study, trial)
-
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return self.sampler.sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        return self.sampler.sample_independent(study, trial, param_name, param_distribution)
-
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
-                    values: Sequence[float] | None) -> None:
-        self.sampler.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.sampler.reseed_rng()
 
 
 class _NoTracebacks(logging.Filter):
@@ -344,8 +206,8 @@ def run_worker(
     store = artifact_store(settings)
     evaluate = SubnetObjective(settings.space, evaluator, settings.objective, settings.aeb, settings.budgets,
                                record_layers=LayerRecorder(store) if store is not None else None)
-    study.sampler = _OwnerRecordingSampler(study.sampler, {**_this_worker(), "device": str(evaluator.device)})
-    grace = _orphan_grace(settings)
+    study.sampler = OwnerRecordingSampler(study.sampler, {**this_worker(), "device": str(evaluator.device)})
+    grace = orphan_grace(settings)
 
     def objective(trial: optuna.Trial):
         fail_dead_trials(study, orphan_grace=grace)
@@ -408,86 +270,16 @@ def _ignoring_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _cores() -> int:
-    """CPU cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
-def _available_memory() -> int | None:
-    """Bytes of memory new processes can use without swapping (reclaimable caches counted)."""
-    return psutil.virtual_memory().available
 
 
-def worker_limit(*, cores: int, available: int | None) -> tuple[int, str]:
-    """The most worker processes a host can run, and what limits it.
-
-    Each worker needs a core (torch's threads are shared out among the workers) and about
-    `WORKER_MEMORY_GIB` of memory; one worker is always allowed.
-
-    Args:
-        cores: CPU cores this process may run on.
-        available: Bytes of memory available (None: unknown, so no limit).
-
-    Returns:
-        ``(limit, reason)``, e.g. ``(2, "its 2 CPU cores")``.
-    """
-    limit, reason = cores, f"its {cores} CPU cores"
-    if available is not None:
-        by_memory = int(available / (WORKER_MEMORY_GIB * 2**30))
-        if by_memory < limit:
-            limit = by_memory
-            reason = f"{available / 2**30:.1f} GiB available memory at ~{WORKER_MEMORY_GIB:g} GiB per worker"
-    return max(1, limit), reason
 
 
-def assign_devices(workers: int, *, device: str | None = None, devices: Sequence[str] | None = None,
-                   gpus: int = 0) -> list[str | None]:
-    """The device of each worker on a host: worker i gets ``devices[i mod len(devices)]``.
-
-    Args:
-        workers: Worker processes.
-        device: One device for every worker (ignored when `devices` is given).
-        devices: Devices to deal out in turn, e.g. ``["cuda:0", "cuda:1"]``.
-        gpus: GPUs on the host, dealt out in turn when neither `device` nor `devices` is
-            given (``cuda:0``, ``cuda:1``, ...); with none, every worker takes the default.
-
-    Returns:
-        One device per worker (None: the default, the GPU if any, else the CPU).
-    """
-    if devices:
-        return [devices[i % len(devices)] for i in range(workers)]
-    if device is not None:
-        return [device] * workers
-    if gpus > 0:
-        return [f"cuda:{i % gpus}" for i in range(workers)]
-    return [None] * workers
 
 
-def check_devices(devices: Sequence[str], *, gpus: int) -> None:
-    """Refuse device names torch does not know and GPUs this host does not have.
-
-    Raises:
-        ConfigError: naming the device and what this host has.
-    """
-    import torch
-
-    have = f"this host has {gpus} GPU{'s' if gpus != 1 else ''}" + (
-        f" (cuda:0 to cuda:{gpus - 1})" if gpus > 1 else " (cuda:0)" if gpus == 1 else "")
-    for name in devices:
-        try:
-            dev = torch.device(name)
-        except (RuntimeError, ValueError) as err:
-            raise ConfigError(f"device '{name}' is not a torch device ({err}); use cpu, cuda or cuda:N") from None
-        if dev.type == "cuda" and (dev.index or 0) >= gpus:
-            raise ConfigError(f"device '{name}' does not exist: {have}")
 
 
-def _gpu_count() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _death(proc: multiprocessing.process.BaseProcess) -> str:
@@ -504,93 +296,10 @@ def _death(proc: multiprocessing.process.BaseProcess) -> str:
     return f"killed by {name}"
 
 
-def search_summary(frame: pd.DataFrame, objective: str) -> str:
-    """The state of a search in a few words: the front size and the best value so far.
-
-    Args:
-        frame: `analysis.trials_frame` of the study's complete trials.
-        objective: The kind of study (`nas.settings.OBJECTIVES`).
-
-    Returns:
-        E.g. ``front 7, best accuracy 96.11%`` (``pareto``, ``pareto3``) or ``front 5, best
-        F_AEB 0.9532`` (``aeb``, whose front is that of accuracy and energy); empty before
-        the first feasible complete trial.
-    """
-    front = analysis.pareto_front(frame, objective=objective)
-    if front.empty:
-        return ""
-    if objective == "aeb":
-        return f"front {len(front)}, best F_AEB {analysis.best_aeb(frame)['f_aeb']:.4f}"
-    return f"front {len(front)}, best accuracy {100 * front['accuracy'].max():.2f}%"
 
 
-LINE_SECONDS = 30.0
-"""Progress in a log file: a line at least this often while trials finish, so that a slow
-search (trials of tens of seconds, generations of minutes) does not look hung."""
 
 
-class _SearchProgress:
-    """Progress of `optimize`: a bar on a terminal; elsewhere (a log file) a plain line at
-    every generation's worth of finished trials, when a trial finishes `LINE_SECONDS` or more
-    after the last line, and at the end.
-
-    Args:
-        study: The study, read to summarise it (`search_summary`) when a trial finished.
-        settings: Its settings.
-        finished: Finished trials at the start.
-        n_trials: Finished trials asked for (None: until the timeout).
-        show: Whether to show anything at all.
-    """
-
-    def __init__(self, study: optuna.Study, settings: StudySettings, *, finished: int, n_trials: int | None,
-                 show: bool) -> None:
-        from nas.dedup import StudyIndex
-
-        self.study, self.settings, self.n_trials = study, settings, n_trials
-        self.index = StudyIndex.of(study)
-        self.show = show
-        self.bar = None
-        if show and sys.stderr.isatty():
-            self.bar = tqdm(total=n_trials, initial=min(finished, n_trials or finished), desc=study.study_name,
-                            unit="trial", dynamic_ncols=True)
-        self.step = settings.sampler.population_size
-        self.shown = finished
-        self.last_line = time.monotonic()
-        if self.bar is not None and finished:
-            self.bar.set_postfix_str(self._summarise())
-
-    def _summarise(self) -> str:
-        self.index.refresh(self.study)
-        return search_summary(analysis.trials_frame(self.index.completed, self.settings.space),
-                              self.settings.objective)
-
-    def update(self, finished: int) -> None:
-        if not self.show or finished == self.shown:
-            return
-        if self.bar is not None:
-            self.bar.n = min(finished, self.bar.total or finished)
-            self.bar.set_postfix_str(self._summarise(), refresh=False)
-            self.bar.refresh()
-            self.shown = finished
-        elif finished // self.step > self.shown // self.step or time.monotonic() - self.last_line >= LINE_SECONDS:
-            self._line(finished)
-
-    def _line(self, finished: int) -> None:
-        summary = self._summarise()
-        total = f"/{self.n_trials}" if self.n_trials is not None else ""
-        print(f"{self.study.study_name}: {finished}{total} trials" + (f", {summary}" if summary else ""),
-              flush=True)
-        self.shown = finished
-        self.last_line = time.monotonic()
-
-    def close(self, finished: int) -> None:
-        if not self.show:
-            return
-        if self.bar is not None:
-            self.update(finished)
-            self.bar.close()
-        elif finished != self.shown:
-            self._line(finished)
 
 
 def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | None, workers: int = 1,
@@ -633,16 +342,16 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
         WorkersFailed: if a worker died and the study does not hold `n_trials` finished trials
             (or no `n_trials` was given).
     """
-    cores = _cores()
-    limit, reason = worker_limit(cores=cores, available=_available_memory())
+    cores = host_cores()
+    limit, reason = worker_limit(cores=cores, available=available_memory())
     if workers > limit:
         raise ConfigError(f"{workers} workers are more than this host can run: at most {limit} ({reason}); "
                           "run more on other hosts against one database storage")
-    gpus = _gpu_count()
+    gpus = gpu_count()
     placement = assign_devices(workers, device=device, devices=devices, gpus=gpus)
     check_devices(sorted({*(devices or ()), *(d for d in placement if d is not None)}), gpus=gpus)
     study, settings = load(storage, name)
-    grace = _orphan_grace(settings)
+    grace = orphan_grace(settings)
     # One storage for the whole poll: on a database each open builds a connection pool.
     store = open_storage(storage)
     study_id = store.get_study_id_from_name(name)
@@ -664,7 +373,7 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
     procs = [ctx.Process(target=_worker_main, args=(storage, name, n_trials, timeout, i, placement[i], threads,
                                                     reports, verbose))
              for i in range(workers)]
-    shown = _SearchProgress(study, settings, finished=before, n_trials=n_trials, show=progress)
+    shown = SearchProgress(study, settings, finished=before, n_trials=n_trials, show=progress)
     with _ignoring_sigint():
         for p in procs:
             p.start()

@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 
 from nas import load_checkpoint
 from studies.cli import main
+from studies.recovery import WORKER_ATTR
 from studies.storage import open_storage
-from studies.workers import WORKER_ATTR
 from tests.conftest import TINY_SPACE, server_answers
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"

@@ -21,9 +21,11 @@ from optuna.trial import TrialState
 
 from nas import load_checkpoint, save_checkpoint
 from studies.cli import main
+from studies.progress import search_summary
+from studies.recovery import WORKER_ATTR
 from studies.storage import open_storage
 from studies.study import load
-from studies.workers import WORKER_ATTR, WorkerFailure, failures_summary, quiet_optuna, search_summary
+from studies.workers import WorkerFailure, failures_summary, quiet_optuna
 from tests.test_cli import CLI, ENV, _fails, run
 from tests.test_data import DIGITS_FINGERPRINT
 
@@ -290,8 +292,8 @@ def test_a_batch_larger_than_a_small_folder_names_the_flag(tmp_path, capsys):
 
 def test_optimize_into_a_log_file_prints_while_trials_finish_not_only_per_generation(
         tmp_path, digits_checkpoint, capsys, monkeypatch):
-    import studies.workers
-    from studies.workers import _SearchProgress
+    import studies.progress
+    from studies.progress import SearchProgress
 
     storage = f"sqlite:///{tmp_path}/slow.db"
     assert main(["create", "--storage", storage, "--study-name", "s", "--objective", "pareto", "--checkpoint",
@@ -299,14 +301,14 @@ def test_optimize_into_a_log_file_prints_while_trials_finish_not_only_per_genera
     study, settings = load(storage, "s")
     capsys.readouterr()
     # Trials finishing quickly: a line per generation of 20 only (none here), then the end.
-    quick = _SearchProgress(study, settings, finished=0, n_trials=3, show=True)
+    quick = SearchProgress(study, settings, finished=0, n_trials=3, show=True)
     for finished in (1, 2):
         quick.update(finished)
     quick.close(3)
     assert capsys.readouterr().out == "s: 3/3 trials\n"
     # Trials slower than LINE_SECONDS apart: a line as each finishes, though no generation is complete.
-    monkeypatch.setattr(studies.workers, "LINE_SECONDS", 0.0)
-    slow = _SearchProgress(study, settings, finished=0, n_trials=3, show=True)
+    monkeypatch.setattr(studies.progress, "LINE_SECONDS", 0.0)
+    slow = SearchProgress(study, settings, finished=0, n_trials=3, show=True)
     for finished in (1, 2, 3):
         slow.update(finished)
     slow.close(3)

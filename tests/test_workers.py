@@ -24,8 +24,9 @@ from models import ConfigError
 from nas._optuna_private import set_trial_system_attr
 from studies import workers
 from studies.cli import main
+from studies.hosts import assign_devices, check_devices, worker_limit
+from studies.recovery import WORKER_ATTR, fail_dead_trials
 from studies.storage import open_storage
-from studies.workers import WORKER_ATTR, assign_devices, check_devices, fail_dead_trials, worker_limit
 from tests.conftest import server_answers
 from tests.test_cli import CLI, ENV, POSTGRES, run
 
@@ -289,9 +290,9 @@ def test_optimize_gives_worker_i_its_device_on_a_host_with_several_gpus(tmp_path
                                                                        gpus, devices, expected):
     storage = f"journal://{tmp_path}/gpus.log"
     name = _create(storage, digits_checkpoint.path)
-    monkeypatch.setattr(workers, "_gpu_count", lambda: gpus)
-    monkeypatch.setattr(workers, "_cores", lambda: 8)
-    monkeypatch.setattr(workers, "_available_memory", lambda: None)
+    monkeypatch.setattr(workers, "gpu_count", lambda: gpus)
+    monkeypatch.setattr(workers, "host_cores", lambda: 8)
+    monkeypatch.setattr(workers, "available_memory", lambda: None)
     monkeypatch.setattr(workers.multiprocessing, "get_context", lambda method: type("Ctx", (), {
         "Process": staticmethod(lambda target, args: _RecordedProcess(target, args)), "Queue": queue.Queue}))
     _RecordedProcess.started = []
