@@ -14,7 +14,8 @@ import pytest
 from models import ConfigError
 from nas.fitness import AEBSettings
 from nas.settings import Budgets, EvaluationSettings, SamplerSettings, settings_help
-from studies.cli import _settings, build_parser
+from studies.cli import build_parser
+from studies.commands import _settings
 from studies.errors import StudyError
 from studies.settings import SETTINGS_ATTR, SETTINGS_VERSION, StudySettings
 from studies.study import load
