@@ -226,7 +226,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from .plots import write_report
+    from .report import write_report
     from .study import load
 
     study, settings = load(_storage(args), args.study_name)

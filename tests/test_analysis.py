@@ -24,7 +24,7 @@ from energy import ann_energy
 from models import count_params, load_exported
 from nas import SamplerSettings, SearchSpace
 from nas.fitness import AEBSettings, energy_for_accuracy, f_aeb
-from studies import analysis, layers, plots
+from studies import analysis, layers, plots, report
 from studies.cli import main
 from studies.errors import StudyError
 from studies.export import export_trial
@@ -447,7 +447,7 @@ def trace_values(values) -> list:
 
 def test_report_is_one_self_contained_file_with_five_figures(real_study, tmp_path):
     _, study, settings = real_study
-    path = plots.write_report(study, settings, tmp_path / "out" / "report.html", device="cpu")
+    path = report.write_report(study, settings, tmp_path / "out" / "report.html", device="cpu")
     text = path.read_text()
     assert not re.search(r"<script[^>]*\ssrc=", text), "the report must not load scripts from elsewhere"
     assert len(re.findall(r"\* plotly\.js v\d", text)) == 1
@@ -541,10 +541,10 @@ def test_report_is_one_self_contained_file_with_five_figures(real_study, tmp_pat
     assert "<h2>Fronts under every recorded energy model</h2>" in text
     assert "<dt>Energy model</dt><dd>ops (45 nm operation prices, fp32 profile)</dd>" in text
 
-    chosen = plotly_figures(plots.write_report(study, settings, path, breakdown_trial=0, device="cpu").read_text())
+    chosen = plotly_figures(report.write_report(study, settings, path, breakdown_trial=0, device="cpu").read_text())
     assert chosen[2]["layout"]["title"]["text"].startswith(f"{plots.BREAKDOWN_TITLE} of trial 0 (the chosen trial")
     with pytest.raises(StudyError, match="has no trial 99"):
-        plots.write_report(study, settings, tmp_path / "x.html", breakdown_trial=99)
+        report.write_report(study, settings, tmp_path / "x.html", breakdown_trial=99)
 
 
 def test_export_writes_a_safe_checkpoint_that_matches_the_supernet(real_study, tmp_path):
@@ -695,7 +695,7 @@ def test_a_pareto3_study_records_three_objectives_and_shows_its_3d_front(real_st
 
 def test_report_of_a_pareto3_study_shows_the_3d_front_and_its_projections(real_study3, tmp_path):
     _, study, settings = real_study3
-    text = plots.write_report(study, settings, tmp_path / "report3.html", device="cpu").read_text()
+    text = report.write_report(study, settings, tmp_path / "report3.html", device="cpu").read_text()
     assert "on the 3-D Pareto front" in text and "<h2>Trials on the 3-D Pareto front</h2>" in text
     figures = plotly_figures(text)
     titles = [fig["layout"]["title"]["text"] for fig in figures]
