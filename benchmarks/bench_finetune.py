@@ -27,7 +27,8 @@ import optuna
 from nas import DatasetSpec, SamplerSettings, finetune_recipe, get_recipe, load_checkpoint, load_space
 from nas.train import train_supernet
 from studies.export import export_trial, finetune_trial
-from studies.study import create, load, select_trial
+from studies.results import select_trial
+from studies.study import create, load
 from studies.workers import run_worker
 
 

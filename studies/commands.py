@@ -158,7 +158,8 @@ def cmd_list(args: argparse.Namespace) -> None:
 def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool = False,
                  energy_model: str | None = None) -> None:
     from . import analysis
-    from .study import load, trials_frame
+    from .results import trials_frame
+    from .study import load
 
     study, settings = load(storage, name)
     frame = trials_frame(study, settings)

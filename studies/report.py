@@ -25,8 +25,8 @@ from .plots import (
     genes_parallel_figure,
     hypervolume_figure,
 )
+from .results import select_trial, study_hypervolume, trial_layers, trials_frame
 from .settings import StudySettings
-from .study import select_trial, study_hypervolume, trial_layers, trials_frame
 
 _FIRST_LAYER_TEXT = {
     "once": "once per image (as computed)",

@@ -18,25 +18,19 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import optuna
 import optuna.artifacts
-import pandas as pd
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from energy import ann_energy
 from models import ConfigError
 from nas.fitness import AEBSettings
 from nas.settings import DIRECTIONS, METRIC_NAMES, Budgets, EvaluationSettings, SamplerSettings
 
-from . import analysis
 from .errors import StudyError
-from .layers import FILENAME, artifact_store, default_artifact_dir, stored_layers
+from .layers import artifact_store, default_artifact_dir
+from .note import dashboard_note
 from .settings import HEARTBEAT_INTERVAL, SETTINGS_ATTR, StudySettings, check_study_name
 from .storage import mask_url, open_storage
-
-TRIAL_CHOICES = ("best", "knee")
-"""Names `select_trial` accepts besides a trial number."""
 
 _ENQUEUED_LARGEST = {"enqueued": "largest", "baseline": True}
 """User attrs of the trial `create` enqueues: the study's baseline (`analysis.baseline`).
@@ -45,52 +39,8 @@ Studies created before the baseline was named hold ``{"enqueued": "largest"}`` a
 _log = logging.getLogger(__name__)
 
 
-def _baseline_note(settings: StudySettings, measured, enqueued: bool) -> str:
-    """The note's paragraph on the baseline; `measured`: the largest subnet's score, if `create` measured it."""
-    which = ("**Baseline: trial 0**, the space's largest subnet" if enqueued else
-             "**Baseline**: the first trial of the space's largest subnet (not enqueued by this create)")
-    text = (f"{which}, the hand-designed Spikformer point of this space: `autospk-study show --baseline`, "
-            "`autospk-study plot` and the notebook state every trial's accuracy and energy against it, and "
-            "its energy against that of the same network run as an ANN (E_MAC x dense MACs).")
-    ann = ann_energy(settings.supernet_cfg, profile=settings.evaluation.profile)(settings.space.largest())
-    if measured is not None:
-        energy = measured.energy.energy_mj
-        unit = analysis.energy_unit([energy, ann])
-        text += (f" Measured at create: validation accuracy {100 * measured.accuracy:.2f} %, "
-                 f"{analysis.format_energy(energy, unit)} per image (E_ref); as an ANN "
-                 f"{analysis.format_energy(ann, unit)} ({energy / ann:.3g} x).")
-    else:
-        text += f" As an ANN it costs {analysis.format_energy(ann)} per image."
-    return text
 
 
-def _note(settings: StudySettings, measured=None, enqueued: bool = True) -> str:
-    space, aeb = settings.space, settings.aeb
-    genes = "\n".join(f"| {g} | {', '.join(map(str, v))} |" for g, v in space.genes.items())
-    budgets = ", ".join(f"{k}={v}" for k, v in settings.budgets.to_dict().items() if v is not None) or "none"
-    evaluation = settings.evaluation
-    scored = "the validation split" if evaluation.eval_images is None else (
-        f"a fixed stratified subset of {evaluation.eval_images} validation images")
-    rejection = " Early rejection: on (rejected trials are PRUNED)." if evaluation.early_rejection else ""
-    return (
-        f"# autospk study: {settings.objective}\n\n"
-        f"Objective: **{settings.objective}** ({', '.join(METRIC_NAMES[settings.objective])}). "
-        f"Data set: **{settings.dataset.name}** (scored on {scored}).{rejection} "
-        f"Supernet: `{settings.checkpoint}`.\n\n"
-        f"Energy model: **{analysis.energy_model_text(evaluation.energy_model, evaluation.profile)}**, first layer "
-        f"{evaluation.first_layer}; every complete trial records its energy under "
-        f"{', '.join(evaluation.energy_models)} (user attr `energies_mj`).\n\n"
-        f"F_AEB = Acc x (E / E_ref)^w with E_ref = {aeb.e_ref:.6g} mJ ({analysis.format_energy(aeb.e_ref)}), "
-        f"alpha = {aeb.alpha}, beta = {aeb.beta}. Budgets: {budgets}.\n\n"
-        f"{analysis.exchange_rate_text(aeb)}\n\n"
-        f"{_baseline_note(settings, measured, enqueued)}\n\n"
-        "Units: objective values and user attrs hold accuracy as a fraction in [0, 1] and energy in mJ per "
-        "image (`autospk-study show` and `plot` print percent and a unit that suits the values). Each trial "
-        f"scored in full stores its per-layer energy table as an artifact, `{FILENAME}`"
-        + (f" (folder `{settings.artifact_dir}`: `optuna-dashboard URL --artifact-dir {settings.artifact_dir}`)."
-           if settings.artifact_dir else ".") + "\n\n"
-        f"Search space **{space.name}**: {space.description}\n\n| gene | choices |\n|---|---|\n{genes}\n"
-    )
 
 
 def make_evaluator(checkpoint, evaluation: EvaluationSettings, *, path: str | Path, device: str | None = None):
@@ -311,7 +261,7 @@ def create(
         study.set_user_attr("e_ref_mj", aeb.e_ref)
         from optuna_dashboard import save_note
 
-        save_note(study, _note(settings, measured, enqueue_largest))
+        save_note(study, dashboard_note(settings, measured, enqueue_largest))
         if enqueue_largest:
             study.enqueue_trial(settings.space.params_from_config(settings.space.largest()),
                                 user_attrs=_ENQUEUED_LARGEST)
@@ -463,108 +413,13 @@ def open_study(storage: str, name: str | None = None) -> tuple[optuna.Study, Stu
     return load(storage, name)
 
 
-def trials_frame(study: optuna.Study, settings: StudySettings) -> pd.DataFrame:
-    """`analysis.trials_frame` of the study's complete trials, with each one's energy as an ANN
-    (the study's energy profile's E_MAC x dense MACs; under the ``ops`` energy model only, the
-    one it compares with) and `analysis.compare_to_baseline`."""
-    ev = settings.evaluation
-    ann = ann_energy(settings.supernet_cfg, profile=ev.profile) if ev.energy_model == "ops" else None
-    frame = analysis.trials_frame(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), settings.space,
-                                  ann_energy=ann)
-    return analysis.compare_to_baseline(frame)
 
 
-def select_trial(study: optuna.Study, settings: StudySettings, which: str | int = "best", *,
-                 frame: pd.DataFrame | None = None) -> FrozenTrial:
-    """The trial `which` names: ``"best"`` (highest feasible F_AEB), ``"knee"`` (of the
-    study's Pareto front, 3-D for ``pareto3``; see `analysis.knee`) or a trial number,
-    which must be COMPLETE.
-
-    Args:
-        study: An autospk study.
-        settings: Its settings.
-        which: ``"best"``, ``"knee"`` or a trial number.
-        frame: `trials_frame(study, settings)`, if already built.
-
-    Raises:
-        StudyError: for a study without complete trials, an unknown trial number or a
-            trial that is not complete.
-        ConfigError: for anything else than the allowed choices.
-    """
-    if isinstance(which, bool) or not isinstance(which, (int, np.integer, str)) or (
-            isinstance(which, str) and which not in TRIAL_CHOICES):
-        raise ConfigError(f"trial={which!r}; choose 'best', 'knee' or a trial number")
-    trials = study.get_trials(deepcopy=False)
-    if isinstance(which, str):
-        frame = trials_frame(study, settings) if frame is None else frame
-        if frame.empty:
-            raise StudyError(f"study '{study.study_name}' has no complete trials yet; "
-                             "run `autospk-study optimize` first")
-        if which == "best":
-            row = analysis.best_aeb(frame)
-        else:
-            row = analysis.knee(analysis.pareto_front(frame, objective=settings.objective),
-                                objective=settings.objective)
-        which = int(row["number"])
-    by_number = {t.number: t for t in trials}
-    if which not in by_number:
-        span = f"0..{len(trials) - 1}" if trials else "none yet"
-        raise StudyError(f"study '{study.study_name}' has no trial {which}; its trials are numbered {span}")
-    trial = by_number[int(which)]
-    if trial.state != TrialState.COMPLETE:
-        complete = [t.number for t in trials if t.state == TrialState.COMPLETE]
-        raise StudyError(f"trial {which} of study '{study.study_name}' is {trial.state.name}, not COMPLETE; "
-                         f"choose best, knee or a complete trial ({_numbers(complete)})")
-    return trial
 
 
-def _numbers(numbers: list[int], limit: int = 12) -> str:
-    if not numbers:
-        return "none yet"
-    shown = ", ".join(map(str, numbers[:limit]))
-    return shown + (f", ... ({len(numbers)} in all)" if len(numbers) > limit else "")
 
 
-def measure_trial(settings: StudySettings, trial: FrozenTrial, *, device: str | None = None):
-    """Evaluate a trial's subnet again on the validation split, with its per-layer energy.
-
-    Returns:
-        The `nas.SubnetScore`; ``score.layer_table()`` is the per-layer breakdown.
-    """
-    evaluator, _ = load_evaluator(settings, device=device)
-    return evaluator(settings.space.config_from_params(trial.params))
 
 
-def trial_layers(settings: StudySettings, trial: FrozenTrial, *, device: str | None = None) -> tuple[pd.DataFrame, str]:
-    """A trial's per-layer energy table: the one it stored, or else measured again.
-
-    Args:
-        settings: The study's settings.
-        trial: A COMPLETE trial.
-        device: Where to measure, if the trial stored no table.
-
-    Returns:
-        ``(layers, source)``: `nas.SubnetScore.layer_table`, and where it came from in a few
-        words (``"stored with the trial"``, or why it was measured again).
-    """
-    try:
-        layers = stored_layers(settings, trial)
-    except StudyError as err:
-        _log.warning("%s; measuring it again", err)
-        measured = measure_trial(settings, trial, device=device).layer_table()
-        return measured, "measured again: its stored table is missing"
-    if layers is not None:
-        return layers, "stored with the trial"
-    return measure_trial(settings, trial, device=device).layer_table(), "measured again: the trial stored no table"
 
 
-def study_hypervolume(frame: pd.DataFrame, settings: StudySettings) -> pd.DataFrame:
-    """`analysis.hypervolume_history` of a study against `analysis.study_ref_point` (that of
-    ``benchmarks/bench_search.py``), as a share of the reference box."""
-    from models import count_params
-
-    base = analysis.baseline(frame)
-    ref = analysis.study_ref_point(
-        settings.aeb.e_ref, baseline_accuracy=None if base is None else float(base["accuracy"]),
-        params_ref=count_params(settings.supernet_cfg, settings.space.largest()), objective=settings.objective)
-    return analysis.hypervolume_history(frame, ref, objective=settings.objective, normalise=True)

@@ -28,9 +28,10 @@ from studies import analysis, layers, plots, report
 from studies.cli import main
 from studies.errors import StudyError
 from studies.export import export_trial
+from studies.results import measure_trial, select_trial, trials_frame
+from studies.results import trial_layers as studies_trial_layers
 from studies.settings import StudySettings
-from studies.study import create, load, load_evaluator, measure_trial, select_trial, trials_frame
-from studies.study import trial_layers as studies_trial_layers
+from studies.study import create, load, load_evaluator
 from studies.workers import run_worker
 from tests.conftest import TINY_SPACE
 
@@ -830,7 +831,7 @@ def test_optuna_dashboard_lists_and_serves_a_trials_per_layer_artifact(real_stud
 
 
 def test_plot_of_a_trial_draws_its_stored_table_without_measuring(real_study, tmp_path, monkeypatch, capsys):
-    import studies.study
+    import studies.results
 
     storage, study, settings = real_study
     trial = study.trials[3]
@@ -839,7 +840,7 @@ def test_plot_of_a_trial_draws_its_stored_table_without_measuring(real_study, tm
     def no_measuring(*args, **kwargs):
         raise AssertionError("the report measured a trial that stored its table")
 
-    monkeypatch.setattr(studies.study, "load_evaluator", no_measuring)
+    monkeypatch.setattr(studies.results, "load_evaluator", no_measuring)
     out = tmp_path / "r.html"
     assert main(["plot", "--storage", storage, "--study-name", "p", "--trial", "3", "--output", str(out)]) == 0
     assert capsys.readouterr().out == f"report: {out.resolve()}\n"

@@ -20,7 +20,8 @@ from nas.dedup import StudyIndex
 from nas.objective import SubnetObjective
 from nas.rejection import accuracy_upper_bound, aeb_rule, energy_lower_bound, pareto_rule
 from studies.export import export_trial
-from studies.study import create, load, trials_frame
+from studies.results import trials_frame
+from studies.study import create, load
 from studies.workers import FINISHED, run_worker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
