@@ -1,12 +1,13 @@
 """Training checkpoints: the on-disk formats, their only writer and their readers.
 
 A checkpoint file holds only tensors and plain containers, so it loads with
-``torch.load(weights_only=True)``. On disk a supernet checkpoint is a dict with ``format`` (1)
-and one key per field of `SupernetCheckpoint`, except that the `SupernetConfig` is stored
-under ``"supernet"``; configs are stored as their ``to_dict`` output. Checkpoints written
-before ``data_fingerprint`` existed lack that key and load with None. A fine-tuning
-checkpoint (`FinetuneCheckpoint`, one subnet trained on from inherited weights) is the same
-kind of dict with ``format`` ``"finetune-1"``.
+``torch.load(weights_only=True)``. Both kinds share one base, `TrainingCheckpoint` (the
+training loop's state). On disk a supernet checkpoint is a dict with ``format`` (1) and one
+key per field of `SupernetCheckpoint`, except that the `SupernetConfig` is stored under
+``"supernet"``; configs are stored as their ``to_dict`` output. Checkpoints written before
+``data_fingerprint`` existed lack that key and load with None. A fine-tuning checkpoint
+(`FinetuneCheckpoint`, one subnet trained on from inherited weights) is the same kind of dict
+with ``format`` ``"finetune-1"``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -27,47 +28,46 @@ from .space import SearchSpace
 
 CHECKPOINT_FORMAT = 1
 
-_STATE_KEYS = ("epoch", "model", "optimizer", "scheduler", "rng", "space", "supernet", "dataset", "recipe",
-               "seed", "history")
+_LOOP_KEYS = ("epoch", "model", "optimizer", "scheduler", "rng", "supernet", "recipe", "seed", "history")
+"""Keys every training checkpoint holds."""
 
 
-@dataclass(frozen=True)
-class SupernetCheckpoint:
-    """A supernet after some epochs of training, with all it takes to resume or use it.
+@dataclass(frozen=True, kw_only=True)
+class TrainingCheckpoint:
+    """What every training checkpoint holds: a training loop's state after some epochs.
 
     Attributes:
         epoch: Epochs completed.
-        model: The supernet's state dict.
+        model: The network's state dict.
         optimizer: The optimizer's state dict.
         scheduler: The learning-rate scheduler's state dict.
         rng: Random states to resume from: ``torch`` (the CPU generator), ``loader`` (the
-            data order) and ``subnets`` (the Python generator of subnet draws, tuples as lists).
-        space: The search space the supernet was trained for.
-        supernet_cfg: The supernet's shape.
-        dataset: The data set it was trained on.
+            data order) and, for a supernet, ``subnets`` (the Python generator of subnet
+            draws, tuples as lists).
+        supernet_cfg: The supernet's shape (for a fine-tuned subnet: its data shape and stem).
         recipe: The training hyper-parameters.
-        seed: The training seed.
+        seed: The seed of data order and augmentation (and subnet draws).
         history: One dict per completed epoch: ``epoch``, mean ``loss``, final ``lr`` and, on
-            validated epochs, the largest and smallest subnets' validation accuracy and energy.
-        data_fingerprint: `nas.data.fingerprint` of the training data; None in checkpoints
-            written before fingerprints.
+            validated epochs, validation accuracy and energy.
         precision: The precision it was trained in (``fp32`` in checkpoints written before
             precisions).
         scaler: The fp16 loss scaler's state (None unless trained in fp16).
     """
+
+    FORMAT: ClassVar[int | str]
+    KIND: ClassVar[str]
+    KEYS: ClassVar[tuple[str, ...]]
+    MISSING_HINT: ClassVar[str] = ""
 
     epoch: int
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     rng: dict[str, Any]
-    space: SearchSpace
     supernet_cfg: SupernetConfig
-    dataset: DatasetSpec
     recipe: Recipe
     seed: int
     history: list[dict[str, Any]]
-    data_fingerprint: str | None = None
     precision: str = "fp32"
     scaler: dict[str, Any] | None = None
 
@@ -75,25 +75,32 @@ class SupernetCheckpoint:
         """The dict written to disk: tensors (on the CPU, so that a file written on a GPU loads
         anywhere) and plain containers only."""
         return {
-            "format": CHECKPOINT_FORMAT,
+            "format": self.FORMAT,
             "epoch": self.epoch,
             "model": _on_cpu(self.model),
             "optimizer": _on_cpu(self.optimizer),
             "scheduler": self.scheduler,
             "rng": self.rng,
-            "space": self.space.to_dict(),
             "supernet": self.supernet_cfg.to_dict(),
-            "dataset": self.dataset.to_dict(),
             "recipe": self.recipe.to_dict(),
             "seed": self.seed,
             "history": self.history,
-            "data_fingerprint": self.data_fingerprint,
             "precision": self.precision,
             "scaler": self.scaler,
+            **self._own_state(),
         }
 
+    def _own_state(self) -> dict[str, Any]:
+        """The keys a kind of checkpoint adds to `to_state`."""
+        return {}
+
     @classmethod
-    def from_state(cls, state: Any, path: str | Path) -> SupernetCheckpoint:
+    def _own_fields(cls, state: dict[str, Any], path: str | Path) -> dict[str, Any]:
+        """The fields a kind of checkpoint adds, from what `to_state` wrote."""
+        return {}
+
+    @classmethod
+    def from_state(cls, state: Any, path: str | Path):
         """Rebuild a checkpoint from the dict `to_state` wrote.
 
         Args:
@@ -101,17 +108,13 @@ class SupernetCheckpoint:
             path: Where `state` was read from, for the error messages.
 
         Raises:
-            ConfigError: if `state` is not a complete autospk supernet checkpoint.
+            ConfigError: if `state` is not a complete autospk checkpoint of this kind.
         """
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(f"{path} is not an autospk supernet checkpoint (format {CHECKPOINT_FORMAT})")
-        missing = [key for key in _STATE_KEYS if key not in state]
+        if not isinstance(state, dict) or state.get("format") != cls.FORMAT:
+            raise ConfigError(f"{path} is not an autospk {cls.KIND} (format {cls.FORMAT})")
+        missing = [key for key in cls.KEYS if key not in state]
         if missing:
-            raise ConfigError(f"supernet checkpoint {path} lacks the keys {missing}; "
-                             "it was not written by nas.save_checkpoint")
-        data_fingerprint = state.get("data_fingerprint")
-        if data_fingerprint is not None and not isinstance(data_fingerprint, str):
-            raise ConfigError(f"supernet checkpoint {path}: data_fingerprint={data_fingerprint!r} is not a string")
+            raise ConfigError(f"{cls.KIND} {path} lacks the keys {missing}{cls.MISSING_HINT}")
         try:
             return cls(
                 epoch=state["epoch"],
@@ -119,18 +122,50 @@ class SupernetCheckpoint:
                 optimizer=state["optimizer"],
                 scheduler=state["scheduler"],
                 rng=state["rng"],
-                space=SearchSpace.from_dict(state["space"]),
                 supernet_cfg=SupernetConfig.from_dict(state["supernet"]),
-                dataset=DatasetSpec.from_dict(state["dataset"]),
                 recipe=Recipe.from_dict(state["recipe"]),
                 seed=state["seed"],
                 history=list(state["history"]),
-                data_fingerprint=data_fingerprint,
                 precision=state.get("precision", "fp32"),
                 scaler=state.get("scaler"),
+                **cls._own_fields(state, path),
             )
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"supernet checkpoint {path}: {err}") from None
+            raise ConfigError(f"{cls.KIND} {path}: {err}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupernetCheckpoint(TrainingCheckpoint):
+    """A supernet after some epochs of training, with all it takes to resume or use it
+    (the fields of `TrainingCheckpoint`, and these).
+
+    Attributes:
+        space: The search space the supernet was trained for.
+        dataset: The data set it was trained on.
+        data_fingerprint: `nas.data.fingerprint` of the training data; None in checkpoints
+            written before fingerprints.
+    """
+
+    FORMAT: ClassVar[int] = CHECKPOINT_FORMAT
+    KIND: ClassVar[str] = "supernet checkpoint"
+    KEYS: ClassVar[tuple[str, ...]] = (*_LOOP_KEYS, "space", "dataset")
+    MISSING_HINT: ClassVar[str] = "; it was not written by nas.save_checkpoint"
+
+    space: SearchSpace
+    dataset: DatasetSpec
+    data_fingerprint: str | None = None
+
+    def _own_state(self) -> dict[str, Any]:
+        return {"space": self.space.to_dict(), "dataset": self.dataset.to_dict(),
+                "data_fingerprint": self.data_fingerprint}
+
+    @classmethod
+    def _own_fields(cls, state: dict[str, Any], path: str | Path) -> dict[str, Any]:
+        data_fingerprint = state.get("data_fingerprint")
+        if data_fingerprint is not None and not isinstance(data_fingerprint, str):
+            raise ConfigError(f"supernet checkpoint {path}: data_fingerprint={data_fingerprint!r} is not a string")
+        return {"space": SearchSpace.from_dict(state["space"]), "dataset": DatasetSpec.from_dict(state["dataset"]),
+                "data_fingerprint": data_fingerprint}
 
     def check_data(self, path: str | Path, dataset: DatasetSpec, data_fingerprint: str, *, fix: str) -> None:
         """Refuse data other than the data this supernet was trained on.
@@ -162,91 +197,34 @@ class SupernetCheckpoint:
 
 FINETUNE_FORMAT = "finetune-1"
 
-_FINETUNE_KEYS = ("epoch", "model", "optimizer", "scheduler", "rng", "supernet", "config", "recipe", "seed", "history",
-                  "origin", "data_fingerprint", "precision", "scaler")
 
-
-@dataclass(frozen=True)
-class FinetuneCheckpoint:
-    """One subnet fine-tuned from inherited weights, after some epochs, with all it takes to resume.
+@dataclass(frozen=True, kw_only=True)
+class FinetuneCheckpoint(TrainingCheckpoint):
+    """One subnet fine-tuned from inherited weights, after some epochs, with all it takes to
+    resume (the fields of `TrainingCheckpoint`, and these).
 
     Attributes:
-        epoch: Epochs completed.
-        model: The standalone subnet's state dict.
-        optimizer: The optimizer's state dict.
-        scheduler: The learning-rate scheduler's state dict.
-        rng: Random states to resume from: ``torch`` (the CPU generator) and ``loader``.
-        supernet_cfg: The data shape and stem of the subnet (its supernet's config).
         config: The subnet (active genes).
-        recipe: The fine-tuning recipe (`nas.recipes.finetune_recipe`).
-        seed: The seed of data order and augmentation.
-        history: One dict per completed epoch: ``epoch``, mean ``loss``, final ``lr`` and, on
-            validated epochs, ``val_accuracy`` and ``val_energy_mj``.
         origin: Where the inherited weights came from (plain values, e.g. the study, trial
             and supernet checkpoint); a resumed run must come from the same place.
         data_fingerprint: `nas.data.fingerprint` of the training data.
-        precision: The precision of training.
-        scaler: The fp16 loss scaler's state (None unless trained in fp16).
     """
 
-    epoch: int
-    model: dict[str, torch.Tensor]
-    optimizer: dict[str, Any]
-    scheduler: dict[str, Any]
-    rng: dict[str, Any]
-    supernet_cfg: SupernetConfig
+    FORMAT: ClassVar[str] = FINETUNE_FORMAT
+    KIND: ClassVar[str] = "fine-tuning checkpoint"
+    KEYS: ClassVar[tuple[str, ...]] = (*_LOOP_KEYS, "config", "origin", "data_fingerprint", "precision", "scaler")
+
     config: SubnetConfig
-    recipe: Recipe
-    seed: int
-    history: list[dict[str, Any]]
     origin: dict[str, Any]
     data_fingerprint: str
-    precision: str = "fp32"
-    scaler: dict[str, Any] | None = None
 
-    def to_state(self) -> dict[str, Any]:
-        """The dict written to disk (tensors on the CPU, plain containers)."""
-        return {
-            "format": FINETUNE_FORMAT,
-            "epoch": self.epoch,
-            "model": _on_cpu(self.model),
-            "optimizer": _on_cpu(self.optimizer),
-            "scheduler": self.scheduler,
-            "rng": self.rng,
-            "supernet": self.supernet_cfg.to_dict(),
-            "config": self.config.to_dict(),
-            "recipe": self.recipe.to_dict(),
-            "seed": self.seed,
-            "history": self.history,
-            "origin": self.origin,
-            "data_fingerprint": self.data_fingerprint,
-            "precision": self.precision,
-            "scaler": self.scaler,
-        }
+    def _own_state(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "origin": self.origin, "data_fingerprint": self.data_fingerprint}
 
     @classmethod
-    def from_state(cls, state: Any, path: str | Path) -> FinetuneCheckpoint:
-        """Rebuild a checkpoint from the dict `to_state` wrote.
-
-        Raises:
-            ConfigError: if `state` is not a complete autospk fine-tuning checkpoint.
-        """
-        if not isinstance(state, dict) or state.get("format") != FINETUNE_FORMAT:
-            raise ConfigError(f"{path} is not an autospk fine-tuning checkpoint (format {FINETUNE_FORMAT})")
-        missing = [key for key in _FINETUNE_KEYS if key not in state]
-        if missing:
-            raise ConfigError(f"fine-tuning checkpoint {path} lacks the keys {missing}")
-        try:
-            return cls(
-                epoch=state["epoch"], model=state["model"], optimizer=state["optimizer"],
-                scheduler=state["scheduler"], rng=state["rng"],
-                supernet_cfg=SupernetConfig.from_dict(state["supernet"]),
-                config=SubnetConfig.from_dict(state["config"]), recipe=Recipe.from_dict(state["recipe"]),
-                seed=state["seed"], history=list(state["history"]), origin=dict(state["origin"]),
-                data_fingerprint=state["data_fingerprint"], precision=state["precision"], scaler=state["scaler"],
-            )
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"fine-tuning checkpoint {path}: {err}") from None
+    def _own_fields(cls, state: dict[str, Any], path: str | Path) -> dict[str, Any]:
+        return {"config": SubnetConfig.from_dict(state["config"]), "origin": dict(state["origin"]),
+                "data_fingerprint": state["data_fingerprint"]}
 
 
 def save_checkpoint(path: str | Path, ckpt: SupernetCheckpoint | FinetuneCheckpoint) -> None:
