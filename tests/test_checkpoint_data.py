@@ -22,15 +22,14 @@ from studies.errors import StudyError
 from studies.storage import open_storage
 from studies.study import load, load_evaluator
 from tests.conftest import DIGITS_RECIPE, TINY_SPACE
-from tests.test_cli import _fails, run
-from tests.test_data import DIGITS_FINGERPRINT, _image_tree
+from tests.helpers import DIGITS_FINGERPRINT, fails, image_tree, run
 
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory) -> Path:
     """Ten classes of 8x8 grayscale images: the shape of digits, other data."""
     root = tmp_path_factory.mktemp("images")
-    _image_tree(root, tuple("abcdefghij"), 8, 8, "L")
+    image_tree(root, tuple("abcdefghij"), 8, 8, "L")
     return root
 
 
@@ -62,7 +61,7 @@ def test_resume_on_other_data_of_the_same_shape_is_refused_and_keeps_the_checkpo
     checkpoint = tmp_path / "supernet.pt"
     shutil.copy(digits_checkpoint.path, checkpoint)
     trained = checkpoint.read_bytes()
-    err = _fails(capsys, "train-supernet", "--dataset", "folder", "--data-root", str(image_folder), "--space",
+    err = fails(capsys, "train-supernet", "--dataset", "folder", "--data-root", str(image_folder), "--space",
                  str(_space_file(tmp_path)), "--recipe", "digits", "--epochs", "3", "--batch-size", "16", "--output",
                  str(checkpoint), "--resume", "--no-progress")
     assert (f"supernet checkpoint {checkpoint} was trained on digits, split seed 0 with data fingerprint "
@@ -133,7 +132,7 @@ def test_data_edited_after_training_is_refused_by_create_and_by_the_study(
         load_evaluator(settings, device="cpu")
     assert str(err.value).startswith(message)
     capsys.readouterr()
-    err = _fails(capsys, *create, "--study-name", "after")
+    err = fails(capsys, *create, "--study-name", "after")
     assert message in err and "restore the data it was trained on" in err and len(err.strip().splitlines()) == 1
 
     # Each worker loads the data and fails on it: a line for the run, a line for the cause.

@@ -21,17 +21,7 @@ from studies.cli import main
 from studies.recovery import WORKER_ATTR
 from studies.storage import open_storage
 from tests.conftest import TINY_SPACE, server_answers
-
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-CLI = [sys.executable, "-m", "studies.cli"]
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}  # tiny models: see conftest._one_thread
-
-
-def run(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from tests.helpers import CLI, ENV, POSTGRES, assert_study_done, fails, run
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +30,6 @@ def tiny_toml(tmp_path_factory):
     genes = "\n".join(f"{k} = {v}" for k, v in TINY_SPACE["genes"].items())
     path.write_text(f"patch_size = 2\n[genes]\n{genes}\n")
     return path
-
-
-def _assert_study_done(storage: str, name: str, n: int) -> optuna.Study:
-    study = optuna.load_study(study_name=name, storage=open_storage(storage))
-    complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(complete) >= n
-    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
-    evaluated = [t.user_attrs["arch_id"] for t in complete if "duplicate_of" not in t.user_attrs]
-    assert len(evaluated) == len(set(evaluated)), "an architecture was evaluated twice"
-    return study
 
 
 @pytest.mark.slow
@@ -67,7 +47,7 @@ def test_quickstart_reduced(tmp_path):
     assert "optuna-dashboard sqlite:///" in text
     assert "digits-aeb: top 5 by F_AEB" in text and "digits-pareto: Pareto front" in text
     for name in ("digits-aeb", "digits-pareto"):
-        _assert_study_done(storage, name, 6)
+        assert_study_done(storage, name, 6)
     listed = run("list", "--storage", storage).stdout
     assert "digits-aeb" in listed and "digits-pareto" in listed
     # The quickstart trains one subnet per step (the uniform rule), to finish in about 2 minutes.
@@ -101,7 +81,7 @@ def test_two_workers_finish_without_losses_or_duplicates(tmp_path, digits_checkp
     # "cpu:0" is the CPU under another name: it tells the two workers' devices apart.
     run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "16", "--workers", "2",
         "--devices", "cpu,cpu:0", "--no-progress")
-    study = _assert_study_done(storage, name, 16)
+    study = assert_study_done(storage, name, 16)
     workers = {(t.system_attrs[WORKER_ATTR]["pid"], t.system_attrs[WORKER_ATTR]["device"])
                for t in study.trials if WORKER_ATTR in t.system_attrs}
     assert len(workers) == 2 and {device for _, device in workers} == {"cpu", "cpu:0"}
@@ -136,7 +116,7 @@ def test_killed_worker_mid_trial_and_the_study_still_completes(tmp_path, digits_
     proc.wait()
     assert victim is not None, "no trial was seen running"
     run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "4", "--no-progress")
-    study = _assert_study_done(storage, name, 4)
+    study = assert_study_done(storage, name, 4)
     assert study.trials[victim].state == TrialState.FAIL
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") == victim]
     assert retries and retries[0].state == TrialState.COMPLETE
@@ -254,14 +234,6 @@ def test_torchrun_data_parallel_training_on_cpu(tmp_path, tiny_toml, digits_data
     assert all(torch.equal(state["model"][name], tensor) for name, tensor in weights[0].items())
 
 
-def _fails(capsys, *argv: str) -> str:
-    """Run the CLI in-process; it must exit 2 with a message on stderr."""
-    assert main(list(argv)) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("autospk-study: error: ")
-    return err
-
-
 def _usage_fails(capsys, *argv: str) -> str:
     """Argument errors exit 2 from argparse with the usage and the reason."""
     with pytest.raises(SystemExit) as exit_info:
@@ -274,30 +246,30 @@ def test_bad_inputs_get_one_line_errors_and_write_nothing(tmp_path, digits_check
     checkpoint = digits_checkpoint.path
     trained = checkpoint.read_bytes()
     storage = f"sqlite:///{tmp_path}/bad.db"
-    err = _fails(capsys, "show", "--storage", storage, "--study-name", "nope")
+    err = fails(capsys, "show", "--storage", storage, "--study-name", "nope")
     assert f"storage {storage} does not exist" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad.db").exists()
     assert main(["create", "--storage", storage, "--study-name", "s", "--objective", "aeb",
                  "--checkpoint", str(checkpoint), "--population-size", "4", "--num-parents", "2"]) == 0
     capsys.readouterr()
-    assert "already exists" in _fails(capsys, "create", "--storage", storage, "--study-name", "s", "--objective",
+    assert "already exists" in fails(capsys, "create", "--storage", storage, "--study-name", "s", "--objective",
                                       "aeb", "--checkpoint", str(checkpoint))
-    assert "exists with objective 'aeb', not 'pareto'" in _fails(
+    assert "exists with objective 'aeb', not 'pareto'" in fails(
         capsys, "create", "--storage", storage, "--study-name", "s", "--objective", "pareto",
         "--checkpoint", str(checkpoint), "--skip-if-exists")
-    assert "cannot open storage postgresql://postgres@127.0.0.1:1/test" in _fails(
+    assert "cannot open storage postgresql://postgres@127.0.0.1:1/test" in fails(
         capsys, "list", "--storage", "postgresql://postgres@127.0.0.1:1/test")
-    assert "does not exist" in _fails(capsys, "create", "--storage", storage, "--study-name", "m", "--objective",
+    assert "does not exist" in fails(capsys, "create", "--storage", storage, "--study-name", "m", "--objective",
                                       "aeb", "--checkpoint", str(tmp_path / "missing.pt"))
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00garbage")
-    assert "is corrupt" in _fails(capsys, "create", "--storage", storage, "--study-name", "c", "--objective", "aeb",
+    assert "is corrupt" in fails(capsys, "create", "--storage", storage, "--study-name", "c", "--objective", "aeb",
                                   "--checkpoint", str(corrupt))
-    assert "unknown data set 'mnist'" in _fails(capsys, "train-supernet", "--dataset", "mnist",
+    assert "unknown data set 'mnist'" in fails(capsys, "train-supernet", "--dataset", "mnist",
                                                 "--output", str(tmp_path / "never.pt"))
-    assert "trained for another space" in _fails(capsys, "train-supernet", "--space", "digits", "--output",
+    assert "trained for another space" in fails(capsys, "train-supernet", "--space", "digits", "--output",
                                                  str(checkpoint), "--resume", "--epochs", "1")
-    assert "num_parents=9 must be in 2..population_size (4)" in _fails(
+    assert "num_parents=9 must be in 2..population_size (4)" in fails(
         capsys, "create", "--storage", storage, "--study-name", "r", "--objective", "aeb",
         "--checkpoint", str(checkpoint), "--population-size", "4", "--num-parents", "9")
     assert "must be a probability" in _usage_fails(capsys, "create", "--storage", storage, "--study-name",
@@ -321,7 +293,7 @@ def test_a_bad_space_file_is_a_one_line_error(tmp_path, capsys, patch_size, thre
     genes = {**TINY_SPACE["genes"], "threshold": threshold}
     space = tmp_path / "bad.toml"
     space.write_text(f"patch_size = {patch_size}\n[genes]\n" + "\n".join(f"{k} = {v}" for k, v in genes.items()))
-    err = _fails(capsys, "train-supernet", "--space", str(space), "--epochs", "1", "--output", str(tmp_path / "x.pt"))
+    err = fails(capsys, "train-supernet", "--space", str(space), "--epochs", "1", "--output", str(tmp_path / "x.pt"))
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.pt").exists()
 
@@ -331,7 +303,7 @@ def test_a_checkpoint_holding_only_its_format_is_a_one_line_error(tmp_path, caps
 
     checkpoint = tmp_path / "only-format.pt"
     torch.save({"format": 1}, checkpoint)
-    err = _fails(capsys, "create", "--storage", f"sqlite:///{tmp_path}/s.db", "--study-name", "s", "--objective",
+    err = fails(capsys, "create", "--storage", f"sqlite:///{tmp_path}/s.db", "--study-name", "s", "--objective",
                  "aeb", "--checkpoint", str(checkpoint))
     assert f"supernet checkpoint {checkpoint} lacks the keys ['epoch', 'model'," in err
     assert len(err.strip().splitlines()) == 1

@@ -26,8 +26,7 @@ from studies.recovery import WORKER_ATTR
 from studies.storage import open_storage
 from studies.study import load
 from studies.workers import WorkerFailure, failures_summary, quiet_optuna
-from tests.test_cli import CLI, ENV, _fails, run
-from tests.test_data import DIGITS_FINGERPRINT
+from tests.helpers import CLI, DIGITS_FINGERPRINT, ENV, fails, run
 
 CREATE_HINT = "check the URL, or create a study there with `autospk-study create`"
 
@@ -41,7 +40,7 @@ READING = [["list"], ["show", "--study-name", "s"], ["plot", "--study-name", "s"
 @pytest.mark.parametrize("command", READING, ids=lambda c: c[0])
 def test_a_mistyped_sqlite_url_is_an_error_naming_the_file_and_the_storages_beside_it(tmp_path, capsys, command):
     open_storage(f"sqlite:///{tmp_path}/autospk.db")  # the storage the user meant
-    err = _fails(capsys, *command, "--storage", f"sqlite:///{tmp_path}/autospk.dbb")
+    err = fails(capsys, *command, "--storage", f"sqlite:///{tmp_path}/autospk.dbb")
     assert err == (f"autospk-study: error: storage sqlite:///{tmp_path}/autospk.dbb does not exist: no file "
                    f"{tmp_path}/autospk.dbb (sqlite storages in {tmp_path}: autospk.db); {CREATE_HINT}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["autospk.db"]
@@ -50,7 +49,7 @@ def test_a_mistyped_sqlite_url_is_an_error_naming_the_file_and_the_storages_besi
 def test_list_in_an_empty_folder_creates_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AUTOSPK_STORAGE", raising=False)
-    err = _fails(capsys, "list")
+    err = fails(capsys, "list")
     assert err == (f"autospk-study: error: storage sqlite:///{tmp_path}/autospk.db does not exist: no file "
                    f"{tmp_path}/autospk.db (no sqlite storage in {tmp_path}); {CREATE_HINT}\n")
     assert not list(tmp_path.iterdir())
@@ -58,10 +57,10 @@ def test_list_in_an_empty_folder_creates_nothing(tmp_path, capsys, monkeypatch):
 
 def test_a_missing_journal_file_is_not_created(tmp_path, capsys):
     open_storage(f"journal://{tmp_path}/study.log")
-    err = _fails(capsys, "show", "--storage", f"journal://{tmp_path}/studies.log", "--study-name", "s")
+    err = fails(capsys, "show", "--storage", f"journal://{tmp_path}/studies.log", "--study-name", "s")
     assert err == (f"autospk-study: error: storage journal://{tmp_path}/studies.log does not exist: no file "
                    f"{tmp_path}/studies.log (journal storages in {tmp_path}: study.log); {CREATE_HINT}\n")
-    err = _fails(capsys, "list", "--storage", f"journal://{tmp_path}/gone/study.log")
+    err = fails(capsys, "list", "--storage", f"journal://{tmp_path}/gone/study.log")
     assert f"(folder {tmp_path}/gone does not exist)" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.log"]
 
@@ -70,7 +69,7 @@ def test_a_database_without_optuna_tables_gets_none_on_reading(tmp_path, capsys)
     path = tmp_path / "other.db"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE notes (text TEXT)")
-    err = _fails(capsys, "list", "--storage", f"sqlite:///{path}")
+    err = fails(capsys, "list", "--storage", f"sqlite:///{path}")
     assert err == (f"autospk-study: error: storage sqlite:///{path} holds no studies: the database has no Optuna "
                    f"tables; {CREATE_HINT}\n")
     with sqlite3.connect(path) as db:
@@ -80,7 +79,7 @@ def test_a_database_without_optuna_tables_gets_none_on_reading(tmp_path, capsys)
 def test_a_storage_without_that_study_names_the_studies_it_holds(tmp_path, capsys):
     url = f"sqlite:///{tmp_path}/s.db"
     optuna.create_study(study_name="digits-aeb", storage=open_storage(url))
-    err = _fails(capsys, "show", "--storage", url, "--study-name", "digits-aeb2")
+    err = fails(capsys, "show", "--storage", url, "--study-name", "digits-aeb2")
     assert err == f"autospk-study: error: no study 'digits-aeb2' in {url}; studies there: ['digits-aeb']\n"
 
 
@@ -101,7 +100,7 @@ def test_skip_if_exists_reuses_only_a_study_made_the_same_way(tmp_path, digits_c
     assert capsys.readouterr().out.endswith(f"study 's' (aeb) in {storage}\n")
 
     fix = "create it with the stored settings, choose another study name, or delete the study first"
-    err = _fails(capsys, *args, "--skip-if-exists", "--population-size", "6", "--alpha", "-0.1")
+    err = fails(capsys, *args, "--skip-if-exists", "--population-size", "6", "--alpha", "-0.1")
     assert err == ("autospk-study: error: study 's' exists with other settings: aeb.alpha=-0.07, not -0.1; "
                    f"sampler.population_size=4, not 6; {fix}\n")
 
@@ -110,7 +109,7 @@ def test_skip_if_exists_reuses_only_a_study_made_the_same_way(tmp_path, digits_c
                 f"split seed 0 with data fingerprint retrained, the study's on digits, split seed 0 with data "
                 f"fingerprint {DIGITS_FINGERPRINT}; put the study's checkpoint back, or create a new study on this "
                 "one")
-    err = _fails(capsys, *args, "--skip-if-exists")
+    err = fails(capsys, *args, "--skip-if-exists")
     assert err == f"autospk-study: error: study 's' exists, but its {mismatch}\n"
 
     # optimize checks the checkpoint before it starts a worker: one line, not one traceback per worker.
@@ -259,13 +258,13 @@ def test_a_missing_checkpoint_names_the_checkpoints_there_and_the_quickstarts(tm
     monkeypatch.chdir(tmp_path)
     storage = f"sqlite:///{tmp_path}/s.db"
     create = ["create", "--storage", storage, "--study-name", "d3", "--objective", "pareto3"]
-    assert _fails(capsys, *create, "--checkpoint", "digits.pt") == (
+    assert fails(capsys, *create, "--checkpoint", "digits.pt") == (
         "autospk-study: error: supernet checkpoint digits.pt does not exist; train one with "
         "`autospk-study train-supernet`\n")
     (tmp_path / "autospk-runs").mkdir()
     (tmp_path / "autospk-runs" / "digits-supernet.pt").write_bytes(b"")
     (tmp_path / "c10.pt").write_bytes(b"")
-    assert _fails(capsys, *create, "--checkpoint", "digits.pt") == (
+    assert fails(capsys, *create, "--checkpoint", "digits.pt") == (
         "autospk-study: error: supernet checkpoint digits.pt does not exist; checkpoints here: "
         "autospk-runs/digits-supernet.pt (the quickstart's), c10.pt; or train one with "
         "`autospk-study train-supernet`\n")

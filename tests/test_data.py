@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from torchvision import datasets
 
 from nas.data import DataSplits, load_dataset
 from nas.dataspec import DATASETS, DatasetSpec
+from tests.helpers import DIGITS_FINGERPRINT, fake_cifar10, fake_images, image_tree, write_pickle
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -85,38 +85,17 @@ def test_digits_train_augmentation_shifts_images_and_train_eval_is_fixed(digits:
     assert changed > 10
 
 
-def _write_pickle(path: Path, batch: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        pickle.dump(batch, f)
-
-
-def _fake_images(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-
-
-def _fake_cifar10(root: Path, per_batch: int = 20) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    data = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        images = _fake_images(rng, per_batch)
-        labels = [i % 10 for i in range(per_batch)]
-        _write_pickle(root / "cifar-10-batches-py" / name, {b"data": images, b"labels": labels})
-        data[name] = images
-    return data
-
-
 def _fake_cifar100(root: Path, n_train: int = 400, n_test: int = 100) -> None:
     rng = np.random.default_rng(1)
     for name, n in (("train", n_train), ("test", n_test)):
         fine = [i % 100 for i in range(n)]
-        _write_pickle(root / "cifar-100-python" / name,
-                      {b"data": _fake_images(rng, n), b"fine_labels": fine,
+        write_pickle(root / "cifar-100-python" / name,
+                      {b"data": fake_images(rng, n), b"fine_labels": fine,
                        b"coarse_labels": [f // 5 for f in fine]})
 
 
 def test_fake_cifar10_loads_with_spec_constants_and_pixel_layout(tmp_path: Path):
-    raw = _fake_cifar10(tmp_path)
+    raw = fake_cifar10(tmp_path)
     splits = load_dataset(DatasetSpec(name="cifar10", root=str(tmp_path)))
     assert len(splits.train) + len(splits.val) == 100 and len(splits.val) == 15
     assert len(splits.test) == 20
@@ -166,24 +145,14 @@ def test_missing_cifar_files_name_the_expected_path(tmp_path: Path):
 def test_cifar_download_asks_torchvision_once_then_reads_the_files(tmp_path: Path, monkeypatch):
     calls = []
 
-    def fake_cifar10(root: str, train: bool, download: bool) -> None:
+    def torchvision_cifar10(root: str, train: bool, download: bool) -> None:
         calls.append((root, download))
-        _fake_cifar10(Path(root))
+        fake_cifar10(Path(root))
 
-    monkeypatch.setattr(datasets, "CIFAR10", fake_cifar10)
+    monkeypatch.setattr(datasets, "CIFAR10", torchvision_cifar10)
     splits = load_dataset(DatasetSpec(name="cifar10", root=str(tmp_path), download=True))
     assert calls == [(str(tmp_path), True)]
     assert len(splits.test) == 20
-
-
-def _image_tree(root: Path, classes: tuple[str, ...], per_class: int, size: int, mode: str) -> None:
-    rng = np.random.default_rng(len(classes) * per_class)
-    shape = (size, size) if mode == "L" else (size, size, 3)
-    for name in classes:
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
-            Image.fromarray(pixels, mode=mode).save(root / name / f"{i:03d}.png")
 
 
 def _assert_normalised(splits: DataSplits) -> None:
@@ -194,7 +163,7 @@ def _assert_normalised(splits: DataSplits) -> None:
 
 @pytest.mark.parametrize("mode, channels", [("RGB", 3), ("L", 1)])
 def test_single_image_tree_is_split_with_shape_from_the_data(tmp_path: Path, mode: str, channels: int):
-    _image_tree(tmp_path, ("ant", "bee", "cat"), 12, 12, mode)
+    image_tree(tmp_path, ("ant", "bee", "cat"), 12, 12, mode)
     splits = load_dataset(DatasetSpec(name="folder", root=str(tmp_path)))
     assert (splits.in_channels, splits.img_size, splits.num_classes) == (channels, 12, 3)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (23, 5, 8)
@@ -210,8 +179,8 @@ def test_single_image_tree_is_split_with_shape_from_the_data(tmp_path: Path, mod
 
 
 def test_train_test_image_trees_and_resize(tmp_path: Path):
-    _image_tree(tmp_path / "train", ("ant", "bee", "cat"), 12, 12, "RGB")
-    _image_tree(tmp_path / "test", ("ant", "bee", "cat"), 4, 12, "RGB")
+    image_tree(tmp_path / "train", ("ant", "bee", "cat"), 12, 12, "RGB")
+    image_tree(tmp_path / "test", ("ant", "bee", "cat"), 4, 12, "RGB")
     splits = load_dataset(DatasetSpec(name="folder", root=str(tmp_path), img_size=16))
     assert (len(splits.train) + len(splits.val), len(splits.test)) == (36, 12)
     assert splits.img_size == 16 and splits.train[0][0].shape == (3, 16, 16)
@@ -220,15 +189,15 @@ def test_train_test_image_trees_and_resize(tmp_path: Path):
 
 
 def test_train_val_image_trees_are_accepted(tmp_path: Path):
-    _image_tree(tmp_path / "train", ("a", "b"), 10, 8, "L")
-    _image_tree(tmp_path / "val", ("a", "b"), 3, 8, "L")
+    image_tree(tmp_path / "train", ("a", "b"), 10, 8, "L")
+    image_tree(tmp_path / "val", ("a", "b"), 3, 8, "L")
     splits = load_dataset(DatasetSpec(name="folder", root=str(tmp_path)))
     assert len(splits.test) == 6 and splits.in_channels == 1 and splits.num_classes == 2
 
 
 def test_image_trees_with_different_classes_are_rejected(tmp_path: Path):
-    _image_tree(tmp_path / "train", ("a", "b"), 6, 8, "RGB")
-    _image_tree(tmp_path / "test", ("a", "c"), 2, 8, "RGB")
+    image_tree(tmp_path / "train", ("a", "b"), 6, 8, "RGB")
+    image_tree(tmp_path / "test", ("a", "c"), 2, 8, "RGB")
     with pytest.raises(ValueError, match=r"only in train \['b'\], only in test \['c'\]"):
         load_dataset(DatasetSpec(name="folder", root=str(tmp_path)))
 
@@ -285,11 +254,6 @@ def test_a_split_too_small_to_stratify_says_so(tmp_path: Path):
         load_dataset(DatasetSpec(name="cifar100", root=str(tmp_path)))
 
 
-DIGITS_FINGERPRINT = "7f964385b4d94202"
-"""Pinned: checkpoints and studies store fingerprints, so a change to how they are computed
-makes every one made before refuse its own data."""
-
-
 def test_a_fingerprint_repeats_for_the_same_data_and_changes_with_any_of_it(digits: DataSplits, tmp_path: Path):
     from nas.data import fingerprint
 
@@ -299,7 +263,7 @@ def test_a_fingerprint_repeats_for_the_same_data_and_changes_with_any_of_it(digi
     assert fingerprint(nudged) == DIGITS_FINGERPRINT
     assert fingerprint(load_dataset(DatasetSpec(name="digits", seed=1))) != DIGITS_FINGERPRINT
 
-    _image_tree(tmp_path, tuple("abcdefghij"), 8, 8, "L")  # digits' shape: 10 classes of 8x8 grayscale
+    image_tree(tmp_path, tuple("abcdefghij"), 8, 8, "L")  # digits' shape: 10 classes of 8x8 grayscale
     spec = DatasetSpec(name="folder", root=str(tmp_path))
     folder = fingerprint(load_dataset(spec))
     assert folder == fingerprint(load_dataset(spec)) and folder != DIGITS_FINGERPRINT

@@ -16,7 +16,7 @@ import torch
 from studies.cli import main
 from studies.storage import open_storage
 from tests.conftest import TINY_SPACE, server_answers
-from tests.test_cli import ENV, POSTGRES, _assert_study_done
+from tests.helpers import ENV, POSTGRES, assert_study_done
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -75,7 +75,7 @@ def test_the_worker_script_runs_a_postgresql_study_as_an_array_task_would(tmp_pa
         assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
         assert "array task 3 of job 4242" in proc.stdout and POSTGRES not in proc.stdout
         assert f"study '{name}': 4 finished trials (4 new)" in proc.stdout
-        study = _assert_study_done(POSTGRES, name, 4)
+        study = assert_study_done(POSTGRES, name, 4)
         assert len(study.trials) == 4 and study.metric_names == ["accuracy", "energy_mj", "params"]
     finally:
         optuna.delete_study(study_name=name, storage=open_storage(POSTGRES))

@@ -25,7 +25,7 @@ from studies.cli import main
 from studies.export import FINETUNE_CHECKPOINT, export_trial, finetune_trial
 from studies.study import create, load
 from studies.workers import run_worker
-from tests.test_data import _fake_cifar10, _image_tree, _write_pickle
+from tests.helpers import fake_cifar10, image_tree, write_pickle
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,8 +60,8 @@ def test_transform_refuses_images_already_scaled_or_normalised(digits_data):
 
 
 def test_transform_of_folder_images_resizes_pil_images_as_the_pipeline_does(tmp_path):
-    _image_tree(tmp_path / "train", ("ant", "bee", "cat"), 12, 12, "RGB")
-    _image_tree(tmp_path / "test", ("ant", "bee", "cat"), 4, 12, "RGB")
+    image_tree(tmp_path / "train", ("ant", "bee", "cat"), 12, 12, "RGB")
+    image_tree(tmp_path / "test", ("ant", "bee", "cat"), 4, 12, "RGB")
     splits = load_dataset(DatasetSpec(name="folder", root=str(tmp_path), img_size=16))
     transform = splits.input_transform(time_steps=3)
     assert transform.classes == ("ant", "bee", "cat") and transform.img_size == 16
@@ -74,9 +74,9 @@ def test_transform_of_folder_images_resizes_pil_images_as_the_pipeline_does(tmp_
 
 
 def test_transform_of_cifar_arrays_in_either_layout_and_class_names_from_the_meta_file(tmp_path):
-    raw = _fake_cifar10(tmp_path)["test_batch"].reshape(-1, 3, 32, 32)
+    raw = fake_cifar10(tmp_path)["test_batch"].reshape(-1, 3, 32, 32)
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
-    _write_pickle(tmp_path / "cifar-10-batches-py" / "batches.meta", {b"label_names": names})
+    write_pickle(tmp_path / "cifar-10-batches-py" / "batches.meta", {b"label_names": names})
     splits = load_dataset(DatasetSpec(name="cifar10", root=str(tmp_path)))
     transform = splits.input_transform(time_steps=4)
     assert transform.classes[0] == "airplane" and len(transform.classes) == 10

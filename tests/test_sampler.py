@@ -3,7 +3,6 @@ from __future__ import annotations
 import math
 import random
 import threading
-import time
 
 import moocore
 import numpy as np
@@ -11,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import create_trial
 
-from energy import analytic_energy, dense_macs
+from energy import dense_macs
 from models import ConfigError, count_params
 from nas.dedup import ARCH_ATTR, ARCH_KEY, DUPLICATE_ATTR, completed_twin, known_arch_ids
 from nas.sampler import (
@@ -23,44 +22,10 @@ from nas.sampler import (
 )
 from nas.sampler._surrogate import GenomeEncoder, Surrogate, promise
 from nas.settings import SamplerSettings
+from tests.helpers import analytic_cost, fake_objective, fake_objective3, tiny_digits_cfg
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 MAX, MIN = optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE
-
-
-def _supernet_cfg(space):
-    return space.supernet_config(in_channels=1, img_size=8, num_classes=10)
-
-
-def fake_objective(space, delay: float = 0.0):
-    """Accuracy grows with size, energy is the analytic dense energy: a real trade-off."""
-    energy_mj = analytic_energy(_supernet_cfg(space), firing_rate=0.2)
-
-    def objective(trial):
-        cfg = space.suggest(trial)
-        trial.set_user_attr("arch_id", cfg.arch_id)
-        time.sleep(delay)
-        energy = energy_mj(cfg)
-        accuracy = 1 - 1 / (1 + cfg.embed_dim * cfg.depth * cfg.time_steps * sum(cfg.mlp_ratio[: cfg.depth]) / 50)
-        return accuracy, energy
-
-    return objective
-
-
-def fake_objective3(space):
-    """`fake_objective` plus the subnet's parameters, which T and the neuron genes leave alone."""
-    two = fake_objective(space)
-    supernet_cfg = _supernet_cfg(space)
-
-    def objective(trial):
-        accuracy, energy = two(trial)
-        return accuracy, energy, count_params(supernet_cfg, space.config_from_params(trial.params))
-
-    return objective
-
-
-def _cost(space):
-    return analytic_energy(_supernet_cfg(space))
 
 
 def _study(space, seed=0, cost=None, **kw):
@@ -155,7 +120,7 @@ def test_an_exhausted_space_repeats_an_architecture_with_a_warning():
 
 
 def test_first_generation_stratified_by_cost_spans_the_cost_range(tiny_space):
-    cost = _cost(tiny_space)
+    cost = analytic_cost(tiny_space)
     costs = sorted(cost(tiny_space.sample(random.Random(i))) for i in range(400))
     study = _study(tiny_space, cost=cost)
     study.optimize(fake_objective(tiny_space), n_trials=10)
@@ -273,14 +238,14 @@ def test_feasible_trials_are_selected_before_infeasible_ones():
 
 def test_surrogate_learns_energy_from_cost_and_genes(tiny_space):
     """Energy = dense cost x a firing rate set by the genes: linear in log space; so, nearly, are the parameters."""
-    encoder = GenomeEncoder(tiny_space, _cost(tiny_space))
+    encoder = GenomeEncoder(tiny_space, analytic_cost(tiny_space))
     rate = {8: 0.3, 16: 0.12}
     rng = random.Random(0)
     configs = [tiny_space.sample(rng) for _ in range(80)]
     x = np.array([encoder(tiny_space.params_from_config(c)) for c in configs])
     energy = np.array([encoder.cost(c) * rate[c.embed_dim] for c in configs])
     accuracy = np.array([0.5 + 0.1 * c.time_steps + 0.05 * c.depth for c in configs])
-    params = np.array([count_params(_supernet_cfg(tiny_space), c) for c in configs], dtype=float)
+    params = np.array([count_params(tiny_digits_cfg(tiny_space), c) for c in configs], dtype=float)
     y = np.stack([accuracy, energy, params], axis=1)
     surrogate = Surrogate(x[:40], y[:40])
     predicted = surrogate.predict(x[40:])
@@ -312,7 +277,7 @@ def test_promise_prefers_points_that_extend_the_front():
 
 def test_surrogate_spread_is_its_leave_one_out_error(tiny_space):
     """The spread is the regression's out-of-sample error: near zero on exact data, near the noise on noisy data."""
-    encoder = GenomeEncoder(tiny_space, _cost(tiny_space))
+    encoder = GenomeEncoder(tiny_space, analytic_cost(tiny_space))
     rng = random.Random(1)
     configs = [tiny_space.sample(rng) for _ in range(200)]
     x = np.array([encoder(tiny_space.params_from_config(c)) for c in configs])
@@ -367,7 +332,7 @@ def test_promise_in_three_objectives():
 
 def test_sampler_selects_parents_by_three_objective_rank(tiny_space):
     settings = SamplerSettings(population_size=10, num_parents=4, seed=3)
-    sampler = SpikformerNSGAIISampler(tiny_space, settings=settings, cost=_cost(tiny_space))
+    sampler = SpikformerNSGAIISampler(tiny_space, settings=settings, cost=analytic_cost(tiny_space))
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
     study.optimize(fake_objective3(tiny_space), n_trials=50)
     ids = [t.user_attrs["arch_id"] for t in study.trials]
@@ -390,7 +355,7 @@ def test_sampler_selects_parents_by_three_objective_rank(tiny_space):
 
 def _neuron_objective(space):
     """Firing rate set by the threshold, accuracy hurt by some neuron and head genes."""
-    supernet_cfg = _supernet_cfg(space)
+    supernet_cfg = tiny_digits_cfg(space)
 
     def objective(trial):
         cfg = space.suggest(trial)
@@ -406,7 +371,7 @@ def _neuron_objective(space):
 
 def test_screening_finds_a_better_front_on_the_same_budget(tiny_space):
     objective = _neuron_objective(tiny_space)
-    largest = dense_macs(_supernet_cfg(tiny_space), tiny_space.largest()).energy_mj(firing_rate=0.3)
+    largest = dense_macs(tiny_digits_cfg(tiny_space), tiny_space.largest()).energy_mj(firing_rate=0.3)
     ref = np.array([1.0, 1.1 * largest])
 
     def hypervolume(study):
@@ -417,7 +382,7 @@ def test_screening_finds_a_better_front_on_the_same_budget(tiny_space):
     for seed in range(8):
         hv = {}
         for k in (1, 6):
-            study = _study(tiny_space, seed=seed, cost=_cost(tiny_space), candidates=k)
+            study = _study(tiny_space, seed=seed, cost=analytic_cost(tiny_space), candidates=k)
             study.optimize(objective, n_trials=40)
             ids = [t.user_attrs["arch_id"] for t in study.trials]
             assert len(ids) == len(set(ids))
@@ -431,11 +396,11 @@ def test_screening_finds_a_better_front_on_the_same_budget(tiny_space):
 def test_screening_is_deterministic_and_duplicate_free_with_workers(tiny_space):
     runs = []
     for _ in range(2):
-        study = _study(tiny_space, seed=5, cost=_cost(tiny_space), candidates=4)
+        study = _study(tiny_space, seed=5, cost=analytic_cost(tiny_space), candidates=4)
         study.optimize(fake_objective(tiny_space), n_trials=30)
         runs.append([t.params for t in study.trials])
     assert runs[0] == runs[1]
-    study = _study(tiny_space, seed=5, cost=_cost(tiny_space), candidates=4)
+    study = _study(tiny_space, seed=5, cost=analytic_cost(tiny_space), candidates=4)
     study.optimize(fake_objective(tiny_space, delay=0.01), n_trials=40, n_jobs=3)
     ids = [t.user_attrs["arch_id"] for t in study.trials]
     assert len(ids) == len(set(ids)) == 40

@@ -9,7 +9,7 @@ from optuna.trial import TrialState, create_trial
 from nas.dedup import ARCH_ATTR, ARCH_KEY, DUPLICATE_ATTR, StudyIndex, known_arch_ids, trial_arch_id
 from nas.sampler import SpikformerNSGAIISampler, _surrogate
 from nas.settings import SamplerSettings
-from tests.test_sampler import _cost, fake_objective
+from tests.helpers import analytic_cost, fake_objective
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -86,7 +86,7 @@ def test_a_proposal_does_as_much_work_late_in_a_study_as_early(tiny_space, candi
 
     storage = _CountingStorage()
     settings = SamplerSettings(population_size=10, num_parents=4, candidates=candidates, seed=3)
-    sampler = SpikformerNSGAIISampler(tiny_space, settings=settings, cost=_cost(tiny_space))
+    sampler = SpikformerNSGAIISampler(tiny_space, settings=settings, cost=analytic_cost(tiny_space))
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler, storage=storage)
     work = {"trials looked at": 0, "genomes encoded": 0}
 

@@ -24,7 +24,7 @@ from studies.settings import SETTINGS_ATTR
 from studies.storage import open_storage
 from studies.study import create, load
 from studies.workers import run_worker
-from tests.test_cli import CLI, ENV, _fails
+from tests.helpers import CLI, ENV, fails
 
 SMALL = SamplerSettings(population_size=4, num_parents=2)
 SMALL_FLAGS = ["--population-size", "4", "--num-parents", "2"]
@@ -54,7 +54,7 @@ def test_a_half_created_study_says_so_and_create_replaces_it(tmp_path, digits_ch
     with pytest.raises(StudyError, match=r"study 's' is half-created: .* run the same create again to replace it, "
                                          r"or remove it with `autospk-study delete --study-name s`$"):
         load(storage, "s")
-    err = _fails(capsys, "show", "--storage", storage, "--study-name", "s")
+    err = fails(capsys, "show", "--storage", storage, "--study-name", "s")
     assert "half-created" in err and len(err.strip().splitlines()) == 1
 
     with caplog.at_level(logging.WARNING, logger="studies.study"):
@@ -109,7 +109,7 @@ def test_create_killed_at_random_moments_always_leaves_the_name_reusable(tmp_pat
 
         caplog.clear()
         if complete:
-            assert "study 's' already exists" in _fails(capsys, *args)
+            assert "study 's' already exists" in fails(capsys, *args)
         else:
             assert main(args) == 0, capsys.readouterr().err
             assert ("was half-created" in caplog.text) == (left[-1] == "half-created")
@@ -135,7 +135,7 @@ def test_delete_asks_on_a_terminal_and_refuses_without_yes_elsewhere(tmp_path, d
     capsys.readouterr()
 
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
-    err = _fails(capsys, "delete", "--storage", storage, "--study-name", "s")
+    err = fails(capsys, "delete", "--storage", storage, "--study-name", "s")
     assert "not deleting study 's' (1 trial) without --yes" in err and len(err.strip().splitlines()) == 1
 
     monkeypatch.setattr("sys.stdin", _Terminal("n\n"))
@@ -148,7 +148,7 @@ def test_delete_asks_on_a_terminal_and_refuses_without_yes_elsewhere(tmp_path, d
     assert main(["delete", "--storage", storage, "--study-name", "s"]) == 0
     assert "deleted study 's' and its 1 trial" in capsys.readouterr().out
     assert not optuna.get_all_study_summaries(open_storage(storage))
-    assert "no study 's'" in _fails(capsys, "delete", "--storage", storage, "--study-name", "s", "--yes")
+    assert "no study 's'" in fails(capsys, "delete", "--storage", storage, "--study-name", "s", "--yes")
 
 
 def test_delete_removes_the_studys_artifacts_and_no_other(tmp_path, digits_checkpoint, capsys):

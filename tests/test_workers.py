@@ -28,7 +28,7 @@ from studies.hosts import assign_devices, check_devices, worker_limit
 from studies.recovery import WORKER_ATTR, fail_dead_trials
 from studies.storage import open_storage
 from tests.conftest import server_answers
-from tests.test_cli import CLI, ENV, POSTGRES, run
+from tests.helpers import CLI, ENV, POSTGRES, run
 
 GIB = 2**30
 
