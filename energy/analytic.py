@@ -159,8 +159,7 @@ def _device_energy_mj(supernet_cfg: SupernetConfig, config: SubnetConfig, *, fir
     for _, kind, macs in _layer_macs(supernet_cfg, config, first_layer):
         events += macs if kind == "MAC" else firing_rate * config.time_steps * macs
     updates = config.time_steps * neuron_count(supernet_cfg, config)
-    pj = costs.e_synop_pj * events + updates * (costs.e_neuron_pj + firing_rate * costs.e_spike_pj)
-    return float(pj) * 1e-9
+    return float(costs.energy_pj(events, updates, firing_rate * updates)) * 1e-9
 
 
 def _dense_energy_mj(supernet_cfg: SupernetConfig, config: SubnetConfig, *, firing_rate: float,

@@ -67,6 +67,11 @@ class DeviceCosts:
     e_spike_pj: float
     source: str
 
+    def energy_pj(self, events, updates, spikes):
+        """pJ of `events` synaptic events, `updates` neuron updates and `spikes` spikes routed
+        (numbers, or pandas columns of them)."""
+        return events * self.e_synop_pj + updates * self.e_neuron_pj + spikes * self.e_spike_pj
+
 
 DEVICES = {
     "loihi": DeviceCosts(
@@ -95,14 +100,12 @@ class EnergyModelInfo:
         charges: What the model charges, in a sentence.
         source: The publication its prices come from.
         every_trial: Recorded for every trial (cheap); otherwise only when the study asks for it.
-        analytic: The sampler has a dense-count estimate of it before any subnet runs.
     """
 
     name: str
     charges: str
     source: str
     every_trial: bool
-    analytic: bool
 
 
 ENERGY_MODELS = {
@@ -110,7 +113,7 @@ ENERGY_MODELS = {
         name="ops",
         charges="E_MAC per MAC of real-valued layers, E_AC per synaptic operation; no memory, no neurons",
         source="Horowitz, ISSCC 2014 (45 nm: 4.6 / 0.9 pJ in fp32); the Spikformer appendix's convention",
-        every_trial=True, analytic=True,
+        every_trial=True,
     ),
     "lemaire": EnergyModelInfo(
         name="lemaire",
@@ -118,13 +121,13 @@ ENERGY_MODELS = {
                  "write of inputs, weights and membrane potentials priced by buffer size"),
         source="Lemaire et al., 'An analytical estimation of spiking neural networks energy efficiency', "
                "ICONIP 2022 (arXiv 2210.13107), as spikingjelly's LemaireEnergyProfiler counts it",
-        every_trial=False, analytic=False,
+        every_trial=False,
     ),
     **{name: EnergyModelInfo(
         name=name,
         charges=(f"{d.e_synop_pj:g} pJ per synaptic event, {d.e_neuron_pj:g} pJ per neuron update (every neuron, "
                  f"every step)" + (f", {d.e_spike_pj:g} pJ per spike routed" if d.e_spike_pj else "")),
-        source=d.source, every_trial=True, analytic=True,
+        source=d.source, every_trial=True,
     ) for name, d in DEVICES.items()},
 }
 """Every energy model, by name. ``lemaire`` is recorded only on request: its profiler sizes

@@ -330,8 +330,8 @@ class EnergyMonitor:
             layers = pd.DataFrame(rows + neurons, columns=["layer", "kind", "dense_macs", "input_rate", "ops"])
             is_neuron = layers["kind"] == "NEURON"
             spikes = (layers["input_rate"] * layers["ops"]).where(is_neuron, 0.0)
-            pj = layers["ops"].where(~is_neuron, 0.0) * device.e_synop_pj
-            pj += layers["ops"].where(is_neuron, 0.0) * device.e_neuron_pj + spikes * device.e_spike_pj
+            pj = device.energy_pj(events=layers["ops"].where(~is_neuron, 0.0),
+                                  updates=layers["ops"].where(is_neuron, 0.0), spikes=spikes)
             layers["energy_mj"] = pj * PJ_TO_MJ
             out[model] = assemble_report(layers, profile, model=model, **common)
         return out

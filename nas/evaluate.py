@@ -245,7 +245,7 @@ def _fixed_energy_mj(report: EnergyReport) -> float:
     fixed = float(layers.loc[layers["kind"] == "MAC", "energy_mj"].sum())
     if report.model in DEVICES:
         updates = float(layers.loc[layers["kind"] == "NEURON", "ops"].sum())
-        fixed += updates * DEVICES[report.model].e_neuron_pj * PJ_TO_MJ
+        fixed += DEVICES[report.model].energy_pj(0.0, updates, 0.0) * PJ_TO_MJ
     return fixed
 
 

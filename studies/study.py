@@ -134,11 +134,10 @@ def make_sampler(settings: StudySettings, *, seed_offset: int = 0):
 
     sampler_settings = dataclasses.replace(settings.sampler, seed=settings.sampler.seed + seed_offset)
     ev = settings.evaluation
-    # lemaire has no analytic estimate: its first generation is stratified by the ops one.
-    model = ev.energy_model if ev.energy_model != "lemaire" else "ops"
+    # (lemaire has no analytic estimate: analytic_energy gives the ops one for it.)
     return SpikformerNSGAIISampler(settings.space, settings=sampler_settings,
                                    cost=analytic_energy(settings.supernet_cfg, first_layer=ev.first_layer,
-                                                        profile=ev.profile, model=model))
+                                                        profile=ev.profile, model=ev.energy_model))
 
 
 def _study_names(store: optuna.storages.BaseStorage) -> list[str]:
