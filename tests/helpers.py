@@ -59,14 +59,21 @@ def fake_images(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
 
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
 def fake_cifar10(root: Path, per_batch: int = 20) -> dict[str, np.ndarray]:
+    """The python-pickle CIFAR-10 release in miniature: five training batches, a test batch and
+    the meta file, with string keys as the publisher's Python 2 pickles read back. Its files
+    cannot match the publisher's md5 sums: tests that read it take `accept_fake_cifar`."""
     rng = np.random.default_rng(0)
     data = {}
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         images = fake_images(rng, per_batch)
         labels = [i % 10 for i in range(per_batch)]
-        write_pickle(root / "cifar-10-batches-py" / name, {b"data": images, b"labels": labels})
+        write_pickle(root / "cifar-10-batches-py" / name, {"data": images, "labels": labels})
         data[name] = images
+    write_pickle(root / "cifar-10-batches-py" / "batches.meta", {"label_names": list(CIFAR10_CLASSES)})
     return data
 
 

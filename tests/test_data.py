@@ -90,11 +90,11 @@ def _fake_cifar100(root: Path, n_train: int = 400, n_test: int = 100) -> None:
     for name, n in (("train", n_train), ("test", n_test)):
         fine = [i % 100 for i in range(n)]
         write_pickle(root / "cifar-100-python" / name,
-                      {b"data": fake_images(rng, n), b"fine_labels": fine,
-                       b"coarse_labels": [f // 5 for f in fine]})
+                     {"data": fake_images(rng, n), "fine_labels": fine, "coarse_labels": [f // 5 for f in fine]})
+    write_pickle(root / "cifar-100-python" / "meta", {"fine_label_names": [f"class{i}" for i in range(100)]})
 
 
-def test_fake_cifar10_loads_with_spec_constants_and_pixel_layout(tmp_path: Path):
+def test_fake_cifar10_loads_with_spec_constants_and_pixel_layout(tmp_path: Path, accept_fake_cifar):
     raw = fake_cifar10(tmp_path)
     splits = load_dataset(DatasetSpec(name="cifar10", root=str(tmp_path)))
     assert len(splits.train) + len(splits.val) == 100 and len(splits.val) == 15
@@ -121,7 +121,7 @@ def test_fake_cifar10_loads_with_spec_constants_and_pixel_layout(tmp_path: Path)
     assert any(not torch.allclose(img, splits.train_eval[i][0]) for i, (img, _) in enumerate(augmented))
 
 
-def test_fake_cifar100_loads_with_its_own_constants(tmp_path: Path):
+def test_fake_cifar100_loads_with_its_own_constants(tmp_path: Path, accept_fake_cifar):
     _fake_cifar100(tmp_path)
     splits = load_dataset(DatasetSpec(name="cifar100", root=str(tmp_path), val_fraction=0.25))
     assert (len(splits.train), len(splits.val), len(splits.test)) == (300, 100, 100)
@@ -142,17 +142,25 @@ def test_missing_cifar_files_name_the_expected_path(tmp_path: Path):
         load_dataset(DatasetSpec(name="cifar100", root=str(tmp_path)))
 
 
-def test_cifar_download_asks_torchvision_once_then_reads_the_files(tmp_path: Path, monkeypatch):
+def test_cifar_download_asks_torchvision_once_then_reads_the_files(tmp_path: Path, monkeypatch, accept_fake_cifar):
     calls = []
 
-    def torchvision_cifar10(root: str, train: bool, download: bool) -> None:
-        calls.append((root, download))
-        fake_cifar10(Path(root))
+    def download(self) -> None:
+        calls.append(self.root)
+        fake_cifar10(Path(self.root))
 
-    monkeypatch.setattr(datasets, "CIFAR10", torchvision_cifar10)
+    monkeypatch.setattr(datasets.CIFAR10, "download", download)
     splits = load_dataset(DatasetSpec(name="cifar10", root=str(tmp_path), download=True))
-    assert calls == [(str(tmp_path), True)]
-    assert len(splits.test) == 20
+    assert calls == [str(tmp_path)]
+    assert len(splits.test) == 20 and splits.classes[0] == "airplane"
+
+
+def test_a_cifar_release_that_is_not_the_publishers_is_refused_by_its_md5(tmp_path: Path):
+    fake_cifar10(tmp_path)
+    with pytest.raises(FileNotFoundError) as err:
+        load_dataset(DatasetSpec(name="cifar10", root=str(tmp_path)))
+    assert str(err.value).startswith(f"cifar10 files under {tmp_path / 'cifar-10-batches-py'} are not the "
+                                     "publisher's python-pickle release (an md5 sum differs")
 
 
 def _assert_normalised(splits: DataSplits) -> None:
@@ -248,7 +256,7 @@ def test_dataset_spec_round_trips_through_a_dict_and_rejects_unknown_keys():
         DatasetSpec.from_dict({"name": "digits", "colour": "red"})
 
 
-def test_a_split_too_small_to_stratify_says_so(tmp_path: Path):
+def test_a_split_too_small_to_stratify_says_so(tmp_path: Path, accept_fake_cifar):
     _fake_cifar100(tmp_path, n_train=200)
     with pytest.raises(ValueError, match="stratified val split"):
         load_dataset(DatasetSpec(name="cifar100", root=str(tmp_path)))
