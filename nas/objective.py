@@ -21,11 +21,11 @@ import optuna
 
 from models import ConfigError, SubnetConfig, count_params
 
-from .dedup import DUPLICATE_ATTR, StudyIndex, completed_twin
 from .fitness import AEBSettings, f_aeb
 from .rejection import RejectionRule, aeb_rule, pareto_rule
 from .settings import METRIC_NAMES, OBJECTIVES, Budgets
 from .space import SearchSpace
+from .study_index import DUPLICATE_ATTR, StudyIndex, completed_twin
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +58,7 @@ class SubnetObjective:
         twin_timeout: Seconds to wait for a running twin before evaluating anyway.
         record_layers: Called with the trial and the per-layer energy table of each subnet
             scored in full (`nas.SubnetScore.layer_table`: every model priced per layer);
-            returns user attrs to record (e.g. `studies.layers.LayerRecorder`).
+            returns user attrs to record (e.g. `studies.layer_artifacts.LayerRecorder`).
     """
 
     def __init__(

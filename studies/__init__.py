@@ -2,7 +2,7 @@
 
 The Python API: `studies.study` (create, load, open_study, select_trial), `studies.workers`
 (run_worker, optimize), `studies.analysis` (pure frame functions), `studies.plots`,
-`studies.export`, `studies.layers` (each trial's per-layer energy, an Optuna artifact). Names
+`studies.export`, `studies.layer_artifacts` (each trial's per-layer energy, an Optuna artifact). Names
 load on first use, so ``autospk-study --help`` starts fast.
 """
 

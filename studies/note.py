@@ -7,7 +7,7 @@ from energy import ann_energy
 from nas.settings import METRIC_NAMES
 
 from . import analysis
-from .layers import FILENAME
+from .layer_artifacts import FILENAME
 from .settings import StudySettings
 
 

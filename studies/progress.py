@@ -57,7 +57,7 @@ class SearchProgress:
 
     def __init__(self, study: optuna.Study, settings: StudySettings, *, finished: int, n_trials: int | None,
                  show: bool) -> None:
-        from nas.dedup import StudyIndex
+        from nas.study_index import StudyIndex
 
         self.study, self.settings, self.n_trials = study, settings, n_trials
         self.index = StudyIndex.of(study)

@@ -101,7 +101,7 @@ def fail_dead_trials(study: optuna.Study, *, orphan_grace: float) -> list[int]:
         The numbers of the trials failed here.
     """
     from nas._optuna_private import fail_running_trial
-    from nas.dedup import StudyIndex
+    from nas.study_index import StudyIndex
 
     host = socket.gethostname()
     # Every storage returns datetime_start as naive local time.

@@ -181,7 +181,7 @@ def write_report(
     of every trial. The baseline (the largest subnet) is marked,
     and the front table states each trial against it and against the same network as an ANN.
 
-    The energy breakdown is the table the trial stored (`studies.layers`); only a trial
+    The energy breakdown is the table the trial stored (`studies.layer_artifacts`); only a trial
     that stored none (a study created before tables were stored) is evaluated again on the
     validation split, which needs the study's supernet checkpoint and data set. plotly.js is
     inlined once; the file opens offline. It is written atomically (temporary file, then

@@ -18,7 +18,7 @@ from models import ConfigError
 
 from . import analysis
 from .errors import StudyError
-from .layers import stored_layers
+from .layer_artifacts import stored_layers
 from .settings import StudySettings
 from .study import load_evaluator
 

@@ -12,7 +12,7 @@ Versions:
     3: adds ``data_fingerprint``, the checkpoint's (None for checkpoints older than
        fingerprints); versions 1 and 2 read with None.
     4: adds ``artifact_dir``, where trials store their per-layer energy tables
-       (`studies.layers`); older versions read with None (their trials stored none).
+       (`studies.layer_artifacts`); older versions read with None (their trials stored none).
     5: the evaluation settings add ``energy_model``, ``record_energy_models`` and
        ``energy_images`` (`nas.EvaluationSettings`); older versions read with the defaults
        (``ops``, the model they were searched under).
@@ -69,7 +69,7 @@ class StudySettings:
         data_fingerprint: `nas.data.fingerprint` of the data the supernet was trained on, as
             its checkpoint recorded it; None if the checkpoint has none.
         artifact_dir: Absolute path of the folder of the study's Optuna artifacts (each
-            trial's per-layer energy table, see `studies.layers`); None: the study stores none.
+            trial's per-layer energy table, see `studies.layer_artifacts`); None: the study stores none.
     """
 
     objective: str

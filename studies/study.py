@@ -27,7 +27,7 @@ from nas.fitness import AEBSettings
 from nas.settings import DIRECTIONS, METRIC_NAMES, Budgets, EvaluationSettings, SamplerSettings
 
 from .errors import StudyError
-from .layers import artifact_store, default_artifact_dir
+from .layer_artifacts import artifact_store, default_artifact_dir
 from .note import dashboard_note
 from .settings import HEARTBEAT_INTERVAL, SETTINGS_ATTR, StudySettings, check_study_name
 from .storage import mask_url, open_storage
@@ -209,7 +209,7 @@ def create(
             half-created study (see the module doc) is replaced whether or not this is set.
         device: Where to measure the reference energy.
         artifact_dir: Folder of the study's artifacts, each trial's per-layer energy table
-            (`studies.layers`); every worker must be able to write it. Default:
+            (`studies.layer_artifacts`); every worker must be able to write it. Default:
             `layers.default_artifact_dir`.
 
     Raises:

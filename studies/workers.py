@@ -39,7 +39,7 @@ from models import ConfigError
 
 from .errors import StudyError, error_line
 from .hosts import assign_devices, available_memory, check_devices, gpu_count, host_cores, worker_limit
-from .layers import LayerRecorder, artifact_store
+from .layer_artifacts import LayerRecorder, artifact_store
 from .progress import SearchProgress
 from .recovery import OwnerRecordingSampler, fail_dead_trials, orphan_grace, this_worker
 from .storage import open_storage

@@ -24,7 +24,7 @@ from energy import ann_energy
 from models import count_params, load_exported
 from nas import SamplerSettings, SearchSpace
 from nas.fitness import AEBSettings, energy_for_accuracy, f_aeb
-from studies import analysis, layers, plots, report
+from studies import analysis, layer_artifacts, plots, report
 from studies.cli import main
 from studies.errors import StudyError
 from studies.export import export_trial
@@ -790,11 +790,11 @@ def test_each_trial_stores_its_per_layer_energy_as_an_optuna_artifact(real_study
     evaluated = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if "duplicate_of" not in t.user_attrs]
     for trial in evaluated:
         (meta,) = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
-        assert (meta.filename, meta.mimetype) == (layers.FILENAME, "text/csv")
-        assert trial.user_attrs[layers.ARTIFACT_ATTR] == meta.artifact_id
-        table = layers.stored_layers(settings, trial)
+        assert (meta.filename, meta.mimetype) == (layer_artifacts.FILENAME, "text/csv")
+        assert trial.user_attrs[layer_artifacts.ARTIFACT_ATTR] == meta.artifact_id
+        table = layer_artifacts.stored_layers(settings, trial)
         models = ("ops", "loihi", "spinnaker2")
-        assert tuple(table.columns) == (*layers.LAYER_COLUMNS, *(f"energy_mj_{m}" for m in models))
+        assert tuple(table.columns) == (*layer_artifacts.LAYER_COLUMNS, *(f"energy_mj_{m}" for m in models))
         assert table["energy_mj"].sum() == pytest.approx(trial.user_attrs["energy_mj"], rel=1e-12)
         for model in models:  # one table, every model that prices layers
             assert table[f"energy_mj_{model}"].sum() == pytest.approx(trial.user_attrs["energies_mj"][model], rel=1e-12)
@@ -803,7 +803,7 @@ def test_each_trial_stores_its_per_layer_energy_as_an_optuna_artifact(real_study
     # Measured again, the last trial's table is the one it stored, number for number.
     trial = evaluated[-1]
     measured = measure_trial(settings, trial, device="cpu").layer_table()
-    pd.testing.assert_frame_equal(layers.stored_layers(settings, trial), measured,
+    pd.testing.assert_frame_equal(layer_artifacts.stored_layers(settings, trial), measured,
                                   check_dtype=False, check_exact=True)
 
 
@@ -823,7 +823,7 @@ def test_optuna_dashboard_lists_and_serves_a_trials_per_layer_artifact(real_stud
     status, headers, body = _get_bytes(app, f"/artifacts/{study_id}/{baseline['trial_id']}/{artifact['artifact_id']}")
     assert status.startswith("200") and headers["Content-Type"] == "text/csv"
     served = pd.read_csv(io.BytesIO(body))
-    pd.testing.assert_frame_equal(served, layers.stored_layers(settings, study.trials[0]), check_exact=True)
+    pd.testing.assert_frame_equal(served, layer_artifacts.stored_layers(settings, study.trials[0]), check_exact=True)
     note = detail["note"]["body"]
     assert "**Baseline: trial 0**, the space's largest subnet" in note
     assert "accuracy as a fraction in [0, 1] and energy in mJ per image" in note
@@ -835,7 +835,7 @@ def test_plot_of_a_trial_draws_its_stored_table_without_measuring(real_study, tm
 
     storage, study, settings = real_study
     trial = study.trials[3]
-    stored = layers.stored_layers(settings, trial)
+    stored = layer_artifacts.stored_layers(settings, trial)
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("the report measured a trial that stored its table")
@@ -859,13 +859,13 @@ def test_plot_of_a_trial_draws_its_stored_table_without_measuring(real_study, tm
 def test_a_trial_whose_table_is_gone_is_measured_again_and_says_so(real_study, tmp_path):
     _, study, settings = real_study
     trial = study.trials[1]
-    path = Path(settings.artifact_dir) / trial.user_attrs[layers.ARTIFACT_ATTR]
+    path = Path(settings.artifact_dir) / trial.user_attrs[layer_artifacts.ARTIFACT_ATTR]
     saved = path.read_bytes()
     path.unlink()
     try:
         with pytest.raises(StudyError, match=rf"trial 1's per-layer energy table \(artifact [0-9a-f-]+\) is not in "
                                              rf"{re.escape(settings.artifact_dir)}; restore that folder"):
-            layers.stored_layers(settings, trial)
+            layer_artifacts.stored_layers(settings, trial)
         table, source = studies_trial_layers(settings, trial, device="cpu")
         assert source == "measured again: its stored table is missing"
         assert table["energy_mj"].sum() == pytest.approx(trial.user_attrs["energy_mj"], rel=1e-9)

@@ -16,9 +16,9 @@ from energy import EnergyMonitor
 from models import ConfigError
 from nas import AEBSettings, EvaluationSettings, SamplerSettings, SubnetEvaluator
 from nas.data import split_labels, stratified_subset
-from nas.dedup import StudyIndex
 from nas.objective import SubnetObjective
 from nas.rejection import accuracy_upper_bound, aeb_rule, energy_lower_bound, pareto_rule
+from nas.study_index import StudyIndex
 from studies.export import export_trial
 from studies.results import trials_frame
 from studies.study import create, load

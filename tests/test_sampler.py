@@ -12,7 +12,6 @@ from optuna.trial import create_trial
 
 from energy import dense_macs
 from models import ConfigError, count_params
-from nas.dedup import ARCH_ATTR, ARCH_KEY, DUPLICATE_ATTR, completed_twin, known_arch_ids
 from nas.sampler import (
     SpikformerNSGAIISampler,
     crowding_distance,
@@ -22,6 +21,7 @@ from nas.sampler import (
 )
 from nas.sampler._surrogate import GenomeEncoder, Surrogate, promise
 from nas.settings import SamplerSettings
+from nas.study_index import ARCH_ATTR, ARCH_KEY, DUPLICATE_ATTR, completed_twin, known_arch_ids
 from tests.helpers import analytic_cost, fake_objective, fake_objective3, tiny_digits_cfg
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

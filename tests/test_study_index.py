@@ -6,9 +6,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from nas.dedup import ARCH_ATTR, ARCH_KEY, DUPLICATE_ATTR, StudyIndex, known_arch_ids, trial_arch_id
 from nas.sampler import SpikformerNSGAIISampler, _surrogate
 from nas.settings import SamplerSettings
+from nas.study_index import ARCH_ATTR, ARCH_KEY, DUPLICATE_ATTR, StudyIndex, known_arch_ids, trial_arch_id
 from tests.helpers import analytic_cost, fake_objective
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -82,7 +82,7 @@ class _CountingStorage(optuna.storages.InMemoryStorage):
 
 @pytest.mark.parametrize("candidates", [1, 4])
 def test_a_proposal_does_as_much_work_late_in_a_study_as_early(tiny_space, candidates, monkeypatch):
-    from nas import dedup
+    from nas import study_index
 
     storage = _CountingStorage()
     settings = SamplerSettings(population_size=10, num_parents=4, candidates=candidates, seed=3)
@@ -99,7 +99,7 @@ def test_a_proposal_does_as_much_work_late_in_a_study_as_early(tiny_space, candi
         return encode(self, params)
 
     encode = _surrogate.GenomeEncoder.__call__
-    monkeypatch.setattr(dedup, "trial_arch_id", looked_at)
+    monkeypatch.setattr(study_index, "trial_arch_id", looked_at)
     monkeypatch.setattr(_surrogate.GenomeEncoder, "__call__", encoded)
     objective = fake_objective(tiny_space)
     per_trial = []

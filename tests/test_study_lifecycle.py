@@ -19,7 +19,7 @@ from models import ConfigError
 from nas.settings import DIRECTIONS, METRIC_NAMES, SamplerSettings
 from studies.cli import main
 from studies.errors import StudyError
-from studies.layers import ARTIFACT_ATTR
+from studies.layer_artifacts import ARTIFACT_ATTR
 from studies.settings import SETTINGS_ATTR
 from studies.storage import open_storage
 from studies.study import create, load

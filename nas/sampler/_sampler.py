@@ -17,9 +17,9 @@ from optuna.trial import FrozenTrial, TrialState
 from models import SubnetConfig
 
 from .._optuna_private import set_trial_system_attr
-from ..dedup import ARCH_KEY, StudyIndex
 from ..settings import SamplerSettings
 from ..space import SearchSpace
+from ..study_index import ARCH_KEY, StudyIndex
 from ._selection import select_top
 from ._surrogate import GenomeEncoder, Observed, screen
 from ._variation import mutate, uniform_crossover
