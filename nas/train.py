@@ -1,7 +1,7 @@
 """Training: the supernet (one random subnet per batch over every gene, neuron genes
 included), and one chosen subnet fine-tuned from its inherited weights.
 
-Both run the same loop (`_fit`, `_train_epoch`) and use timm for what it already does
+Both run the same loop (`_fit`, `train_epoch`) and use timm for what it already does
 (AdamW without decay on biases and norms, warmup + cosine schedule, Mixup, soft-target and
 label-smoothing losses). Checkpoints are written atomically after every epoch and hold only
 tensors and plain containers, so they load with ``torch.load(weights_only=True)``;
@@ -14,78 +14,50 @@ Fine-tuning runs in one process.
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import os
 import random
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
-from timm.data import Mixup
-from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
-from timm.scheduler.scheduler import Scheduler
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm.auto import tqdm
+from torch.utils.data import DataLoader, Dataset
 
 from models import ConfigError, Spikformer, SpikformerSupernet, SubnetConfig, SupernetConfig
-from models.spikformer import separate_qkv_layout
 
 from .checkpoint import (
     FinetuneCheckpoint,
     SupernetCheckpoint,
     load_checkpoint,
     load_finetune_checkpoint,
-    save_checkpoint,
 )
 from .data import DataSplits, fingerprint, load_dataset
 from .dataspec import EVENT_DATASETS, DatasetSpec
 from .device import default_device
+from .distributed import torchrun_process_group, world
 from .evaluate import SubnetEvaluator, score_model
-from .io import atomic_write
 from .precision import autocast, check_precision, grad_scaler
 from .recipes import Recipe
 from .settings import EvaluationSettings
 from .space import SearchSpace
+from .train_loop import (
+    FINETUNE_METRICS,
+    LOG_EVERY,
+    METRICS,
+    Loop,
+    Losses,
+    fit,
+    forked_rng,
+    metrics_path,
+    optimizer_and_scheduler,
+    seeded_rng,
+    train_loader,
+)
 
-
-@contextlib.contextmanager
-def torchrun_process_group(device: torch.device | str | None = None) -> Iterator[None]:
-    """Join the data-parallel process group when started by torchrun, and leave it after.
-
-    Outside torchrun (no ``LOCAL_RANK`` in the environment) it does nothing. The backend is
-    NCCL for CUDA devices and gloo otherwise.
-    """
-    if "LOCAL_RANK" not in os.environ or dist.is_initialized():
-        yield
-        return
-    if default_device(device).type == "cuda":
-        # One GPU per process: plain "cuda" then means this rank's GPU.
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def _world() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+__all__ = ["FINETUNE_METRICS", "LOG_EVERY", "METRICS", "event_frames_for", "finetune_subnet", "metrics_path",
+           "skips_blocks", "torchrun_process_group", "train_supernet"]
 
 
 def skips_blocks(space: SearchSpace) -> bool:
@@ -99,136 +71,8 @@ def _subnets(space: SearchSpace, rng: random.Random, sandwich: bool) -> list[Sub
     return [space.sample(rng)]
 
 
-@contextlib.contextmanager
-def _seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's global generators for the block; give the caller's states back after it.
-
-    Weight init and augmentation draw from the global generators, so training seeds them;
-    forking them keeps that from resetting the random stream of the code that called us.
-    """
-    with _forked_rng(device):
-        torch.default_generator.manual_seed(seed)
-        if device.type == "cuda":
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(seed)
-        yield
-
-
-@contextlib.contextmanager
-def _forked_rng(device: torch.device) -> Iterator[None]:
-    """Give torch's global generators (the CPU's and `device`'s) back as they were after the block."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type="cuda"):
-        yield
-
-
-def _train_loader(train: Dataset, recipe: Recipe, *, seed: int, device: torch.device) -> DataLoader:
-    """Shuffled batches of `train`, in an order set by `seed` (and the epoch under torchrun)."""
-    sampler = DistributedSampler(train, shuffle=True, seed=seed, drop_last=True) if _world() > 1 else None
-    loader = DataLoader(
-        train, batch_size=recipe.batch_size, shuffle=sampler is None, sampler=sampler,
-        generator=torch.Generator().manual_seed(seed), drop_last=True, num_workers=recipe.num_workers,
-        persistent_workers=recipe.num_workers > 0, pin_memory=device.type == "cuda",
-    )
-    if len(loader) == 0:
-        raise ConfigError(f"batch_size={recipe.batch_size} is larger than the training split ({len(train)} images): "
-                          f"choose a batch size of at most {len(train)} (--batch-size on the command line) or "
-                          "train on more images")
-    return loader
-
-
-def _optimizer_and_scheduler(net: nn.Module, recipe: Recipe,
-                             updates_per_epoch: int) -> tuple[torch.optim.Optimizer, Scheduler]:
-    """AdamW without decay on biases and norms; warmup, then cosine, updated every step."""
-    optimizer = create_optimizer_v2(net, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
-    scheduler, _ = create_scheduler_v2(
-        optimizer, sched="cosine", num_epochs=recipe.epochs, warmup_epochs=recipe.warmup_epochs,
-        warmup_lr=recipe.warmup_lr, min_lr=recipe.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch,
-    )
-    return optimizer, scheduler
-
-
-@dataclass(frozen=True)
-class _Losses:
-    """Mixup/CutMix with soft targets while they are on; hard labels (smoothed) after."""
-
-    mixup: Mixup | None
-    mixup_off_epoch: int | None
-    soft: nn.Module
-    hard: nn.Module
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe, num_classes: int) -> _Losses:
-        mixup = None
-        if recipe.mixup_alpha > 0 or recipe.cutmix_alpha > 0:
-            mixup = Mixup(mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
-                          label_smoothing=recipe.label_smoothing, num_classes=num_classes)
-        hard = (LabelSmoothingCrossEntropy(recipe.label_smoothing) if recipe.label_smoothing > 0
-                else nn.CrossEntropyLoss())
-        return cls(mixup=mixup, mixup_off_epoch=recipe.mixup_off_epoch, soft=SoftTargetCrossEntropy(), hard=hard)
-
-    def mixup_at(self, epoch: int) -> Mixup | None:
-        """The Mixup of `epoch` (0-based), or None once it is off."""
-        if self.mixup_off_epoch is not None and epoch >= self.mixup_off_epoch:
-            return None
-        return self.mixup
-
-
 @dataclass(kw_only=True)
-class _Loop:
-    """One training run's moving parts: what a checkpoint must hold to resume it.
-
-    The plain loop trains one network; `_SupernetRun` draws the subnets of each step.
-    """
-
-    net: Spikformer
-    recipe: Recipe
-    seed: int
-    optimizer: torch.optim.Optimizer
-    scheduler: Scheduler
-    loader_rng: torch.Generator
-    precision: str
-    scaler: torch.amp.GradScaler
-    epoch: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def step_subnets(self) -> list[SubnetConfig | None]:
-        """The networks of the next step, in order; None: the network as it is."""
-        return [None]
-
-    def _restore(self, ckpt: SupernetCheckpoint | FinetuneCheckpoint, path: Path) -> None:
-        if separate_qkv_layout(ckpt.model):
-            # Its weights load (into the fused layout), its optimizer state does not.
-            raise ConfigError(f"checkpoint {path} was written before spiking self-attention fused Q, K and V into one "
-                              "layer: it still serves searches, export and fine-tuning, but its optimizer state cannot "
-                              "continue this training run; finish the run with the autospk that started it, or choose "
-                              "another --output")
-        self.net.load_state_dict(ckpt.model)
-        self.optimizer.load_state_dict(ckpt.optimizer)
-        self.scheduler.load_state_dict(ckpt.scheduler)
-        torch.set_rng_state(ckpt.rng["torch"])
-        self.loader_rng.set_state(ckpt.rng["loader"])
-        if ckpt.scaler:
-            self.scaler.load_state_dict(ckpt.scaler)
-        self.epoch, self.history = ckpt.epoch, list(ckpt.history)
-
-    def _loop_state(self) -> dict[str, Any]:
-        """The checkpoint fields every run has."""
-        return {
-            "epoch": self.epoch,
-            "model": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "loader": self.loader_rng.get_state()},
-            "recipe": self.recipe,
-            "seed": self.seed,
-            "history": list(self.history),
-            "precision": self.precision,
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-        }
-
-
-@dataclass(kw_only=True)
-class _SupernetRun(_Loop):
+class _SupernetRun(Loop):
     """Supernet training: what it was asked for, and the subnet draws."""
 
     net: SpikformerSupernet
@@ -263,7 +107,7 @@ class _SupernetRun(_Loop):
 
 
 @dataclass(kw_only=True)
-class _FinetuneRun(_Loop):
+class _FinetuneRun(Loop):
     """Fine-tuning one subnet: which one, from where, on what data."""
 
     origin: dict[str, Any]
@@ -295,64 +139,6 @@ class _FinetuneRun(_Loop):
                                   origin=self.origin, data_fingerprint=self.data_fingerprint)
 
 
-LOG_EVERY = 20
-"""Steps between progress-bar updates: the only times a step's loss is read on the host."""
-
-
-def _train_epoch(run: _Loop, model: nn.Module, loader: DataLoader, losses: _Losses, *, epoch: int,
-                 device: torch.device, progress: bool) -> float:
-    """Train epoch `epoch` (0-based), the networks `run.step_subnets` names at every step; the mean loss.
-
-    The loss is summed on the device and read on the host only every `LOG_EVERY` steps and at
-    the end of the epoch, so that a step does not wait for the device.
-    """
-    run.net.train()
-    if isinstance(loader.sampler, DistributedSampler):
-        loader.sampler.set_epoch(epoch)
-    mixup = losses.mixup_at(epoch)
-    criterion = losses.hard if mixup is None else losses.soft
-    epochs = run.recipe.epochs
-    # A bar only on a terminal: in a log file each refresh would be another line. `train_supernet`
-    # prints a line per epoch either way.
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress or _rank() != 0
-               or not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
-    total = torch.zeros((), device=device)
-    steps = 0
-    for x, y in bar:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if mixup is not None:
-            x, y = mixup(x, y)
-        configs = run.step_subnets()
-        run.optimizer.zero_grad(set_to_none=True)
-        teacher: torch.Tensor | None = None
-        for i, config in enumerate(configs):
-            if config is not None:
-                run.net.set_subnet(config)
-            last = i == len(configs) - 1
-            # Gradients of a sandwich are summed locally and all-reduced once, after the last subnet.
-            defer = not last and isinstance(model, DistributedDataParallel)
-            with model.no_sync() if defer else contextlib.nullcontext():
-                with autocast(device, run.precision):
-                    logits = model(x)
-                    if teacher is None:
-                        loss = criterion(logits, y) / len(configs)
-                    else:
-                        # In-place distillation: the largest subnet's soft outputs are the target.
-                        loss = losses.soft(logits, teacher) / len(configs)
-                run.scaler.scale(loss).backward()
-            if run.recipe.distill and i == 0:
-                teacher = logits.detach().float().softmax(dim=-1)
-            total += loss.detach()
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        steps += 1
-        run.scheduler.step_update(epoch * len(loader) + steps)
-        if not bar.disable and steps % LOG_EVERY == 0:
-            bar.set_postfix(loss=f"{total.item() / steps:.4f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
-    run.scheduler.step(epoch + 1)
-    return total.item() / max(steps, 1)
-
-
 def _validate(net: SpikformerSupernet, data: DataSplits, space: SearchSpace, device: torch.device,
               precision: str) -> dict[str, float]:
     """Validation accuracy and energy of the largest and the smallest subnet, scored as in search.
@@ -366,7 +152,7 @@ def _validate(net: SpikformerSupernet, data: DataSplits, space: SearchSpace, dev
     net.eval()  # recalibration switches the BN layers alone to training mode
     try:
         # Data loaders draw their base seed from torch's global generator: keep training's stream.
-        with _forked_rng(device):
+        with forked_rng(device):
             evaluator = SubnetEvaluator(net, data.train_eval, data.val, device=device,
                                         settings=EvaluationSettings(precision=precision))
             scores = {"largest": evaluator(space.largest()), "smallest": evaluator(space.smallest())}
@@ -390,7 +176,7 @@ def _validate_subnet(net: Spikformer, val: Dataset, device: torch.device, precis
     training = net.training
     net.eval()
     try:
-        with _forked_rng(device), autocast(device, precision):
+        with forked_rng(device), autocast(device, precision):
             accuracy, report = score_model(
                 net, DataLoader(val, batch_size=evaluation.batch_size, shuffle=False),
                 params=sum(p.numel() for p in net.parameters()), profile=evaluation.profile,
@@ -398,63 +184,6 @@ def _validate_subnet(net: Spikformer, val: Dataset, device: torch.device, precis
     finally:
         net.train(training)
     return {"val_accuracy": accuracy, "val_energy_mj": report.energy_mj}
-
-
-METRICS = ("epoch", "loss", "lr", "val_accuracy_largest", "val_accuracy_smallest", "val_energy_mj_largest",
-           "val_energy_mj_smallest")
-"""Columns of supernet training's metrics file, one row per epoch (validation columns empty on
-epochs not validated)."""
-
-FINETUNE_METRICS = ("epoch", "loss", "lr", "val_accuracy", "val_energy_mj")
-"""Columns of fine-tuning's metrics file, one row per epoch."""
-
-
-def metrics_path(checkpoint: str | Path) -> Path:
-    """The CSV of per-epoch metrics written beside `checkpoint`: ``NAME.metrics.csv`` for ``NAME.pt``."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(f"{checkpoint.stem}.metrics.csv")
-
-
-def _write_metrics(path: Path, history: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
-    """Write the whole history (so a resumed run's file matches its checkpoint)."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(history)
-
-    atomic_write(path, write)
-
-
-def _epoch_line(row: dict[str, Any], epochs: int) -> str:
-    """An epoch's progress line: loss, learning rate and the validation accuracies it has."""
-    line = f"epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}, lr {row['lr']:.2e}"
-    scores = [f"{key.removeprefix('val_accuracy').lstrip('_')} {value:.2%}".lstrip()
-              for key, value in row.items() if key.startswith("val_accuracy")]
-    return line + (f", val acc {', '.join(scores)}" if scores else "")
-
-
-def _fit(run: _SupernetRun | _FinetuneRun, model: nn.Module, loader: DataLoader, losses: _Losses, *,
-         device: torch.device, progress: bool, eval_every: int, validate: Callable[[], dict[str, float]],
-         checkpoint: Path, columns: tuple[str, ...]) -> None:
-    """Train from `run.epoch` to the recipe's last epoch; after each, validate (every `eval_every`
-    epochs and after the last), checkpoint and write the metrics file (rank 0), report progress."""
-    epochs = run.recipe.epochs
-    for epoch in range(run.epoch, epochs):
-        loss = _train_epoch(run, model, loader, losses, epoch=epoch, device=device, progress=progress)
-        run.epoch = epoch + 1
-        row: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]}
-        if eval_every > 0 and (run.epoch % eval_every == 0 or run.epoch == epochs) and _rank() == 0:
-            row.update(validate())
-        run.history.append(row)
-        if _rank() == 0:
-            save_checkpoint(checkpoint, run.checkpoint())
-            _write_metrics(metrics_path(checkpoint), run.history, columns)
-        if _world() > 1:
-            dist.barrier()
-        if progress and _rank() == 0:
-            tqdm.write(_epoch_line(row, epochs))
 
 
 def train_supernet(
@@ -506,23 +235,23 @@ def train_supernet(
     data_fingerprint = fingerprint(data)
     supernet_cfg = space.supernet_config(in_channels=data.in_channels, img_size=data.img_size,
                                          num_classes=data.num_classes, event_input=data.frames is not None)
-    with _seeded_rng(seed, device):
+    with seeded_rng(seed, device):
         net = SpikformerSupernet(supernet_cfg).to(device)
         model: nn.Module = net
-        if _world() > 1:
+        if world() > 1:
             # Only a subnet shallower than the supernet leaves parameters out of the graph (the
             # blocks it skips); narrower ones use slices, which get (zero) gradients in full.
             model = DistributedDataParallel(net, find_unused_parameters=skips_blocks(space))
-        loader = _train_loader(data.train, recipe, seed=seed, device=device)
-        optimizer, scheduler = _optimizer_and_scheduler(net, recipe, len(loader))
-        losses = _Losses.from_recipe(recipe, data.num_classes)
+        loader = train_loader(data.train, recipe, seed=seed, device=device)
+        optimizer, scheduler = optimizer_and_scheduler(net, recipe, len(loader))
+        losses = Losses.from_recipe(recipe, data.num_classes)
         run = _SupernetRun(space=space, supernet_cfg=supernet_cfg, dataset=dataset,
                            data_fingerprint=data_fingerprint, recipe=recipe, seed=seed, net=net, optimizer=optimizer,
                            scheduler=scheduler, loader_rng=loader.generator, subnet_rng=random.Random(seed),
                            precision=precision, scaler=grad_scaler(device, precision))
         if resume and checkpoint.exists():
             run.resume(load_checkpoint(checkpoint), checkpoint)
-        _fit(run, model, loader, losses, device=device, progress=progress, eval_every=eval_every,
+        fit(run, model, loader, losses, device=device, progress=progress, eval_every=eval_every,
              validate=lambda: _validate(net, data, space, device, run.precision), checkpoint=checkpoint,
              columns=METRICS)
     net.set_subnet(supernet_cfg.largest_subnet())
@@ -577,16 +306,16 @@ def finetune_subnet(
     device = default_device(device)
     precision = check_precision(precision, device)
     val = data.val if val is None else val
-    with _seeded_rng(seed, device):
+    with seeded_rng(seed, device):
         net = model.to(device)
-        loader = _train_loader(data.train, recipe, seed=seed, device=device)
-        optimizer, scheduler = _optimizer_and_scheduler(net, recipe, len(loader))
+        loader = train_loader(data.train, recipe, seed=seed, device=device)
+        optimizer, scheduler = optimizer_and_scheduler(net, recipe, len(loader))
         run = _FinetuneRun(net=net, recipe=recipe, seed=seed, optimizer=optimizer, scheduler=scheduler,
                            loader_rng=loader.generator, precision=precision, scaler=grad_scaler(device, precision),
                            origin=origin, data_fingerprint=fingerprint(data))
         if resume and checkpoint.exists():
             run.resume(load_finetune_checkpoint(checkpoint), checkpoint)
-        _fit(run, net, loader, _Losses.from_recipe(recipe, data.num_classes), device=device, progress=progress,
+        fit(run, net, loader, Losses.from_recipe(recipe, data.num_classes), device=device, progress=progress,
              eval_every=eval_every, validate=lambda: _validate_subnet(net, val, device, precision, evaluation),
              checkpoint=checkpoint, columns=FINETUNE_METRICS)
     return net.eval()

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
-import nas.train as train_module
+import nas.train_loop as train_loop
 from models import ConfigError, InputTransform, Spikformer, load_exported
 from nas import DatasetSpec, SamplerSettings, finetune_recipe, get_recipe, load_dataset, load_finetune_checkpoint
 from nas.train import FINETUNE_METRICS, metrics_path
@@ -221,18 +221,18 @@ def test_finetune_resumes_after_a_crash_to_the_same_weights_and_exports_a_loadab
     assert csv[0] == ",".join(FINETUNE_METRICS) and len(csv) == 3
 
     study_, settings = load(storage, "digits-pareto")
-    real_save = train_module.save_checkpoint
+    real_save = train_loop.save_checkpoint
 
     def save_then_crash(path, ckpt):
         real_save(path, ckpt)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(train_loop, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         finetune_trial(study_, settings, tmp_path / "resumed", trial="best", epochs=2, device="cpu", progress=False)
     assert load_finetune_checkpoint(tmp_path / "resumed" / FINETUNE_CHECKPOINT).epoch == 1
     assert not (tmp_path / "resumed" / "subnet.pt").exists()
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(train_loop, "save_checkpoint", real_save)
     with pytest.raises(ConfigError, match=r"trained with another recipe \(stored -> now: \{'epochs': \(2, 3\)"):
         finetune_trial(study_, settings, tmp_path / "resumed", trial="best", epochs=3, resume=True, device="cpu",
                        progress=False)

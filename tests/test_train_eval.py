@@ -4,7 +4,7 @@ import optuna
 import pytest
 import torch
 
-import nas.train as train_module
+import nas.train_loop as train_loop
 from nas import (
     AEBSettings,
     Budgets,
@@ -59,18 +59,18 @@ def test_checkpoint_round_trips_through_save_and_load(digits_checkpoint, tmp_pat
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, digits_data, digits_checkpoint, monkeypatch):
     path = tmp_path / "resumed.pt"
-    real_save = train_module.save_checkpoint  # the name nas.train calls
+    real_save = train_loop.save_checkpoint  # the name the training loop calls
 
     def save_then_crash(p, ckpt):
         real_save(p, ckpt)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(train_loop, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train_supernet(digits_checkpoint.space, DatasetSpec("digits"), DIGITS_RECIPE, path, data=digits_data,
                        device="cpu", progress=False)
     assert load_checkpoint(path).epoch == 1
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(train_loop, "save_checkpoint", real_save)
     resumed = train_supernet(digits_checkpoint.space, DatasetSpec("digits"), DIGITS_RECIPE, path, resume=True,
                              data=digits_data, device="cpu", progress=False)
     assert load_checkpoint(path).epoch == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import nas.train as train_module
+import nas.train_loop as train_loop
 from models import ConfigError, SpikformerSupernet
 from nas import DatasetSpec, load_checkpoint
 from nas.recipes import RULES, Recipe, get_recipe
@@ -70,14 +70,14 @@ def test_in_place_distillation_targets_the_largest_subnets_soft_outputs(tmp_path
         return out
 
     targets: list[torch.Tensor] = []
-    real_soft = train_module.SoftTargetCrossEntropy.forward
+    real_soft = train_loop.SoftTargetCrossEntropy.forward
 
     def recording_soft(self, x, target):
         targets.append(target.detach().clone())
         return real_soft(self, x, target)
 
     monkeypatch.setattr(SpikformerSupernet, "forward", recording_forward)
-    monkeypatch.setattr(train_module.SoftTargetCrossEntropy, "forward", recording_soft)
+    monkeypatch.setattr(train_loop.SoftTargetCrossEntropy, "forward", recording_soft)
     recipe = DIGITS_RECIPE.replace(epochs=1).with_rule("distill")
     train_supernet(tiny_space, DatasetSpec("digits"), recipe, tmp_path / "d.pt", data=digits_data, device="cpu",
                    progress=False, eval_every=0)
@@ -101,7 +101,7 @@ def test_a_training_step_does_not_wait_for_the_device(tmp_path, digits_data, tin
     optimizer reads its step counters, kept on the CPU) and our data pipeline's (CPU tensors
     in loader workers, before the transfer): our model and training loop, spikingjelly, timm.
     """
-    data_pipeline = Path(train_module.__file__).resolve().parent / "data.py"
+    data_pipeline = Path(train_loop.__file__).resolve().parent / "data"
     epoch = {"on": False}
     reads: list[str] = []
 
@@ -110,12 +110,12 @@ def test_a_training_step_does_not_wait_for_the_device(tmp_path, digits_data, tin
             if epoch["on"]:
                 caller = traceback.extract_stack(limit=2)[0]
                 path = Path(caller.filename).resolve()
-                if "torch" not in path.parts and path != data_pipeline:
+                if "torch" not in path.parts and not path.is_relative_to(data_pipeline):
                     reads.append(f"{path.name}:{caller.lineno}")
             return method(self, *args, **kwargs)
         return read
 
-    real_epoch = train_module._train_epoch
+    real_epoch = train_loop.train_epoch
 
     def flagged_epoch(*args, **kwargs):
         epoch["on"] = True
@@ -126,16 +126,16 @@ def test_a_training_step_does_not_wait_for_the_device(tmp_path, digits_data, tin
 
     for name in ("item", "tolist", "cpu", "__bool__", "__float__", "__int__"):
         monkeypatch.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
-    monkeypatch.setattr(train_module, "_train_epoch", flagged_epoch)
+    monkeypatch.setattr(train_loop, "train_epoch", flagged_epoch)
     # The bar, and with it the loss it shows, only on a terminal; in a log file a line per epoch.
-    monkeypatch.setattr(train_module.sys.stderr, "isatty", lambda: terminal)
+    monkeypatch.setattr(train_loop.sys.stderr, "isatty", lambda: terminal)
     recipe = DIGITS_RECIPE.replace(epochs=1, batch_size=16).with_rule("distill")
     steps = len(digits_data.train) // recipe.batch_size
     train_supernet(tiny_space, DatasetSpec("digits"), recipe, tmp_path / "s.pt", data=digits_data, device="cpu",
                    progress=True, eval_every=0)
-    assert steps >= 3 * train_module.LOG_EVERY
+    assert steps >= 3 * train_loop.LOG_EVERY
     # One read per update of the bar (if any) and one for the epoch's mean loss; none per step.
-    assert len(reads) == (steps // train_module.LOG_EVERY if terminal else 0) + 1, reads
+    assert len(reads) == (steps // train_loop.LOG_EVERY if terminal else 0) + 1, reads
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -151,17 +151,17 @@ def test_low_precision_training_finishes_and_resumes_bit_identically(tmp_path, d
     assert all(p.dtype == torch.float32 for p in straight.parameters())  # weights stay fp32 under autocast
 
     path = tmp_path / "resumed.pt"
-    real_save = train_module.save_checkpoint
+    real_save = train_loop.save_checkpoint
 
     def save_then_crash(p, state):
         real_save(p, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(train_loop, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train_supernet(tiny_space, DatasetSpec("digits"), recipe, path, data=digits_data, device="cpu",
                        progress=False, precision=precision, eval_every=0)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(train_loop, "save_checkpoint", real_save)
     resumed = train_supernet(tiny_space, DatasetSpec("digits"), recipe, path, resume=True, data=digits_data,
                              device="cpu", progress=False, precision=precision, eval_every=0)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
