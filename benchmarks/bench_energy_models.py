@@ -36,8 +36,8 @@ import torch
 
 from energy import ENERGY_MODELS, EnergyMonitor
 from nas import AEBSettings, DatasetSpec, EvaluationSettings, SubnetEvaluator, load_checkpoint, load_dataset
-from nas.evaluate import _running_counts, recalibrate_bn
 from nas.fitness import f_aeb
+from nas.scoring import recalibrate_bn, running_counts
 from studies.analysis import pareto_front
 
 MODELS = tuple(ENERGY_MODELS)
@@ -60,7 +60,7 @@ def _before(evaluator: SubnetEvaluator, config) -> float:
     recalibrate_bn(net, evaluator._calibration, evaluator.device)
     net.eval()
     with torch.no_grad(), EnergyMonitor(net) as monitor:
-        for _ in _running_counts(net, evaluator._loader, evaluator.device):
+        for _ in running_counts(net, evaluator._loader, evaluator.device):
             pass
     return monitor.report().energy_mj
 

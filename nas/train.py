@@ -37,9 +37,10 @@ from .data import DataSplits, fingerprint, load_dataset
 from .dataspec import EVENT_DATASETS, DatasetSpec
 from .device import default_device
 from .distributed import torchrun_process_group, world
-from .evaluate import SubnetEvaluator, score_model
+from .evaluate import SubnetEvaluator
 from .precision import autocast, check_precision, grad_scaler
 from .recipes import Recipe
+from .scoring import score_model
 from .settings import EvaluationSettings
 from .space import SearchSpace
 from .train_loop import (
