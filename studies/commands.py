@@ -91,7 +91,7 @@ def cmd_create(args: argparse.Namespace) -> None:
         enqueue_largest=not args.no_enqueue_largest, skip_if_exists=args.skip_if_exists, device=args.device,
         artifact_dir=args.artifact_dir,
     )
-    from .analysis import energy_model_text, format_energy
+    from .formatting import energy_model_text, format_energy
     from .settings import SETTINGS_ATTR, StudySettings
 
     settings = StudySettings.from_dict(study.user_attrs[SETTINGS_ATTR])
@@ -157,7 +157,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool = False,
                  energy_model: str | None = None) -> None:
-    from . import analysis
+    from . import analysis, formatting
     from .results import trials_frame
     from .study import load
 
@@ -188,14 +188,14 @@ def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool 
     what = {"pareto": "Pareto front",
             "pareto3": "3-D Pareto front of accuracy, energy and parameters"}.get(settings.objective,
                                                                                   f"top {top} by F_AEB")
-    unit = analysis.energy_unit(frame["energy_mj"])
+    unit = formatting.energy_unit(frame["energy_mj"])
     searched = "" if model == ev.energy_model else f", re-read from the study's {ev.energy_model} search"
-    print(f"{name}: {what} ({settings.dataset.name}, E_ref {analysis.format_energy(aeb.e_ref, unit)}; "
-          f"energy model {analysis.energy_model_text(model, ev.profile)}{searched}, first layer {ev.first_layer})")
+    print(f"{name}: {what} ({settings.dataset.name}, E_ref {formatting.format_energy(aeb.e_ref, unit)}; "
+          f"energy model {formatting.energy_model_text(model, ev.profile)}{searched}, first layer {ev.first_layer})")
     print(f"baseline: {_baseline_line(analysis.baseline(frame), unit)}")
-    table = analysis.front_table(shown, unit=unit, baseline_columns=baseline)
-    print(table.to_string(index=False, formatters=analysis.display_formats(table)))
-    print(f"notes: {analysis.KNEE_MARK} = the knee of the front (export --trial knee), {analysis.BEST_MARK} = the "
+    table = formatting.front_table(shown, unit=unit, baseline_columns=baseline)
+    print(table.to_string(index=False, formatters=formatting.display_formats(table)))
+    print(f"notes: {formatting.KNEE_MARK} = the knee of the front (export --trial knee), {formatting.BEST_MARK} = the "
           f"highest F_AEB (export --trial best)")
     try:
         best = analysis.best_aeb(frame)
@@ -203,13 +203,13 @@ def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool 
         print(f"best F_AEB: none: {err}")
         return
     print(f"best F_AEB: trial {int(best['number'])} ({100 * best['accuracy']:.2f} %, "
-          f"{analysis.format_energy(best['energy_mj'], unit)}, F_AEB {best['f_aeb']:.4f}). "
-          f"{analysis.exchange_rate_text(aeb)}")
+          f"{formatting.format_energy(best['energy_mj'], unit)}, F_AEB {best['f_aeb']:.4f}). "
+          f"{formatting.exchange_rate_text(aeb)}")
 
 
 def _baseline_line(base: Any, unit: tuple[str, float]) -> str:
     """The baseline row of a trials frame (None: not evaluated yet) in one line."""
-    from .analysis import format_energy
+    from .formatting import format_energy
 
     if base is None:
         return "the largest subnet has not completed yet"
@@ -256,8 +256,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from .analysis import energy_unit, format_energy
     from .export import finetune_trial
+    from .formatting import energy_unit, format_energy
     from .study import load
 
     trial = _chosen_trial(args.trial)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from energy import ann_energy
 from nas.settings import METRIC_NAMES
 
-from . import analysis
+from . import formatting
 from .layer_artifacts import FILENAME
 from .settings import StudySettings
 
@@ -21,12 +21,12 @@ def _baseline_note(settings: StudySettings, measured, enqueued: bool) -> str:
     ann = ann_energy(settings.supernet_cfg, profile=settings.evaluation.profile)(settings.space.largest())
     if measured is not None:
         energy = measured.energy.energy_mj
-        unit = analysis.energy_unit([energy, ann])
+        unit = formatting.energy_unit([energy, ann])
         text += (f" Measured at create: validation accuracy {100 * measured.accuracy:.2f} %, "
-                 f"{analysis.format_energy(energy, unit)} per image (E_ref); as an ANN "
-                 f"{analysis.format_energy(ann, unit)} ({energy / ann:.3g} x).")
+                 f"{formatting.format_energy(energy, unit)} per image (E_ref); as an ANN "
+                 f"{formatting.format_energy(ann, unit)} ({energy / ann:.3g} x).")
     else:
-        text += f" As an ANN it costs {analysis.format_energy(ann)} per image."
+        text += f" As an ANN it costs {formatting.format_energy(ann)} per image."
     return text
 
 
@@ -43,12 +43,12 @@ def dashboard_note(settings: StudySettings, measured=None, enqueued: bool = True
         f"Objective: **{settings.objective}** ({', '.join(METRIC_NAMES[settings.objective])}). "
         f"Data set: **{settings.dataset.name}** (scored on {scored}).{rejection} "
         f"Supernet: `{settings.checkpoint}`.\n\n"
-        f"Energy model: **{analysis.energy_model_text(evaluation.energy_model, evaluation.profile)}**, first layer "
+        f"Energy model: **{formatting.energy_model_text(evaluation.energy_model, evaluation.profile)}**, first layer "
         f"{evaluation.first_layer}; every complete trial records its energy under "
         f"{', '.join(evaluation.energy_models)} (user attr `energies_mj`).\n\n"
-        f"F_AEB = Acc x (E / E_ref)^w with E_ref = {aeb.e_ref:.6g} mJ ({analysis.format_energy(aeb.e_ref)}), "
+        f"F_AEB = Acc x (E / E_ref)^w with E_ref = {aeb.e_ref:.6g} mJ ({formatting.format_energy(aeb.e_ref)}), "
         f"alpha = {aeb.alpha}, beta = {aeb.beta}. Budgets: {budgets}.\n\n"
-        f"{analysis.exchange_rate_text(aeb)}\n\n"
+        f"{formatting.exchange_rate_text(aeb)}\n\n"
         f"{_baseline_note(settings, measured, enqueued)}\n\n"
         "Units: objective values and user attrs hold accuracy as a fraction in [0, 1] and energy in mJ per "
         "image (`autospk-study show` and `plot` print percent and a unit that suits the values). Each trial "

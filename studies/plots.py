@@ -2,7 +2,7 @@
 
 Every figure takes a frame from `studies.analysis` and returns a `plotly.graph_objects.Figure`,
 so the notebook shows exactly what the report holds. Accuracy is plotted in percent and
-energy per image in the unit `analysis.energy_unit` picks for each figure's values (mJ, µJ,
+energy per image in the unit `formatting.energy_unit` picks for each figure's values (mJ, µJ,
 nJ or pJ); the axes say which, and a button switches every energy axis to a log scale.
 `front_figures` picks the front figures of a kind of study: the accuracy-energy plane for
 ``aeb`` and ``pareto``; for ``pareto3`` a 3-D scatter of accuracy, energy and parameters,
@@ -23,7 +23,7 @@ from plotly.subplots import make_subplots
 
 from models import BLOCK_GENES, GLOBAL_GENES
 
-from . import analysis
+from . import analysis, formatting
 
 PARETO_TITLE = "Pareto front: accuracy vs energy"
 PARETO3_TITLE = "Pareto front in 3-D: accuracy, energy and parameters"
@@ -117,7 +117,7 @@ def _points(rows: pd.DataFrame, name: str, marker: dict[str, Any], unit: Unit, m
             axes: tuple[str, ...] = ("energy_mj", "accuracy"), **trace: Any) -> go.Scatter | go.Scatter3d:
     """A trace of trials on the given axes (two: a plane, three: a 3-D scatter), with the
     trial, its results, how it compares with the baseline and the ANN, and its genes on hover."""
-    custom = [[int(row["number"]), row["f_aeb"], analysis.architecture_text(row, "<br>"), 100 * row["accuracy"],
+    custom = [[int(row["number"]), row["f_aeb"], formatting.architecture_text(row, "<br>"), 100 * row["accuracy"],
                unit[1] * row["energy_mj"], row.get("params"), _versus(row)] for _, row in rows.iterrows()]
     coordinates = dict(zip("xyz", (_axis_values(rows, column, unit) for column in axes)))
     kind = go.Scatter3d if len(axes) == 3 else go.Scatter
@@ -139,7 +139,7 @@ def _baseline_text(base: pd.Series | None, unit: Unit) -> str:
     if base is None:
         return "baseline (largest subnet) not evaluated yet"
     return (f"baseline trial {int(base['number'])} (largest subnet): {100 * base['accuracy']:.2f} %, "
-            f"{analysis.format_energy(base['energy_mj'], unit)}")
+            f"{formatting.format_energy(base['energy_mj'], unit)}")
 
 
 def _split(rows: pd.DataFrame, objective: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -163,7 +163,7 @@ def pareto_figure(frame: pd.DataFrame, *, title: str = PARETO_TITLE) -> go.Figur
     rows = frame.dropna(subset=["accuracy", "energy_mj"])
     if rows.empty:
         return _empty(title, "no complete trials yet")
-    unit = analysis.energy_unit(rows["energy_mj"])
+    unit = formatting.energy_unit(rows["energy_mj"])
     front, dominated, infeasible = _split(rows, "pareto")
     fig = go.Figure()
     fig.add_trace(_points(dominated, "dominated trials", {"color": _DOMINATED, "size": 8, "opacity": 0.35}, unit))
@@ -210,7 +210,7 @@ def pareto3d_figure(frame: pd.DataFrame, *, title: str = PARETO3_TITLE) -> go.Fi
     rows = frame.dropna(subset=analysis.front_columns("pareto3"))
     if rows.empty:
         return _empty(title, "no complete trials yet")
-    unit = analysis.energy_unit(rows["energy_mj"])
+    unit = formatting.energy_unit(rows["energy_mj"])
     axes = ("energy_mj", "params", "accuracy")
     front, dominated, infeasible = _split(rows, "pareto3")
     fig = go.Figure()
@@ -257,7 +257,7 @@ def projections_figure(frame: pd.DataFrame, *, title: str = PROJECTIONS_TITLE) -
     rows = frame.dropna(subset=analysis.front_columns("pareto3"))
     if rows.empty:
         return _empty(title, "no complete trials yet")
-    unit = analysis.energy_unit(rows["energy_mj"])
+    unit = formatting.energy_unit(rows["energy_mj"])
     front, dominated, infeasible = _split(rows, "pareto3")
     names = {"energy_mj": "energy", "params": "parameters", "accuracy": "accuracy"}
     fig = make_subplots(rows=1, cols=len(_PROJECTIONS), horizontal_spacing=0.08,
@@ -321,7 +321,7 @@ def energy_breakdown_figure(layers: pd.DataFrame, title: str = BREAKDOWN_TITLE) 
     layers = layers[(layers["kind"] != "NEURON") | (layers["energy_mj"] > 0)]
     if layers.empty:
         return _empty(title, "no layers were measured")
-    unit = analysis.energy_unit(layers["energy_mj"])
+    unit = formatting.energy_unit(layers["energy_mj"])
     fig = go.Figure()
     for kind in ("MAC", "AC", "NEURON"):
         rows = layers[layers["kind"] == kind]
@@ -339,7 +339,8 @@ def energy_breakdown_figure(layers: pd.DataFrame, title: str = BREAKDOWN_TITLE) 
     mac_share = float(layers.loc[layers["kind"] == "MAC", "energy_share"].sum())
     fig.update_layout(
         template=_TEMPLATE, height=190 + 20 * len(layers), barmode="overlay",
-        title=_title(title, f"total {analysis.format_energy(total)} per image; {100 * mac_share:.1f} % in MAC layers"),
+        title=_title(title, f"total {formatting.format_energy(total)} per image; "
+                            f"{100 * mac_share:.1f} % in MAC layers"),
         xaxis=_axis("energy_mj", unit),
         yaxis={"title": {"text": "layer (forward order)"}, "categoryorder": "array",
                "categoryarray": list(layers["layer"]), "autorange": "reversed", "automargin": True},
@@ -367,11 +368,11 @@ def energy_models_figure(frame: pd.DataFrame, models: tuple[str, str], *, object
     changes = analysis.front_changes(frame, models, objective=objective)
     first, second = models
     stays = int((changes[f"on_{first}"] & changes[f"on_{second}"]).sum())
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[analysis.energy_model_text(m) for m in models],
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[formatting.energy_model_text(m) for m in models],
                         horizontal_spacing=0.1)
     for col, (model, other) in enumerate(((first, second), (second, first)), start=1):
         rows = frame.dropna(subset=[f"energy_mj_{model}", "accuracy"])
-        unit = analysis.energy_unit(rows[f"energy_mj_{model}"])
+        unit = formatting.energy_unit(rows[f"energy_mj_{model}"])
         on = changes[changes[f"on_{model}"]]
         both = set(on.loc[on[f"on_{other}"], "number"])
         groups = (("all trials", rows, {"color": _DOMINATED, "size": 7, "opacity": 0.3}),
@@ -424,7 +425,7 @@ def genes_parallel_figure(frame: pd.DataFrame, *, title: str = GENES_TITLE) -> g
     for gene in BLOCK_GENES:
         columns = [c for c in rows.columns if c.rsplit("_", 1)[0] == gene and c.rsplit("_", 1)[-1].isdigit()]
         dimensions.append({"label": f"mean {gene}", "values": rows[columns].astype(float).mean(axis=1)})
-    unit = analysis.energy_unit(rows["energy_mj"])
+    unit = formatting.energy_unit(rows["energy_mj"])
     dimensions.append({"label": "accuracy (%)", "values": 100 * rows["accuracy"], "tickformat": ".1f"})
     dimensions.append({"label": f"energy ({unit[0]})", "values": unit[1] * rows["energy_mj"],
                        "tickformat": _ENERGY_FORMAT})
@@ -449,7 +450,7 @@ def hypervolume_figure(history: pd.DataFrame, *, title: str = HYPERVOLUME_TITLE)
     Args:
         history: From `studies.study.study_hypervolume` (the reference point of
             ``benchmarks/bench_search.py``, as a share of its box) or
-            `analysis.hypervolume_history`. Its ``attrs["ref_point"]`` is stated on the
+            `studies.hypervolume.hypervolume_history`. Its ``attrs["ref_point"]`` is stated on the
             figure; ``attrs["columns"]`` say whether the volume is 2-D or 3-D.
         title: Figure title.
     """
@@ -465,7 +466,7 @@ def hypervolume_figure(history: pd.DataFrame, *, title: str = HYPERVOLUME_TITLE)
             if column == "accuracy":
                 coordinates.append(f"error {value:g}")
             elif column == "energy_mj":
-                coordinates.append(f"energy {analysis.format_energy(value)}")
+                coordinates.append(f"energy {formatting.format_energy(value)}")
             else:
                 coordinates.append(f"{value:,.0f} parameters")
         subtitle = f"reference point ({', '.join(coordinates)})"

@@ -14,7 +14,7 @@ import pandas as pd
 from nas import atomic_write
 from nas.settings import OBJECTIVE_DESCRIPTIONS
 
-from . import analysis
+from . import analysis, formatting
 from .errors import StudyError
 from .plots import (
     BREAKDOWN_TITLE,
@@ -42,7 +42,7 @@ def _models_html(changes: pd.DataFrame, models: list[str], unit_of: dict[str, Un
         cells = [f"<td>{int(row['number'])}</td><td>{100 * row['accuracy']:.2f}</td>"]
         for model in models:
             mark = " ●" if row[f"on_{model}"] else ""
-            cells.append(f"<td>{analysis.format_energy(row[f'energy_mj_{model}'], unit_of[model])}{mark}</td>")
+            cells.append(f"<td>{formatting.format_energy(row[f'energy_mj_{model}'], unit_of[model])}{mark}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
     return (f'<table class="front"><thead><tr><th>trial</th><th>accuracy (%)</th>{head}</tr></thead>'
@@ -90,8 +90,8 @@ $sections
 def _front_html(front: pd.DataFrame, frame: pd.DataFrame) -> str:
     if front.empty:
         return "<p>No feasible complete trial yet.</p>"
-    table = analysis.front_table(analysis.with_baseline_row(front, frame), baseline_columns=True)
-    text = table.to_html(index=False, border=0, classes="front", formatters=analysis.display_formats(table),
+    table = formatting.front_table(analysis.with_baseline_row(front, frame), baseline_columns=True)
+    text = table.to_html(index=False, border=0, classes="front", formatters=formatting.display_formats(table),
                          escape=True)
     return (text + "\n<p>acc - baseline pp: accuracy minus the baseline's, in percentage points; E / E_baseline: "
             "energy over the baseline's; E / E_ANN: energy over that of the same network run as an ANN "
@@ -105,7 +105,7 @@ def _front_name(objective: str) -> str:
 
 def _trial_line(row: pd.Series, unit: Unit) -> str:
     line = (f"trial {int(row['number'])}: {100 * row['accuracy']:.2f} %, "
-            f"{analysis.format_energy(row['energy_mj'], unit)}, "
+            f"{formatting.format_energy(row['energy_mj'], unit)}, "
             f"{int(row['params']):,} parameters, F_AEB {row['f_aeb']:.4f}")
     versus = []
     if pd.notna(row.get("energy_vs_baseline")):
@@ -122,39 +122,39 @@ def baseline_summary(frame: pd.DataFrame, settings: StudySettings) -> str:
     if base is None:
         return ("the largest subnet has not completed yet (create enqueues it as trial 0, unless told "
                 "--no-enqueue-largest)")
-    unit = analysis.energy_unit([base["energy_mj"], base["ann_energy_mj"]])
+    unit = formatting.energy_unit([base["energy_mj"], base["ann_energy_mj"]])
     line = (f"trial {int(base['number'])}, the space's largest subnet (the hand-designed Spikformer point): "
-            f"{100 * base['accuracy']:.2f} %, {analysis.format_energy(base['energy_mj'], unit)} per image "
-            f"(E_ref {analysis.format_energy(settings.aeb.e_ref, unit)})")
+            f"{100 * base['accuracy']:.2f} %, {formatting.format_energy(base['energy_mj'], unit)} per image "
+            f"(E_ref {formatting.format_energy(settings.aeb.e_ref, unit)})")
     if pd.isna(base["ann_energy_mj"]):  # compared with an ANN under the ops model only
         return line
     return (f"{line}; the same network as an ANN (E_MAC × dense MACs) "
-            f"{analysis.format_energy(base['ann_energy_mj'], unit)}, {base['energy_vs_ann']:.3g} × its energy")
+            f"{formatting.format_energy(base['ann_energy_mj'], unit)}, {base['energy_vs_ann']:.3g} × its energy")
 
 
 def _summary(study: optuna.Study, settings: StudySettings, frame: pd.DataFrame, front: pd.DataFrame) -> str:
     aeb, space = settings.aeb, settings.space
     total = len(study.get_trials(deepcopy=False))
     infeasible = int((~frame["feasible"]).sum())
-    unit = analysis.energy_unit(frame["energy_mj"])
+    unit = formatting.energy_unit(frame["energy_mj"])
     items = [
         ("Study", study.study_name),
         ("Objective", f"{settings.objective} ({OBJECTIVE_DESCRIPTIONS[settings.objective]})"),
         ("Data set", f"{settings.dataset.name} (trials scored on the validation split)"),
         ("Search space", space.name + (f": {space.description}" if space.description else "")),
         ("Baseline", baseline_summary(frame, settings)),
-        ("F_AEB", f"Acc × (E / E_ref)^w, E_ref = {analysis.format_energy(aeb.e_ref, unit)}, alpha = {aeb.alpha}, "
+        ("F_AEB", f"Acc × (E / E_ref)^w, E_ref = {formatting.format_energy(aeb.e_ref, unit)}, alpha = {aeb.alpha}, "
                   f"beta = {aeb.beta}"),
         ("Trials", f"{len(frame)} complete of {total}; {len(front)} on the {_front_name(settings.objective)}"
                    + (f"; {infeasible} over budget" if infeasible else "")),
     ]
     if not front.empty:
         items.append(("Best F_AEB", _trial_line(analysis.best_aeb(frame), unit)))
-        items.append(("What F_AEB weighs", analysis.exchange_rate_text(aeb)))
+        items.append(("What F_AEB weighs", formatting.exchange_rate_text(aeb)))
         items.append(("Knee of the front", _trial_line(analysis.knee(front, objective=settings.objective), unit)))
     items += [("Units", "accuracy in percent of the validation split; energy per image in "
                         f"{unit[0]} (the study stores accuracy as a fraction and energy in mJ)"),
-              ("Energy model", analysis.energy_model_text(settings.evaluation.energy_model,
+              ("Energy model", formatting.energy_model_text(settings.evaluation.energy_model,
                                                           settings.evaluation.profile)),
               ("Energy models recorded", ", ".join(analysis.recorded_energy_models(frame)) or "none (an older study)"),
               ("First layer", _FIRST_LAYER_TEXT[settings.evaluation.first_layer]), ("Supernet", settings.checkpoint)]
@@ -230,7 +230,7 @@ def write_report(
         sections.append((f"Energy models: {own} and {other}",
                          energy_models_figure(frame, (own, other), objective=settings.objective)))
         changes = analysis.front_changes(frame, recorded, objective=settings.objective)
-        units = {m: analysis.energy_unit(frame[f"energy_mj_{m}"].dropna()) for m in recorded}
+        units = {m: formatting.energy_unit(frame[f"energy_mj_{m}"].dropna()) for m in recorded}
         models_table = _models_html(changes, recorded, units)
     sections.append(("Genes", genes_parallel_figure(frame)))
     figures = []

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from energy import ann_energy
 from models import ConfigError
 
-from . import analysis
+from . import analysis, hypervolume
 from .errors import StudyError
 from .layer_artifacts import stored_layers
 from .settings import StudySettings
@@ -127,12 +127,12 @@ def trial_layers(settings: StudySettings, trial: FrozenTrial, *, device: str | N
 
 
 def study_hypervolume(frame: pd.DataFrame, settings: StudySettings) -> pd.DataFrame:
-    """`analysis.hypervolume_history` of a study against `analysis.study_ref_point` (that of
+    """`hypervolume.hypervolume_history` of a study against `hypervolume.study_ref_point` (that of
     ``benchmarks/bench_search.py``), as a share of the reference box."""
     from models import count_params
 
     base = analysis.baseline(frame)
-    ref = analysis.study_ref_point(
+    ref = hypervolume.study_ref_point(
         settings.aeb.e_ref, baseline_accuracy=None if base is None else float(base["accuracy"]),
         params_ref=count_params(settings.supernet_cfg, settings.space.largest()), objective=settings.objective)
-    return analysis.hypervolume_history(frame, ref, objective=settings.objective, normalise=True)
+    return hypervolume.hypervolume_history(frame, ref, objective=settings.objective, normalise=True)

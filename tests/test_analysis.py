@@ -24,7 +24,7 @@ from energy import ann_energy
 from models import count_params, load_exported
 from nas import SamplerSettings, SearchSpace
 from nas.fitness import AEBSettings, energy_for_accuracy, f_aeb
-from studies import analysis, layer_artifacts, plots, report
+from studies import analysis, formatting, hypervolume, layer_artifacts, plots, report
 from studies.cli import main
 from studies.errors import StudyError
 from studies.export import export_trial
@@ -91,22 +91,22 @@ def test_best_aeb_ignores_infeasible_trials():
 
 def test_hypervolume_history_known_areas():
     frame = frame_of([(0.5, 2.0), (0.8, 4.0), (0.4, 5.0), (0.99, 1.0)], feasible=[True, True, True, False])
-    history = analysis.hypervolume_history(frame, ref_point=(1.0, 10.0))
+    history = hypervolume.hypervolume_history(frame, ref_point=(1.0, 10.0))
     # (1 - 0.5) x (10 - 2) = 4; adding (0.2, 4) adds (1 - 0.2) x (10 - 4) - 0.5 x 6 = 1.8;
     # the dominated third point and the infeasible fourth add nothing.
     assert history["hypervolume"].tolist() == pytest.approx([4.0, 5.8, 5.8, 5.8])
     assert history["n_trials"].tolist() == [1, 2, 3, 4]
     assert history.attrs["ref_point"] == (1.0, 10.0)
-    assert analysis.hypervolume_history(frame).attrs["ref_point"] == pytest.approx((1.0, 5.5))
+    assert hypervolume.hypervolume_history(frame).attrs["ref_point"] == pytest.approx((1.0, 5.5))
     with pytest.raises(ValueError, match="two numbers"):
-        analysis.hypervolume_history(frame, ref_point=(1.0,))
+        hypervolume.hypervolume_history(frame, ref_point=(1.0,))
 
 
 def test_hypervolume_history_never_decreases():
     rng = np.random.default_rng(0)
     frame = frame_of([(a, e) for a, e in zip(rng.uniform(0, 1, 60), rng.uniform(0.1, 5, 60))],
                      feasible=list(rng.uniform(size=60) > 0.2))
-    volumes = analysis.hypervolume_history(frame)["hypervolume"].to_numpy()
+    volumes = hypervolume.hypervolume_history(frame)["hypervolume"].to_numpy()
     assert volumes[-1] > 0
     assert (np.diff(volumes) >= 0).all()
 
@@ -153,26 +153,26 @@ def test_knee_in_three_objectives_is_nearest_the_utopia_point():
 def test_hypervolume_history_in_three_objectives():
     frame = frame3_of([(0.5, 2.0, 100), (0.8, 4.0, 500), (0.4, 5.0, 600), (0.99, 1.0, 10)],
                       feasible=[True, True, True, False])
-    history = analysis.hypervolume_history(frame, ref_point=(1.0, 10.0, 1000.0), objective="pareto3")
+    history = hypervolume.hypervolume_history(frame, ref_point=(1.0, 10.0, 1000.0), objective="pareto3")
     # (1 - 0.5) x (10 - 2) x (1000 - 100) = 3600; (0.2, 4, 500) adds 0.8 x 6 x 500 less the
     # overlap 0.5 x 6 x 500: 900; the dominated third point and the infeasible fourth add nothing.
     assert history["hypervolume"].tolist() == pytest.approx([3600.0, 4500.0, 4500.0, 4500.0])
     assert history.attrs["columns"] == ("accuracy", "energy_mj", "params")
-    default = analysis.hypervolume_history(frame, objective="pareto3")
+    default = hypervolume.hypervolume_history(frame, objective="pareto3")
     assert default.attrs["ref_point"] == pytest.approx((1.0, 5.5, 660.0))
     assert (np.diff(default["hypervolume"]) >= 0).all() and default["hypervolume"].iloc[-1] > 0
     with pytest.raises(ValueError, match=r"must be three numbers: \(error, energy_mj, params\)"):
-        analysis.hypervolume_history(frame, ref_point=(1.0, 10.0), objective="pareto3")
+        hypervolume.hypervolume_history(frame, ref_point=(1.0, 10.0), objective="pareto3")
 
 
 def test_energy_unit_reads_the_highest_value_between_1_and_1000():
-    assert analysis.energy_unit([1.364e-4, 1.2e-6]) == ("nJ", 1e6)
-    assert analysis.energy_unit(pd.Series([0.5, 0.002])) == ("µJ", 1e3)
-    assert analysis.energy_unit([7.734, 21.477]) == ("mJ", 1.0)
-    assert analysis.energy_unit([3e-10]) == ("pJ", 1e9)
-    assert analysis.energy_unit([math.nan, 0.0]) == ("mJ", 1.0)
-    assert analysis.format_energy(1.364e-4) == "136.4 nJ"
-    assert analysis.format_energy(2e-6, ("nJ", 1e6)) == "2 nJ"
+    assert formatting.energy_unit([1.364e-4, 1.2e-6]) == ("nJ", 1e6)
+    assert formatting.energy_unit(pd.Series([0.5, 0.002])) == ("µJ", 1e3)
+    assert formatting.energy_unit([7.734, 21.477]) == ("mJ", 1.0)
+    assert formatting.energy_unit([3e-10]) == ("pJ", 1e9)
+    assert formatting.energy_unit([math.nan, 0.0]) == ("mJ", 1.0)
+    assert formatting.format_energy(1.364e-4) == "136.4 nJ"
+    assert formatting.format_energy(2e-6, ("nJ", 1e6)) == "2 nJ"
 
 
 def baseline_frame() -> pd.DataFrame:
@@ -199,20 +199,20 @@ def test_front_table_marks_the_baseline_and_prints_energy_in_one_unit():
     compared = analysis.compare_to_baseline(baseline_frame())
     front = analysis.pareto_front(compared)
     assert list(front["number"]) == [3, 1, 0]
-    table = analysis.front_table(analysis.with_baseline_row(front.iloc[:2], compared), baseline_columns=True)
+    table = formatting.front_table(analysis.with_baseline_row(front.iloc[:2], compared), baseline_columns=True)
     assert list(table.columns[:8]) == ["trial", "note", "accuracy %", "energy nJ", "acc - baseline pp",
                                        "E / E_baseline", "E / E_ANN", "F_AEB"]
     assert table["trial"].tolist() == [3, 1, 0] and table["note"].tolist() == ["", "", "baseline"]
     assert table["energy nJ"].tolist() == pytest.approx([10.0, 100.0, 400.0])
     assert table["acc - baseline pp"].tolist() == pytest.approx([-5.0, -1.0, 0.0])
-    formats = analysis.display_formats(table)
+    formats = formatting.display_formats(table)
     assert formats["acc - baseline pp"](-5.0) == "-5.00" and formats["energy nJ"](math.nan) == "-"
     # The baseline is in the rows already: not added twice.
     assert len(analysis.with_baseline_row(front, compared)) == 3
-    plain = analysis.front_table(front, unit=("µJ", 1e3))
+    plain = formatting.front_table(front, unit=("µJ", 1e3))
     assert "acc - baseline pp" not in plain and plain["energy µJ"].tolist() == pytest.approx([0.01, 0.1, 0.4])
     with pytest.raises(ValueError, match="apply compare_to_baseline to the whole trials frame first"):
-        analysis.front_table(baseline_frame(), baseline_columns=True)
+        formatting.front_table(baseline_frame(), baseline_columns=True)
 
 
 def test_f_aeb_exchange_rate_keeps_f_aeb_unchanged():
@@ -220,11 +220,11 @@ def test_f_aeb_exchange_rate_keeps_f_aeb_unchanged():
     for change in (0.01, -0.01, 0.2):
         x = energy_for_accuracy(-0.07, change)
         assert f_aeb(0.9 * (1 + change), 5e-5 * (1 + x), settings) == pytest.approx(f_aeb(0.9, 5e-5, settings))
-    text = analysis.exchange_rate_text(settings)
+    text = formatting.exchange_rate_text(settings)
     assert ("At w = -0.07, 1% more accuracy (relative) is worth 15.3% more energy, and 1% less accuracy is made up "
             "by 13.4% less energy; a tenth of the energy is worth as much as 17.5% more accuracy.") in text
     assert "create the study with --e-ref E_t" in text and "MnasNet's hard target is alpha = 0, beta = -1" in text
-    hard = analysis.exchange_rate_text(AEBSettings(e_ref=1e-4, alpha=0.0, beta=-1.0))
+    hard = formatting.exchange_rate_text(AEBSettings(e_ref=1e-4, alpha=0.0, beta=-1.0))
     assert ("Below E_ref (w = alpha = 0) energy is not weighed at all; above it (w = beta = -1) 1% more accuracy "
             "(relative) is worth 1.0% more energy") in hard
     with pytest.raises(ValueError, match="only with a negative exponent"):
@@ -232,15 +232,15 @@ def test_f_aeb_exchange_rate_keeps_f_aeb_unchanged():
 
 
 def test_study_reference_point_is_the_benchmarks_and_the_volume_a_share_of_its_box():
-    assert analysis.study_ref_point(2e-4) == (0.2, 2e-4)
-    assert analysis.study_ref_point(2e-4, baseline_accuracy=0.96) == (0.2, 2e-4)
+    assert hypervolume.study_ref_point(2e-4) == (0.2, 2e-4)
+    assert hypervolume.study_ref_point(2e-4, baseline_accuracy=0.96) == (0.2, 2e-4)
     # A baseline under 80% accurate would leave the box empty: the whole error range then.
-    assert analysis.study_ref_point(2e-4, baseline_accuracy=0.7) == (1.0, 2e-4)
-    assert analysis.study_ref_point(2e-4, params_ref=400, objective="pareto3") == (0.2, 2e-4, 400.0)
+    assert hypervolume.study_ref_point(2e-4, baseline_accuracy=0.7) == (1.0, 2e-4)
+    assert hypervolume.study_ref_point(2e-4, params_ref=400, objective="pareto3") == (0.2, 2e-4, 400.0)
     with pytest.raises(ValueError, match="needs params_ref"):
-        analysis.study_ref_point(2e-4, objective="pareto3")
+        hypervolume.study_ref_point(2e-4, objective="pareto3")
     frame = frame_of([(0.9, 1.0), (0.7, 0.5), (0.95, 3.0)])
-    history = analysis.hypervolume_history(frame, (0.2, 2.0), normalise=True)
+    history = hypervolume.hypervolume_history(frame, (0.2, 2.0), normalise=True)
     # (0.2 - 0.1) x (2 - 1) over the box 0.2 x 2; the 70% trial is outside the box, the third costs too much.
     assert history["hypervolume"].tolist() == pytest.approx([0.25, 0.25, 0.25])
     assert history.attrs["normalised"] is True
@@ -341,10 +341,10 @@ def test_trials_frame_of_a_real_study(real_study):
         assert row["energy_mj_loihi"] > row["energy_mj_ops"] and row["energy_mj_spinnaker2"] > row["energy_mj_loihi"]
         for block in range(space.max_depth):
             assert math.isnan(row[f"tau_{block}"]) == (block >= config.depth)
-        assert analysis.block_values(row, "tau") == list(config.tau[: config.depth])
+        assert formatting.block_values(row, "tau") == list(config.tau[: config.depth])
     assert frame["feasible"].all()
-    unit, factor = analysis.energy_unit(frame["energy_mj"])
-    table = analysis.front_table(analysis.pareto_front(frame), baseline_columns=True)
+    unit, factor = formatting.energy_unit(frame["energy_mj"])
+    table = formatting.front_table(analysis.pareto_front(frame), baseline_columns=True)
     assert {"accuracy %", f"energy {unit}", "E / E_ANN", "num_heads", "threshold"} <= set(table.columns)
     assert (table["accuracy %"] > 1).all() and 1 <= table[f"energy {unit}"].max() < 1000
 
@@ -367,15 +367,15 @@ def test_show_marks_the_baseline_and_states_every_front_trial_against_it(real_st
     frame = trials_frame(study, settings)
     front = analysis.pareto_front(frame)
     base = frame.iloc[0]
-    unit = analysis.energy_unit(frame["energy_mj"])
+    unit = formatting.energy_unit(frame["energy_mj"])
     capsys.readouterr()
     assert main(["show", "--storage", storage, "--study-name", "p", "--baseline"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (f"p: Pareto front (digits, E_ref {analysis.format_energy(settings.aeb.e_ref, unit)}; "
+    assert lines[0] == (f"p: Pareto front (digits, E_ref {formatting.format_energy(settings.aeb.e_ref, unit)}; "
                         "energy model ops (45 nm operation prices, fp32 profile), first layer once)")
     assert lines[1] == (f"baseline: trial 0, the largest subnet: {100 * base['accuracy']:.2f} %, "
-                        f"{analysis.format_energy(base['energy_mj'], unit)}; as an ANN (E_MAC x dense MACs) "
-                        f"{analysis.format_energy(base['ann_energy_mj'], unit)}, {base['energy_vs_ann']:.3g} x its "
+                        f"{formatting.format_energy(base['energy_mj'], unit)}; as an ANN (E_MAC x dense MACs) "
+                        f"{formatting.format_energy(base['ann_energy_mj'], unit)}, {base['energy_vs_ann']:.3g} x its "
                         "energy")
     header = lines[2].split()
     assert header[:10] == ["trial", "note", "accuracy", "%", "energy", unit[0], "acc", "-", "baseline", "pp"]
@@ -465,7 +465,7 @@ def test_report_is_one_self_contained_file_with_five_figures(real_study, tmp_pat
     assert breakdown["title"]["text"].endswith("; stored with the trial)")
     assert pareto["yaxis"]["title"]["text"].endswith("accuracy (%)")
     frame = trials_frame(study, settings)
-    unit, factor = analysis.energy_unit(frame["energy_mj"])
+    unit, factor = formatting.energy_unit(frame["energy_mj"])
     assert pareto["xaxis"]["title"]["text"] == f"energy per image ({unit})"
     assert breakdown["xaxis"]["title"]["text"].startswith("energy per image (")
     # Every energy axis offers a log scale.
@@ -479,7 +479,7 @@ def test_report_is_one_self_contained_file_with_five_figures(real_study, tmp_pat
     accurate = "subnets at least 80 % accurate" if error < 1 else "any subnet"
     assert volume["yaxis"]["title"]["text"] == plots.HYPERVOLUME_SHARE_LABEL
     assert volume["title"]["subtitle"]["text"] == (
-        f"reference point (error {error:g}, energy {analysis.format_energy(settings.aeb.e_ref)}): the box of "
+        f"reference point (error {error:g}, energy {formatting.format_energy(settings.aeb.e_ref)}): the box of "
         f"{accurate} and no costlier than E_ref, as in benchmarks/bench_search.py; share of that box covered")
     assert volume["xaxis"]["title"]["text"] == "complete trials"
     assert all(fig["config"]["displaylogo"] is False for fig in figures)
@@ -500,11 +500,11 @@ def test_report_is_one_self_contained_file_with_five_figures(real_study, tmp_pat
     assert (trace_values(base["x"]), trace_values(base["y"])) == (
         [factor * complete[0].values[1]], [100 * complete[0].values[0]])
     assert "baseline trial 0 (largest subnet)" in pareto["title"]["subtitle"]["text"]
-    hypervolume = figures[1]["data"][0]
-    assert trace_values(hypervolume["x"]) == list(range(1, N_TRIALS + 1))
-    volumes = trace_values(hypervolume["y"])
+    trace = figures[1]["data"][0]
+    assert trace_values(trace["x"]) == list(range(1, N_TRIALS + 1))
+    volumes = trace_values(trace["y"])
     assert np.all(np.diff(volumes) >= 0) and 0 < volumes[-1] <= 1
-    assert volumes == pytest.approx(analysis.hypervolume_history(
+    assert volumes == pytest.approx(hypervolume.hypervolume_history(
         frame, (error, settings.aeb.e_ref), normalise=True)["hypervolume"].tolist())
     bars = figures[2]["data"]
     assert {bar["name"].split()[0] for bar in bars} == {"MAC", "AC"}
@@ -512,7 +512,7 @@ def test_report_is_one_self_contained_file_with_five_figures(real_study, tmp_pat
     (parcoords,) = figures[4]["data"]
     labels = [dimension["label"] for dimension in parcoords["dimensions"]]
     evaluated = [t for t in complete if "duplicate_of" not in t.user_attrs]
-    genes_unit, genes_factor = analysis.energy_unit([t.values[1] for t in evaluated])
+    genes_unit, genes_factor = formatting.energy_unit([t.values[1] for t in evaluated])
     assert labels[-2:] == ["accuracy (%)", f"energy ({genes_unit})"]
     assert sorted(trace_values(parcoords["dimensions"][-1]["values"])) == pytest.approx(
         sorted(genes_factor * t.values[1] for t in evaluated))
@@ -709,7 +709,7 @@ def test_report_of_a_pareto3_study_shows_the_3d_front_and_its_projections(real_s
     scatter = figures[0]
     assert {trace["type"] for trace in scatter["data"]} == {"scatter3d"}
     scene = scatter["layout"]["scene"]
-    unit = analysis.energy_unit([t.values[1] for t in complete])
+    unit = formatting.energy_unit([t.values[1] for t in complete])
     factor = unit[1]
     assert [scene[axis]["title"]["text"] for axis in ("xaxis", "yaxis", "zaxis")] == [
         plots.energy_label(unit), plots.PARAMS_LABEL, plots.ACCURACY_LABEL]
@@ -755,7 +755,7 @@ def test_report_of_a_pareto3_study_shows_the_3d_front_and_its_projections(real_s
     largest = count_params(settings.supernet_cfg, settings.space.largest())
     error = 0.2 if trials_frame(study, settings).iloc[0]["accuracy"] > 0.8 else 1.0
     assert volume["layout"]["title"]["subtitle"]["text"].startswith(
-        f"reference point (error {error:g}, energy {analysis.format_energy(settings.aeb.e_ref)}, {largest:,} "
+        f"reference point (error {error:g}, energy {formatting.format_energy(settings.aeb.e_ref)}, {largest:,} "
         "parameters)")
     assert trace_values(volume["data"][0]["y"])[-1] > 0
 
@@ -847,7 +847,7 @@ def test_plot_of_a_trial_draws_its_stored_table_without_measuring(real_study, tm
     breakdown = plotly_figures(out.read_text())[2]
     assert breakdown["layout"]["title"]["text"].startswith(f"{plots.BREAKDOWN_TITLE} of trial 3 (the chosen trial")
     assert breakdown["layout"]["title"]["text"].endswith("; stored with the trial)")
-    unit, factor = analysis.energy_unit(stored["energy_mj"])
+    unit, factor = formatting.energy_unit(stored["energy_mj"])
     drawn = {layer: energy for bar in breakdown["data"]
              for layer, energy in zip(bar["y"], trace_values(bar["x"]))}
     # Neuron layers cost nothing under ops: the figure leaves them out.
@@ -934,7 +934,7 @@ def test_notebook_runs_end_to_end(real_study, tmp_path, monkeypatch):
     assert any("best F_AEB" in trace.get("name", "") for trace in figures[0]["data"])
     assert any(trace.get("name") == "baseline: largest subnet (trial 0)" for trace in figures[0]["data"])
     study, settings = load(storage, "p")
-    unit, _ = analysis.energy_unit(trials_frame(study, settings)["energy_mj"])
+    unit, _ = formatting.energy_unit(trials_frame(study, settings)["energy_mj"])
     assert any(f"<th>energy {unit}</th>" in out.get("data", {}).get("text/html", "") and "<th>E / E_ANN</th>"
                in out["data"]["text/html"] for out in outputs)
     text = "".join("".join(out.get("text", "")) for out in outputs)

@@ -20,7 +20,7 @@ import nas.train_loop as train_loop
 from models import ConfigError, InputTransform, Spikformer, load_exported
 from nas import DatasetSpec, SamplerSettings, finetune_recipe, get_recipe, load_dataset, load_finetune_checkpoint
 from nas.train import FINETUNE_METRICS, metrics_path
-from studies import analysis
+from studies import formatting
 from studies.cli import main
 from studies.export import FINETUNE_CHECKPOINT, export_trial, finetune_trial
 from studies.study import create, load
@@ -206,12 +206,12 @@ def test_finetune_resumes_after_a_crash_to_the_same_weights_and_exports_a_loadab
     result = json.loads(captured.out)  # stdout is the JSON alone: progress and summary are on stderr
     inherited = result["finetune"]["inherited"]
     before, energy = inherited["test_accuracy"], inherited["test_energy_mj"]
-    unit = analysis.energy_unit([energy, result["test_energy_mj"]])
+    unit = formatting.energy_unit([energy, result["test_energy_mj"]])
     change = result["test_energy_mj"] / energy - 1
     assert captured.err.splitlines()[-1] == (
         f"trial {result['trial']}: test accuracy {before:.2%} inherited -> {result['test_accuracy']:.2%} fine-tuned "
-        f"(2 epochs); energy {analysis.format_energy(energy, unit)} -> "
-        f"{analysis.format_energy(result['test_energy_mj'], unit)} ({change:+.1%}, ops model: fine-tuning changes "
+        f"(2 epochs); energy {formatting.format_energy(energy, unit)} -> "
+        f"{formatting.format_energy(result['test_energy_mj'], unit)} ({change:+.1%}, ops model: fine-tuning changes "
         f"the firing rates); export: {tmp_path / 'straight'}")
     assert "epoch 2/2" in captured.err  # the per-epoch progress lines
     assert result["finetune"]["epochs"] == 2 and result["finetune"]["recipe"]["name"] == "digits-finetune"
