@@ -18,32 +18,40 @@ create and quickstart make one. An error is one line (a line per cause when work
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import traceback
 import warnings
-from collections.abc import Callable
 from typing import Any
 
-from models import ConfigError
 from nas.dataspec import DATASETS
 from nas.fitness import AEBSettings
 from nas.recipes import RECIPES, RULES
 from nas.settings import (
-    ENERGY_MODEL_NAMES,
-    FIRST_LAYER_CONVENTIONS,
     OBJECTIVE_DESCRIPTIONS,
     OBJECTIVES,
-    ON_REQUEST_MODELS,
-    PRECISIONS,
     Budgets,
     EvaluationSettings,
     SamplerSettings,
-    settings_help,
 )
 from nas.space import presets
 
+from .arguments import (
+    HelpFormatter,
+    add_device,
+    add_energy_model,
+    add_no_progress,
+    add_precision,
+    add_settings,
+    add_storage,
+    add_verbosity,
+    device_list,
+    fraction,
+    non_negative_int,
+    positive,
+    subparser,
+    version,
+)
 from .commands import (
     PROG,
     CLIError,
@@ -61,226 +69,22 @@ from .commands import (
     cmd_train_supernet,
 )
 from .errors import USER_ERRORS
-from .settings import HEARTBEAT_INTERVAL, check_study_name
+from .settings import HEARTBEAT_INTERVAL
 from .storage import (
-    DEFAULT_STORAGE,
-    STORAGE_ENV,
     StorageWarning,
     failure_cause,
     mask_url,
 )
 
 
-def _number(kind: type, ok: Callable[[Any], bool], requirement: str) -> Callable[[str], Any]:
-    """An argparse type: `kind` of the text, refused unless `ok` (the message says `requirement`)."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"{text} must be {requirement}")
-        return value
-    return parse
-
-
-def _positive(kind: type) -> Callable[[str], Any]:
-    return _number(kind, lambda v: v > 0, "> 0")
-
-
-_non_negative_int = _number(int, lambda v: v >= 0, ">= 0")
-_confidence = _number(float, lambda v: 0.0 < v < 1.0, "a level in (0, 1), e.g. 0.99")
-_probability = _number(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
-_fraction = _number(float, lambda v: 0.0 < v < 1.0, "a fraction in (0, 1), e.g. 0.2")
-
-
-def _precision(text: str) -> str:
-    if text not in PRECISIONS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a precision; choose from {', '.join(PRECISIONS)}")
-    return text
-
-
-def _first_layer(text: str) -> str:
-    if text not in FIRST_LAYER_CONVENTIONS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a first-layer convention; choose from "
-                                         f"{', '.join(FIRST_LAYER_CONVENTIONS)}")
-    return text
-
-
-def _energy_model(text: str) -> str:
-    if text not in ENERGY_MODEL_NAMES:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an energy model; choose from "
-                                         f"{', '.join(ENERGY_MODEL_NAMES)}")
-    return text
-
-
-def _on_request_models(text: str) -> tuple[str, ...]:
-    models = tuple(m.strip() for m in text.split(",") if m.strip())
-    wrong = [m for m in models if m not in ON_REQUEST_MODELS]
-    if wrong:
-        raise argparse.ArgumentTypeError(
-            f"{', '.join(wrong)}: only {', '.join(ON_REQUEST_MODELS)} can be asked for (the other energy models, "
-            f"{', '.join(m for m in ENERGY_MODEL_NAMES if m not in ON_REQUEST_MODELS)}, are recorded for every trial)")
-    return models
-
-
-def _device_list(text: str) -> list[str]:
-    devices = [d.strip() for d in text.split(",")]
-    if not all(devices):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of devices, e.g. cuda:0,cuda:1")
-    return devices
-
-
-def _study_name(text: str) -> str:
-    try:
-        return check_study_name(text)
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-# The options of each settings dataclass: flag and parser. Help texts come from the dataclass
-# docstrings (`nas.settings.settings_help`) and defaults from the fields, so each is written once.
-_SETTINGS_FLAGS: dict[type, dict[str, tuple[str, Any]]] = {
-    AEBSettings: {"alpha": ("--alpha", float), "beta": ("--beta", float), "e_ref": ("--e-ref", _positive(float))},
-    Budgets: {"max_params": ("--max-params", _positive(int)), "max_energy_mj": ("--max-energy-mj", _positive(float))},
-    SamplerSettings: {
-        "population_size": ("--population-size", _positive(int)),
-        "num_parents": ("--num-parents", _positive(int)),
-        "crossover_fraction": ("--crossover-fraction", _probability),
-        "global_mutation_prob": ("--global-mutation-prob", _probability),
-        "block_mutation_prob": ("--block-mutation-prob", _probability),
-        "neighbour_mutation": ("--neighbour-mutation", bool),
-        "swap_prob": ("--swap-prob", _probability),
-        "candidates": ("--candidates", _positive(int)),
-        "seed": ("--seed", int),
-    },
-    EvaluationSettings: {
-        "calib_batches": ("--calib-batches", _positive(int)),
-        "calib_batch_size": ("--calib-batch-size", _positive(int)),
-        "batch_size": ("--eval-batch-size", _positive(int)),
-        "profile": ("--energy-profile", str),
-        "eval_images": ("--eval-images", _positive(int)),
-        "loader_workers": ("--eval-loader-workers", _non_negative_int),
-        "early_rejection": ("--early-rejection", bool),
-        "rejection_min_images": ("--rejection-min-images", _positive(int)),
-        "rejection_confidence": ("--rejection-confidence", _confidence),
-        "precision": ("--precision", _precision),
-        "first_layer": ("--first-layer", _first_layer),
-        "energy_model": ("--energy-model", _energy_model),
-        "record_energy_models": ("--record-energy-models", _on_request_models),
-        "energy_images": ("--energy-images", _positive(int)),
-    },
-}
-
-
-def _add_settings(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
-    group = parser.add_argument_group(title)
-    texts = settings_help(cls)
-    for field in dataclasses.fields(cls):
-        flag, kind = _SETTINGS_FLAGS[cls][field.name]
-        text = texts[field.name].replace("%", "%%")  # argparse formats help with %
-        dest = f"{cls.__name__}.{field.name}"
-        if kind is bool:
-            group.add_argument(flag, dest=dest, action="store_true", help=text)
-        else:
-            group.add_argument(flag, dest=dest, type=kind, default=field.default, metavar=field.name.upper(),
-                               help=text)
-
-
-
-
-def _add_storage(p: argparse.ArgumentParser, *, study: bool = True) -> None:
-    p.add_argument("--storage", default=None,
-                   help=f"storage URL (default: ${STORAGE_ENV} or {DEFAULT_STORAGE}); sqlite:///file.db, "
-                        "postgresql://..., mysql+pymysql://..., journal:///abs/file.log")
-    if study:
-        p.add_argument("--study-name", required=True, type=_study_name, help="name of the study")
-
-
-
-
-
-
-
-
-# ----------------------------------------------------------------------------- commands
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# ----------------------------------------------------------------------------- parser
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in every option's help, descriptions as written."""
-
-
-_VERBOSE_HELP = ("on an error, print its traceback (and each failed worker's) after its line; optimize: "
-                 "Optuna's log of every trial")
-_QUIET_HELP = "no progress bars or progress lines, only results, warnings and errors"
-
-
-def _add_verbosity(p: argparse.ArgumentParser, default: Any) -> None:
-    p.add_argument("-v", "--verbose", action="store_true", default=default, help=_VERBOSE_HELP)
-    p.add_argument("-q", "--quiet", action="store_true", default=default, help=_QUIET_HELP)
-
-
-def _subparser(sub: Any, name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=text, description=description or text, formatter_class=_HelpFormatter)
-    # SUPPRESS: unless given here, the flags keep the values parsed before the command.
-    _add_verbosity(p, argparse.SUPPRESS)
-    return p
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("autospk")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line; building it imports neither torch nor Optuna."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=_HelpFormatter)
-    _add_verbosity(parser, False)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=HelpFormatter)
+    add_verbosity(parser, False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    p = _subparser(sub, "train-supernet", "train a weight-entangled supernet",
+    p = subparser(sub, "train-supernet", "train a weight-entangled supernet",
                    "Train the supernet of a search space on a data set (by default the sandwich rule with in-place "
                    "distillation: the largest, the smallest and a random subnet per batch, neuron "
                    "genes included); checkpoint after every epoch. Run under torchrun --nproc-per-node N for "
@@ -290,11 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of the cifar10/cifar100/folder data, or the folder whose download/ holds an event "
                         "data set's files as its publisher distributes them (see the README)")
     p.add_argument("--download", action="store_true", help="download CIFAR into --data-root if missing")
-    p.add_argument("--img-size", type=_positive(int), default=None, help="folder data sets: resize to this size")
-    p.add_argument("--frames", type=_positive(int), default=None,
+    p.add_argument("--img-size", type=positive(int), default=None, help="folder data sets: resize to this size")
+    p.add_argument("--frames", type=positive(int), default=None,
                    help="event data sets: frames integrated per sample (None: the space's largest T); a subnet "
                         "with T steps sums them into T windows of consecutive frames")
-    p.add_argument("--test-fraction", type=_fraction, default=0.2,
+    p.add_argument("--test-fraction", type=fraction, default=0.2,
                    help="digits, CIFAR10-DVS and folders without a test/ tree: share held out as the test split")
     p.add_argument("--space", default=None,
                    help=f"search space preset ({', '.join(presets())}) or a .toml file "
@@ -303,159 +107,152 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None,
                    help=f"training recipe ({', '.join(RECIPES)}; None: digits for digits, dvs for event data, "
                         "else cifar)")
-    p.add_argument("--epochs", type=_positive(int), default=None, help="override the recipe's epochs")
-    p.add_argument("--batch-size", type=_positive(int), default=None, help="override the recipe's batch size")
-    p.add_argument("--lr", type=_positive(float), default=None, help="override the recipe's learning rate")
+    p.add_argument("--epochs", type=positive(int), default=None, help="override the recipe's epochs")
+    p.add_argument("--batch-size", type=positive(int), default=None, help="override the recipe's batch size")
+    p.add_argument("--lr", type=positive(float), default=None, help="override the recipe's learning rate")
     p.add_argument("--rule", choices=RULES, default=None,
                    help="training rule: uniform (one random subnet per step), sandwich (largest + smallest + "
                         "a random one per step) or distill (the sandwich, the others learning from the largest's "
                         "outputs) (None: the recipe's)")
     p.add_argument("--sandwich", action="store_true", help="the same as --rule sandwich")
-    p.add_argument("--precision", type=_precision, default=None,
-                   help="fp32, bf16 or fp16 autocast of training and validation; fp16 scales the loss (None: bf16 "
-                        "on a GPU that supports it, else fp32)")
-    p.add_argument("--eval-every", type=_non_negative_int, default=1, metavar="K",
+    add_precision(p, "fp32, bf16 or fp16 autocast of training and validation; fp16 scales the loss (None: bf16 "
+                  "on a GPU that supports it, else fp32)")
+    p.add_argument("--eval-every", type=non_negative_int, default=1, metavar="K",
                    help="score the largest and the smallest subnet on the validation split every K epochs and "
                         "after the last (0: never); written to the checkpoint's history and NAME.metrics.csv")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, data order and subnet draws")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (None: cuda if available)")
+    add_device(p)
     p.add_argument("--output", default="supernet.pt", help="checkpoint path")
     p.add_argument("--resume", action="store_true", help="continue from --output if it exists")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress (by default bars on a terminal, else a line per epoch or generation)")
+    add_no_progress(p)
     p.set_defaults(func=cmd_train_supernet)
 
-    p = _subparser(sub, "create", "create a study on a trained supernet",
+    p = subparser(sub, "create", "create a study on a trained supernet",
                    "Create a study; everything a worker needs is stored with it.")
-    _add_storage(p)
+    add_storage(p)
     p.add_argument("--objective", required=True, choices=OBJECTIVES,
                    help="; ".join(f"{name}: {OBJECTIVE_DESCRIPTIONS[name]}" for name in OBJECTIVES))
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint from train-supernet")
     p.add_argument("--skip-if-exists", action="store_true", help="reuse the study if it exists")
-    _add_settings(p, AEBSettings, "F_AEB = Acc x (E/E_ref)^w, w = alpha if E <= E_ref else beta")
-    _add_settings(p, Budgets, "budgets (become Optuna constraints)")
-    _add_settings(p, SamplerSettings, "sampler (Auto-Spikformer evolution)")
-    _add_settings(p, EvaluationSettings, "evaluation")
-    p.add_argument("--heartbeat-interval", type=_positive(int), default=HEARTBEAT_INTERVAL,
+    add_settings(p, AEBSettings, "F_AEB = Acc x (E/E_ref)^w, w = alpha if E <= E_ref else beta")
+    add_settings(p, Budgets, "budgets (become Optuna constraints)")
+    add_settings(p, SamplerSettings, "sampler (Auto-Spikformer evolution)")
+    add_settings(p, EvaluationSettings, "evaluation")
+    p.add_argument("--heartbeat-interval", type=positive(int), default=HEARTBEAT_INTERVAL,
                    help="database storages: seconds between heartbeats of a running trial")
     p.add_argument("--no-enqueue-largest", action="store_true",
                    help="do not evaluate the largest subnet first (it is the study's baseline)")
     p.add_argument("--artifact-dir", default=None,
                    help="folder of the study's artifacts (each trial's per-layer energy table), writable by every "
                         "worker (None: next to a SQLite or journal file, else next to the checkpoint)")
-    p.add_argument("--device", default=None, help="device used to measure E_ref (None: cuda if available)")
+    add_device(p, "device used to measure E_ref (None: cuda if available)")
     p.set_defaults(func=cmd_create)
 
-    p = _subparser(sub, "optimize", "run trials of a study (many workers allowed)",
+    p = subparser(sub, "optimize", "run trials of a study (many workers allowed)",
                    "Run workers on a study until it holds --n-trials finished trials in all (complete, or "
                    "rejected early with --early-rejection) or --timeout passes. --n-trials is the study's total, "
                    "not a number of trials to add (unlike Optuna's n_trials): a study holding 100 runs 50 more "
                    "with --n-trials 150, and none with --n-trials 50 (it says so). Workers on several hosts "
                    "given the same total against one database storage stop together; running the command "
                    "again after a crash finishes the job. The checkpoint is checked before any worker starts.")
-    _add_storage(p)
-    p.add_argument("--n-trials", type=_positive(int), default=None,
+    add_storage(p)
+    p.add_argument("--n-trials", type=positive(int), default=None,
                    help="finished trials the study should hold in all (not trials to add), complete or (with "
                         "--early-rejection) rejected early")
-    p.add_argument("--timeout", type=_positive(float), default=None, help="seconds")
-    p.add_argument("--workers", type=_positive(int), default=1,
+    p.add_argument("--timeout", type=positive(float), default=None, help="seconds")
+    p.add_argument("--workers", type=positive(int), default=1,
                    help="worker processes on this host: at most one per CPU core, and as many as its memory holds")
-    p.add_argument("--device", default=None,
-                   help="where every worker evaluates: cpu, cuda, cuda:1 ... (default: worker i on a host with K "
-                        "GPUs uses cuda:(i mod K); the CPU without GPUs)")
-    p.add_argument("--devices", type=_device_list, default=None, metavar="D1,D2,...",
+    add_device(p, "where every worker evaluates: cpu, cuda, cuda:1 ... (default: worker i on a host with K "
+               "GPUs uses cuda:(i mod K); the CPU without GPUs)")
+    p.add_argument("--devices", type=device_list, default=None, metavar="D1,D2,...",
                    help="devices dealt out to the workers in turn, e.g. cuda:0,cuda:2 (overrides --device)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress: by default a bar on a terminal with the front size and the best value so "
-                        "far, else a line per generation")
+    add_no_progress(p, "no progress: by default a bar on a terminal with the front size and the best value so "
+                    "far, else a line per generation")
     p.set_defaults(func=cmd_optimize)
 
-    p = _subparser(sub, "list", "list the studies in a storage")
-    _add_storage(p, study=False)
+    p = subparser(sub, "list", "list the studies in a storage")
+    add_storage(p, study=False)
     p.set_defaults(func=cmd_list)
 
-    p = _subparser(sub, "show", "show the Pareto front (3-D for pareto3) or the best F_AEB trials")
-    _add_storage(p)
+    p = subparser(sub, "show", "show the Pareto front (3-D for pareto3) or the best F_AEB trials")
+    add_storage(p)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table",
                    help="output format; json and csv hold the stored values: accuracy as a fraction in [0, 1], "
                         "energies in mJ per image (the table prints percent and a unit that suits the values)")
-    p.add_argument("--top", type=_positive(int), default=10, help="aeb studies: rows shown")
+    p.add_argument("--top", type=positive(int), default=10, help="aeb studies: rows shown")
     p.add_argument("--baseline", action="store_true",
                    help="add the baseline (the largest subnet, trial 0) as a row if it is not shown, and columns "
                         "against it: accuracy difference in percentage points, energy ratio to the baseline and "
                         "to the same network run as an ANN (E_MAC x dense MACs)")
-    p.add_argument("--energy-model", type=_energy_model, default=None,
-                   help="read the front under this recorded energy model instead of the study's own, without "
-                        "evaluating anything again: ops, loihi and spinnaker2 are recorded for every trial, "
-                        "lemaire where the study asked for it")
+    add_energy_model(p, "--energy-model",
+                     "read the front under this recorded energy model instead of the study's own, without "
+                     "evaluating anything again: ops, loihi and spinnaker2 are recorded for every trial, "
+                     "lemaire where the study asked for it")
     p.set_defaults(func=cmd_show)
 
-    p = _subparser(sub, "plot", "write an HTML report with the Pareto figure and more")
-    _add_storage(p)
+    p = subparser(sub, "plot", "write an HTML report with the Pareto figure and more")
+    add_storage(p)
     p.add_argument("--output", default="report.html", help="the HTML file")
     p.add_argument("--trial", type=int, default=None,
                    help="trial of the energy breakdown, read from the table it stored (None: F_AEB best)")
-    p.add_argument("--device", default=None,
-                   help="where to measure the breakdown of a trial that stored no table (older studies)")
-    p.add_argument("--compare-energy-model", type=_energy_model, default=None,
-                   help="recorded energy model whose front the report draws beside the study's own (default: ops, "
-                        "or loihi for a study searched under ops)")
+    add_device(p, "where to measure the breakdown of a trial that stored no table (older studies)")
+    add_energy_model(p, "--compare-energy-model",
+                     "recorded energy model whose front the report draws beside the study's own (default: ops, "
+                     "or loihi for a study searched under ops)")
     p.set_defaults(func=cmd_plot)
 
-    p = _subparser(sub, "export", "export a subnet to run anywhere: weights, config, input transform, test metrics",
+    p = subparser(sub, "export", "export a subnet to run anywhere: weights, config, input transform, test metrics",
                    "Write OUTPUT/subnet.pt (loaded with models.load_exported: the model plus its input transform) "
                    "and OUTPUT/subnet.json: the subnet's config and weights, the raw-input transform of its data set, "
                    "the study and trial, and the accuracy and energy measured on the whole test split.")
-    _add_storage(p)
+    add_storage(p)
     p.add_argument("--trial", default="best",
                    help="best (F_AEB), knee (of the front, 3-D for pareto3) or a trial number")
     p.add_argument("--output", default="subnet", help="output folder")
-    p.add_argument("--device", default=None, help="where to measure")
+    add_device(p, "where to measure")
     p.set_defaults(func=cmd_export)
 
-    p = _subparser(sub, "finetune", "fine-tune a subnet from its inherited weights, then export it",
+    p = subparser(sub, "finetune", "fine-tune a subnet from its inherited weights, then export it",
                    "Train the chosen subnet, extracted from the supernet, on from its inherited weights with the "
                    "supernet's recipe made for fine-tuning (a tenth of its peak learning rate, no warmup, one network "
                    "per step); checkpoint after every epoch (--resume continues), then score it on the test split "
                    "and write an export like `export`, which records the fine-tuning and the inherited scores.")
-    _add_storage(p)
+    add_storage(p)
     p.add_argument("--trial", default="best",
                    help="best (F_AEB), knee (of the front, 3-D for pareto3) or a trial number")
-    p.add_argument("--epochs", type=_positive(int), default=None,
+    p.add_argument("--epochs", type=positive(int), default=None,
                    help="fine-tuning epochs (None: a tenth of the supernet recipe's, at least 1)")
-    p.add_argument("--lr", type=_positive(float), default=None,
+    p.add_argument("--lr", type=positive(float), default=None,
                    help="peak learning rate (None: a tenth of the supernet recipe's)")
     p.add_argument("--output", default="finetuned",
                    help="output folder: the export, finetune.pt and finetune.metrics.csv")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/finetune.pt if it exists")
     p.add_argument("--seed", type=int, default=0, help="seed of data order and augmentation")
-    p.add_argument("--precision", type=_precision, default=None,
-                   help="fp32, bf16 or fp16 autocast of training (None: bf16 on a GPU that supports it, else fp32)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (None: cuda if available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_precision(p, "fp32, bf16 or fp16 autocast of training (None: bf16 on a GPU that supports it, else fp32)")
+    add_device(p)
+    add_no_progress(p, "no progress bars")
     p.set_defaults(func=cmd_finetune)
 
-    p = _subparser(sub, "delete", "delete a study and all its trials",
+    p = subparser(sub, "delete", "delete a study and all its trials",
                    "Delete a study and all its trials, e.g. one whose create was interrupted (a plain "
                    "create of the same name also replaces that one). Stop the study's workers first. Without "
                    "--yes it asks, and refuses when the input is not a terminal.")
-    _add_storage(p)
+    add_storage(p)
     p.add_argument("--yes", action="store_true", help="delete without asking")
     p.set_defaults(func=cmd_delete)
 
-    p = _subparser(sub, "quickstart", "the whole job on digits in one command",
+    p = subparser(sub, "quickstart", "the whole job on digits in one command",
                    "Train the digits supernet, create an aeb and a pareto study in one storage, search both, "
                    "print the results and the optuna-dashboard command. Rerunning continues where it stopped.")
-    _add_storage(p, study=False)
+    add_storage(p, study=False)
     p.add_argument("--workdir", default="autospk-runs", help="where the checkpoint goes")
     p.add_argument("--prefix", default="digits", help="study names: PREFIX-aeb and PREFIX-pareto")
-    p.add_argument("--trials", type=_positive(int), default=60, help="trials per study (3 generations of 20)")
-    p.add_argument("--epochs", type=_positive(int), default=None, help="supernet epochs (None: the recipe's)")
-    p.add_argument("--population-size", type=_positive(int), default=20, help="trials per generation")
+    p.add_argument("--trials", type=positive(int), default=60, help="trials per study (3 generations of 20)")
+    p.add_argument("--epochs", type=positive(int), default=None, help="supernet epochs (None: the recipe's)")
+    p.add_argument("--population-size", type=positive(int), default=20, help="trials per generation")
     p.add_argument("--seed", type=int, default=0, help="seed of training and search")
-    p.add_argument("--device", default=None, help="cpu, cuda ... (None: cuda if available)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress (by default bars on a terminal, else a line per epoch or generation)")
+    add_device(p)
+    add_no_progress(p)
     p.set_defaults(func=cmd_quickstart)
     return parser
 
