@@ -35,9 +35,9 @@ from models.exported import CONFIG_FILE, WEIGHTS_FILE, export_description, expor
 from nas import atomic_write, score_energies
 from nas.data import DataSplits
 
+from .builders import load_evaluator
 from .results import select_trial
 from .settings import StudySettings
-from .study import load_evaluator
 
 FINETUNE_CHECKPOINT = "finetune.pt"
 """The fine-tuning checkpoint `finetune_trial` keeps in its folder (metrics: ``finetune.metrics.csv``)."""

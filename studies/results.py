@@ -17,10 +17,10 @@ from energy import ann_energy
 from models import ConfigError
 
 from . import analysis, hypervolume
+from .builders import load_evaluator
 from .errors import StudyError
 from .layer_artifacts import stored_layers
 from .settings import StudySettings
-from .study import load_evaluator
 
 if TYPE_CHECKING:
     from nas.evaluate import SubnetScore

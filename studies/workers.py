@@ -29,7 +29,6 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -37,13 +36,15 @@ from optuna.trial import TrialState
 
 from models import ConfigError
 
-from .errors import StudyError, error_line
+from .builders import check_checkpoint, load_evaluator
+from .errors import error_line
 from .hosts import assign_devices, available_memory, check_devices, gpu_count, host_cores, worker_limit
 from .layer_artifacts import LayerRecorder, artifact_store
+from .outcomes import OptimizeResult, WorkerFailure, WorkersFailed, failures_summary
 from .progress import SearchProgress
 from .recovery import OwnerRecordingSampler, fail_dead_trials, orphan_grace, this_worker
 from .storage import open_storage
-from .study import check_checkpoint, load, load_evaluator
+from .study import load
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 """The trials `n_trials` counts: scored in full, or rejected early (PRUNED, see
@@ -53,90 +54,6 @@ counting complete trials only could run forever once every new subnet gets rejec
 
 EXIT_INTERRUPTED = 130
 """Exit status of a worker stopped by Ctrl-C (SIGINT), as a shell reports it."""
-
-
-@dataclass(frozen=True)
-class WorkerFailure:
-    """A worker process that ended before its work was done.
-
-    Attributes:
-        index: The worker's number on this host (0, 1, ...).
-        pid: Its process id.
-        cause: What ended it, in one line: its error, ``killed by SIGKILL``, ...
-        traceback: The error's traceback, when it raised one (for ``--verbose``).
-    """
-
-    index: int
-    pid: int | None
-    cause: str
-    traceback: str | None = None
-
-
-def failures_summary(failures: Sequence[WorkerFailure]) -> str:
-    """One line per cause: ``  2 workers 0 (pid 11), 1 (pid 12): <cause>``, most frequent first,
-    workers in index order whatever order they died in."""
-    by_cause: dict[str, list[WorkerFailure]] = {}
-    for failure in sorted(failures, key=lambda f: f.index):
-        by_cause.setdefault(failure.cause, []).append(failure)
-    lines = []
-    for cause, group in sorted(by_cause.items(), key=lambda item: -len(item[1])):
-        who = ", ".join(f"{f.index} (pid {f.pid})" for f in group)
-        lines.append(f"  {'worker' if len(group) == 1 else f'{len(group)} workers'} {who}: {cause}")
-    return "\n".join(lines)
-
-
-class WorkersFailed(StudyError):
-    """Workers died before the study held its trials; `failures` says which and why."""
-
-    def __init__(self, message: str, failures: Sequence[WorkerFailure]) -> None:
-        super().__init__(message)
-        self.failures = tuple(failures)
-
-
-@dataclass(frozen=True)
-class OptimizeResult:
-    """What `optimize` did.
-
-    Attributes:
-        complete: Complete trials the study holds at the end (trials rejected early not counted).
-        workers: Worker processes started (0 when there was nothing to do).
-        failures: One entry per worker that died (the study still reached its trials).
-        finished_before: Finished trials (`FINISHED`) the study held before the run.
-        finished: Finished trials it holds at the end (other hosts' included).
-        n_trials: The finished trials asked for (None: until the timeout).
-    """
-
-    complete: int
-    workers: int
-    failures: tuple[WorkerFailure, ...] = ()
-    finished_before: int = 0
-    finished: int = 0
-    n_trials: int | None = None
-
-    @property
-    def nothing_to_do(self) -> bool:
-        """Whether the study already held `n_trials` finished trials, so no worker started."""
-        return self.n_trials is not None and self.finished_before >= self.n_trials
-
-    @property
-    def lost_summary(self) -> str:
-        """What became of the workers that died: a header line, then one line per cause."""
-        return (f"{len(self.failures)} of {self.workers} workers died; their running trials were failed and "
-                f"re-enqueued\n{failures_summary(self.failures)}")
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 class _NoTracebacks(logging.Filter):
@@ -270,18 +187,6 @@ def _ignoring_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def _death(proc: multiprocessing.process.BaseProcess) -> str:
     """Why a worker that reported no error ended, from its exit status."""
     code = proc.exitcode
@@ -296,12 +201,6 @@ def _death(proc: multiprocessing.process.BaseProcess) -> str:
     return f"killed by {name}"
 
 
-
-
-
-
-
-
 def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | None, workers: int = 1,
              device: str | None = None, devices: Sequence[str] | None = None,
              progress: bool = True, verbose: bool = False) -> OptimizeResult:
@@ -312,7 +211,7 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
     together, and a run started again after a crash finishes the job. A study that already
     holds `n_trials` starts no worker (`OptimizeResult.nothing_to_do`).
 
-    The study's checkpoint is checked before any worker starts (`study.check_checkpoint`).
+    The study's checkpoint is checked before any worker starts (`builders.check_checkpoint`).
     Every second the parent collects each worker that ended and the errors they report; as
     soon as one died, it fails and re-enqueues the trial it was running. If the study still
     reaches `n_trials`, the run succeeds and `OptimizeResult.failures` names the workers that

@@ -25,13 +25,14 @@ from models import count_params, load_exported
 from nas import SamplerSettings, SearchSpace
 from nas.fitness import AEBSettings, energy_for_accuracy, f_aeb
 from studies import analysis, formatting, hypervolume, layer_artifacts, plots, report
+from studies.builders import load_evaluator
 from studies.cli import main
 from studies.errors import StudyError
 from studies.export import export_trial
 from studies.results import measure_trial, select_trial, trials_frame
 from studies.results import trial_layers as studies_trial_layers
 from studies.settings import StudySettings
-from studies.study import create, load, load_evaluator
+from studies.study import create, load
 from studies.workers import run_worker
 from tests.conftest import TINY_SPACE
 

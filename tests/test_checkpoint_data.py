@@ -17,10 +17,11 @@ from PIL import Image
 from models import ConfigError
 from nas import DatasetSpec, SearchSpace, load_checkpoint, load_dataset, save_checkpoint
 from nas.train import train_supernet
+from studies.builders import load_evaluator
 from studies.cli import main
 from studies.errors import StudyError
 from studies.storage import open_storage
-from studies.study import load, load_evaluator
+from studies.study import load
 from tests.conftest import DIGITS_RECIPE, TINY_SPACE
 from tests.helpers import DIGITS_FINGERPRINT, fails, image_tree, run
 
