@@ -10,10 +10,9 @@ without an `EnergyMonitor` attached, and prints the medians and the overhead
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import interleaved_medians
 
 from energy import EnergyMonitor
 from models import SpikformerSupernet, SupernetConfig
@@ -47,18 +46,7 @@ def main() -> None:
                 net(x)
         monitor.report()
 
-    times = {"plain": [], "measured": []}
-    plain(), measured()
-    for _ in range(args.repeats):
-        for name, fn in (("plain", plain), ("measured", measured)):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = interleaved_medians({"plain": plain, "measured": measured}, args.repeats)
     print(f"device={device} Spikformer-2-128 32x32 T=4, {args.batches} batches of {args.batch}, "
           f"repeats={args.repeats}")
     print()

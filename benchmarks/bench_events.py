@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
+from timing import interleaved_medians
 from torch import nn
 
 from models import SpikformerSupernet, count_params
@@ -45,19 +44,12 @@ def step_seconds(name: str, batch: int, repeats: int, device: torch.device) -> d
     x = torch.poisson(torch.full((batch, frames, 2, side, side), 0.1)).to(device)
     y = torch.randint(0, classes, (batch,), device=device)
 
-    def step() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+    def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(net(x), y).backward()
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
 
-    step()  # warm-up
-    seconds = statistics.median(step() for _ in range(repeats))
+    seconds = interleaved_medians({"step": step}, repeats)["step"]
     grid = side // cfg.patch_size
     return {"name": name, "space": space.name, "recipe": default_recipe(name), "frames": frames,
             "step_shape": f"2 x {side} x {side}", "grid": f"{grid} x {grid}",

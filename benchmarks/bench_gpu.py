@@ -56,7 +56,8 @@ from torch.utils.data import TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_kernels import benchmark_models  # noqa: E402
-from bench_train import CARDS_GB, lif_implementation, memory_probe, set_tf32, timed  # noqa: E402
+from bench_train import CARDS_GB, lif_implementation, memory_probe, set_tf32  # noqa: E402
+from timing import timed  # noqa: E402
 
 from models.neurons import lif  # noqa: E402
 from nas import load_space  # noqa: E402
@@ -108,7 +109,7 @@ def _logits(out: torch.Tensor) -> torch.Tensor:
 def _median_time(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
     for _ in range(WARMUP_STEPS):
         fn()
-    return statistics.median(timed(fn, device) for _ in range(repeats))
+    return statistics.median(timed(fn) for _ in range(repeats))
 
 
 def training_steps(device: torch.device, sizes: Sizes, report: Report) -> dict:
@@ -296,7 +297,7 @@ def compiled_finetuning(device: torch.device, sizes: Sizes, measured: dict, repo
             optimizer.step()
 
         try:
-            first = timed(step, device)
+            first = timed(step)
             seconds = _median_time(step, device, sizes.repeats)
         except Exception as error:  # noqa: BLE001 - the table records why compiling failed
             lines.append(f"| {name} | failed: {type(error).__name__}: {str(error).splitlines()[0][:120]} | | |")

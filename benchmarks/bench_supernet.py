@@ -21,9 +21,7 @@ implementation that ran.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -32,6 +30,7 @@ from spikingjelly.activation_based import functional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import lif_implementation, set_tf32, spikingjelly_spikformer  # noqa: E402
+from timing import interleaved_medians  # noqa: E402
 
 from energy import dense_macs  # noqa: E402
 from models import SpikformerSupernet, SubnetConfig, SupernetConfig  # noqa: E402
@@ -96,21 +95,7 @@ def main() -> None:
         step(ours, x, reset=False)
 
     runs = {"a": run_a, "b": run_b, "b0": run_b0, "c": run_c}
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for fn in runs.values():
-        for _ in range(WARMUP_STEPS):
-            fn()
-    for _ in range(args.repeats):
-        for key, fn in runs.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[key].append(time.perf_counter() - start)
-
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = interleaved_medians(runs, args.repeats, warmup=WARMUP_STEPS)
     macs_a = dense_macs(supernet_cfg, supernet_cfg.largest_subnet()).total
     macs_c = dense_macs(supernet_cfg, half).total
     print(f"device={device} batch={args.batch} 32x32 T=4 repeats={args.repeats} torch={torch.__version__}")

@@ -57,12 +57,12 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 from spikingjelly.activation_based import functional, layer
 from spikingjelly.activation_based.model import spikformer as sj_spikformer
+from timing import timed
 from torch import nn
 
 from energy import dense_macs
@@ -168,16 +168,6 @@ def schedule(keys: list, repeats: int) -> list[tuple[object, bool]]:
     """The order of the runs: `repeats` round-robin rounds over `keys`, each key stepped twice,
     untimed then timed (pairs ``(key, timed)``)."""
     return [(key, is_timed) for _ in range(repeats) for key in keys for is_timed in (False, True)]
-
-
-def timed(fn: Callable[[], None], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def minor_faults() -> int:
@@ -308,7 +298,7 @@ def main() -> None:
     for i, (key, measure) in enumerate(order, 1):
         if measure:
             start = minor_faults()
-            times[key].append(timed(runs[key], device))
+            times[key].append(timed(runs[key]))
             faults[key].append(minor_faults() - start)
         else:
             runs[key]()
