@@ -18,25 +18,22 @@ Every (model, precision) pair is timed --repeats times, interleaved round-robin,
 timed step directly follows an untimed one of the same pair (`schedule`), as in a training
 loop, where no step follows another model's or precision's.
 
-On a CPU with glibc, the script re-runs itself with glibc's malloc told to keep freed memory
-(`KEEP_FREED_MEMORY`: no mmap for large blocks, no trimming). By default glibc maps each large
-tensor afresh and returns it on free, so every step page-faults its activations in again, and
-how many faults a step takes, and so its time, depends on what the models before it allocated
-and freed: the same model's step time then changes from round to round with its fault count.
-Keeping the memory takes that noise out of every model alike; the table's last column counts
-the faults per step, and --default-allocator measures with glibc's defaults.
+Memory is allocated as in a user's training run, with the C library's default settings. With
+glibc these map each large tensor afresh and return it on free, so a step page-faults its
+activations in again, and how many faults it takes depends on what was freed before it: the
+table's last column counts them, the cause of most of the round-to-round spread on a CPU.
 
 The table gives the median images/s of training steps and of evaluation forwards
 (eval mode, no gradients), and the ratio of our time per step to spikingjelly's at the same
 size and precision: against the paper-order model (target <= 1.05) and against the built-in
 one. Peak memory of the first training step of the largest subnet at the batch size is
 measured first, apart, in a fresh model (CUDA: `torch.cuda.max_memory_allocated` less the
-memory allocated before the step; CPU: the peak RSS of a fresh process with glibc's default
-settings, less its peak before the step); per image, it gives the batch sizes
+memory allocated before the step; CPU: the peak RSS of a fresh process, less its peak before
+the step); per image, it gives the batch sizes
 that fit a 24 GB and an 80 GB card besides what the model held before the step.
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--batch 64] [--repeats 5]
-        [--precisions fp32 bf16] [--default-allocator] [--tf32 off|on]
+        [--precisions fp32 bf16] [--tf32 off|on]
 
 --tf32 sets one TF32 policy for matrix products and cuDNN convolutions (default off: full
 fp32 everywhere; by default cuDNN would run spikingjelly's 1x1 Conv1d layers in TF32 and
@@ -52,7 +49,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -71,8 +67,6 @@ from nas import load_space
 from nas.precision import autocast, check_precision
 
 TIME_STEPS = 4
-KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
-"""glibc malloc settings under which freed memory stays with the process for the next step."""
 REFERENCE = "spikingjelly, paper order"
 CARDS_GB = (24, 80)
 
@@ -175,21 +169,6 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def allocator(device: torch.device, default: bool) -> str:
-    """How host memory is allocated in this run, re-running the script first with
-    `KEEP_FREED_MEMORY` where that applies (CPU, glibc, not --default-allocator)."""
-    if device.type != "cpu" or platform.libc_ver()[0] != "glibc":
-        return "default"
-    if default:
-        if any(key in os.environ for key in KEEP_FREED_MEMORY):
-            raise SystemExit(f"--default-allocator: unset {', '.join(KEEP_FREED_MEMORY)} first")
-        return "glibc defaults"
-    if any(os.environ.get(key) != value for key, value in KEEP_FREED_MEMORY.items()):
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
-                  {**os.environ, **KEEP_FREED_MEMORY})
-    return "glibc keeping freed memory (" + " ".join(f"{k}={v}" for k, v in KEEP_FREED_MEMORY.items()) + ")"
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ru_maxrss
     (the fallback elsewhere) keeps the parent's peak in a child."""
@@ -229,11 +208,8 @@ def _probe(device: torch.device, batch: int, precision: str) -> dict[str, float]
         probe = memory_probe(device, batch, precision)
         torch.cuda.empty_cache()
         return probe
-    # With glibc's defaults, as a training process has them: keeping freed memory raises the peak RSS
-    # (12,780 MB against 11,755 MB for fp32 at batch 64 in two runs here).
-    env = {key: value for key, value in os.environ.items() if key not in KEEP_FREED_MEMORY}
     out = subprocess.run([sys.executable, __file__, "--device", "cpu", "--batch", str(batch),
-                          "--memory-probe", precision], capture_output=True, text=True, check=True, env=env)
+                          "--memory-probe", precision], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -243,9 +219,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--default-allocator", action="store_true",
-                        help="on CPU, time with glibc malloc's default settings, which return large blocks "
-                             "to the system on free (see above)")
     parser.add_argument("--tf32", choices=["off", "on"], default="off",
                         help="TF32 policy for matmul and cuDNN alike, on CUDA (default: off)")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # child process of the CPU probe
@@ -255,9 +228,6 @@ def main() -> None:
     if args.memory_probe:
         print(json.dumps(memory_probe(device, args.batch, args.memory_probe)))
         return
-    host_allocator = allocator(device, args.default_allocator)
-    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1)))
     precisions = [check_precision(p, device) for p in args.precisions]
     # Memory first, each probe on its own: the timed models below would share the memory.
     probes = {precision: _probe(device, args.batch, precision) for precision in precisions}
@@ -311,7 +281,6 @@ def main() -> None:
     macs_l, macs_h = (dense_macs(supernet_cfg, c).total for c in (largest, half))
     print(f"device: {name}; torch {torch.__version__}; batch {args.batch} of 3x32x32, T={TIME_STEPS}, "
           f"{args.repeats} interleaved repeats (median), each timed step after an untimed one")
-    print(f"host memory: {host_allocator}")
     print(f"{tf32}; neurons: {lif_implementation(device)}")
     print(f"largest: Spikformer-{largest.depth}-{largest.embed_dim}, {macs_l / 1e6:.0f} M dense MACs per image; "
           f"half-MAC: depth {half.depth}, width {half.embed_dim}, MLP ratio {half.mlp_ratio[0]}, "
