@@ -43,9 +43,9 @@ from models import SubnetConfig, count_params
 from nas import EvaluationSettings, SamplerSettings, SpikformerNSGAIISampler, load_space
 from nas.fitness import AEBSettings
 from nas.objective import SubnetObjective
+from studies.optuna_log import quiet_optuna
 from studies.recovery import OwnerRecordingSampler, fail_dead_trials, this_worker
 from studies.storage import open_storage
-from studies.workers import quiet_optuna
 
 SAMPLERS = ("ours-4", "ours-1", "nsga2", "random")
 POPULATION = 50

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -25,6 +25,9 @@ from .dataspec import DatasetSpec
 from .io import atomic_write, load_tensor_file
 from .recipes import Recipe
 from .space import SearchSpace
+
+if TYPE_CHECKING:
+    from .data import DataSplits
 
 CHECKPOINT_FORMAT = 1
 
@@ -167,24 +170,28 @@ class SupernetCheckpoint(TrainingCheckpoint):
         return {"space": SearchSpace.from_dict(state["space"]), "dataset": DatasetSpec.from_dict(state["dataset"]),
                 "data_fingerprint": data_fingerprint}
 
-    def check_data(self, path: str | Path, dataset: DatasetSpec, data_fingerprint: str, *, fix: str) -> None:
+    def check_data(self, path: str | Path, dataset: DatasetSpec, data: DataSplits, *, fix: str) -> None:
         """Refuse data other than the data this supernet was trained on.
 
-        A checkpoint without a fingerprint (written before them) cannot tell, and passes.
+        A checkpoint without a fingerprint (written before them) cannot tell, and passes; one
+        written before fingerprints covered every sample is compared in its own kind
+        (`nas.data.fingerprint_matches`).
 
         Args:
             path: Where the checkpoint was read from, for the message.
             dataset: The data set now loaded.
-            data_fingerprint: Its `nas.data.fingerprint`.
+            data: Its splits.
             fix: What to do instead, ending the message.
 
         Raises:
             ConfigError: naming the file, both data sets and both fingerprints.
         """
-        if self.data_fingerprint is not None and self.data_fingerprint != data_fingerprint:
+        from .data import fingerprint, fingerprint_matches
+
+        if self.data_fingerprint is not None and not fingerprint_matches(self.data_fingerprint, data):
             raise ConfigError(f"supernet checkpoint {path} was trained on {self.dataset.describe()} with data "
                               f"fingerprint {self.data_fingerprint}, but {dataset.describe()} now has data fingerprint "
-                              f"{data_fingerprint} (other images, labels or split); {fix}")
+                              f"{fingerprint(data)} (other images, labels or split); {fix}")
 
     def build_supernet(self, device: torch.device | str = "cpu") -> SpikformerSupernet:
         """The trained supernet on `device`, in eval mode, running its largest subnet."""

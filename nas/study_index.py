@@ -1,8 +1,10 @@
 """Which architectures a study has already spent (or is spending) an evaluation on.
 
-The sampler writes the arch id it proposes to its trial (system attr `ARCH_KEY`) before
-the evaluation starts, and the objective records the arch id it evaluated (user attr
-`ARCH_ATTR`). The sampler reads them back so that it proposes no architecture twice; the
+The sampler writes the arch id it proposes to its trial (system attr `ARCH_KEY`, its claim;
+the genome beside it, `PARAMS_KEY`) before the evaluation starts, and the objective records
+the arch id it evaluated (user attr `ARCH_ATTR`). An architecture whose tries all killed
+their worker is given up on: a FAIL trial with `GAVE_UP_ATTR` records it, and it counts as
+known for good, so it is not proposed again. The sampler reads them back so that it proposes no architecture twice; the
 objective, to reuse the result of a twin that slipped through (workers proposing at the
 same moment). Everything is read from the storage, so other workers' trials count too.
 """
@@ -25,6 +27,14 @@ if TYPE_CHECKING:
 
 ARCH_KEY = "autospk:arch_id"
 """Trial system attr: the arch id a sampler proposed, written before evaluation starts."""
+
+PARAMS_KEY = "autospk:params"
+"""Trial system attr: the whole genome the sampler proposed with its claim, so that a trial
+whose worker died before it suggested every gene is retried as exactly that architecture."""
+
+GAVE_UP_ATTR = "gave_up"
+"""Trial user attr of a FAIL trial: why its architecture was given up on (every try killed its
+worker). Set on a trial that records the decision (`studies.recovery`)."""
 
 ARCH_ATTR = "arch_id"
 """Trial user attr: the arch id an objective evaluated."""
@@ -125,6 +135,11 @@ class StudyIndex:
         if trial.number == 0:
             self._first = (trial_id(trial), trial.datetime_start)
         self._indexed.add(trial.number)
+        if trial.state == TrialState.FAIL and GAVE_UP_ATTR in trial.user_attrs:
+            arch = trial_arch_id(trial)
+            if arch is not None:
+                self._finished_ids.add(arch)
+            return
         if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             return
         arch = trial_arch_id(trial)
@@ -138,7 +153,8 @@ class StudyIndex:
                     self._evaluated[arch] = trial
 
     def known(self, space: SearchSpace | None = None, *, exclude_number: int | None = None) -> set[str]:
-        """Arch ids of the waiting, running, complete and pruned trials at the last `refresh`.
+        """Arch ids of the waiting, running, complete and pruned trials at the last `refresh`,
+        and of the architectures given up on.
 
         Args:
             space: With it, enqueued trials count by their fixed params before they start.

@@ -33,7 +33,7 @@ from .checkpoint import (
     load_checkpoint,
     load_finetune_checkpoint,
 )
-from .data import DataSplits, fingerprint, load_dataset
+from .data import DataSplits, fingerprint, fingerprint_matches, load_dataset
 from .dataspec import EVENT_DATASETS, DatasetSpec
 from .device import default_device
 from .distributed import torchrun_process_group, world
@@ -80,6 +80,7 @@ class _SupernetRun(Loop):
     space: SearchSpace
     supernet_cfg: SupernetConfig
     dataset: DatasetSpec
+    data: DataSplits
     data_fingerprint: str
     subnet_rng: random.Random
 
@@ -95,7 +96,7 @@ class _SupernetRun(Loop):
         if ckpt.space.to_dict() != self.space.to_dict() or ckpt.supernet_cfg != self.supernet_cfg:
             raise ConfigError(f"checkpoint {path} was trained for another space or data set; "
                              "resume it with the same settings or choose another --output")
-        ckpt.check_data(path, self.dataset, self.data_fingerprint,
+        ckpt.check_data(path, self.dataset, self.data,
                         fix="resume it on the data it was trained on, or choose another --output")
         self._restore(ckpt, path)
         self.subnet_rng.setstate(_to_tuple(ckpt.rng["subnets"]))
@@ -112,6 +113,7 @@ class _FinetuneRun(Loop):
     """Fine-tuning one subnet: which one, from where, on what data."""
 
     origin: dict[str, Any]
+    data: DataSplits
     data_fingerprint: str
 
     def resume(self, ckpt: FinetuneCheckpoint, path: Path) -> None:
@@ -130,7 +132,7 @@ class _FinetuneRun(Loop):
                        if getattr(self.recipe, key) != value}
             raise ConfigError(f"fine-tuning checkpoint {path} was trained with another recipe "
                               f"(stored -> now: {changed}); {fix}")
-        if ckpt.data_fingerprint != self.data_fingerprint:
+        if not fingerprint_matches(ckpt.data_fingerprint, self.data):
             raise ConfigError(f"fine-tuning checkpoint {path} was trained on data with fingerprint "
                               f"{ckpt.data_fingerprint}, not {self.data_fingerprint}; {fix}")
         self._restore(ckpt, path)
@@ -246,7 +248,7 @@ def train_supernet(
         loader = train_loader(data.train, recipe, seed=seed, device=device)
         optimizer, scheduler = optimizer_and_scheduler(net, recipe, len(loader))
         losses = Losses.from_recipe(recipe, data.num_classes)
-        run = _SupernetRun(space=space, supernet_cfg=supernet_cfg, dataset=dataset,
+        run = _SupernetRun(space=space, supernet_cfg=supernet_cfg, dataset=dataset, data=data,
                            data_fingerprint=data_fingerprint, recipe=recipe, seed=seed, net=net, optimizer=optimizer,
                            scheduler=scheduler, loader_rng=loader.generator, subnet_rng=random.Random(seed),
                            precision=precision, scaler=grad_scaler(device, precision))
@@ -313,7 +315,7 @@ def finetune_subnet(
         optimizer, scheduler = optimizer_and_scheduler(net, recipe, len(loader))
         run = _FinetuneRun(net=net, recipe=recipe, seed=seed, optimizer=optimizer, scheduler=scheduler,
                            loader_rng=loader.generator, precision=precision, scaler=grad_scaler(device, precision),
-                           origin=origin, data_fingerprint=fingerprint(data))
+                           origin=origin, data=data, data_fingerprint=fingerprint(data))
         if resume and checkpoint.exists():
             run.resume(load_finetune_checkpoint(checkpoint), checkpoint)
         fit(run, net, loader, Losses.from_recipe(recipe, data.num_classes), device=device, progress=progress,

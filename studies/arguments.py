@@ -22,7 +22,7 @@ from nas.settings import (
     settings_help,
 )
 
-from .settings import check_study_name
+from .settings import autospk_version, check_study_name
 from .storage import DEFAULT_STORAGE, STORAGE_ENV
 
 
@@ -174,10 +174,4 @@ def subparser(sub: Any, name: str, text: str, description: str | None = None) ->
 
 def version() -> str:
     """The installed autospk's version."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as installed
-
-    try:
-        return installed("autospk")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
+    return autospk_version()

@@ -30,13 +30,13 @@ def make_evaluator(checkpoint, evaluation: EvaluationSettings, *, path: str | Pa
     Raises:
         ConfigError: if the data set no longer holds the data the supernet was trained on.
     """
-    from nas.data import fingerprint, load_dataset
+    from nas.data import load_dataset
     from nas.device import default_device
     from nas.evaluate import SubnetEvaluator
 
     dev = default_device(device)
     data = load_dataset(checkpoint.dataset)
-    checkpoint.check_data(path, checkpoint.dataset, fingerprint(data),
+    checkpoint.check_data(path, checkpoint.dataset, data,
                           fix="restore the data it was trained on, or train a supernet on the data as it is now")
     evaluator = SubnetEvaluator(checkpoint.build_supernet(dev), data.train_eval, data.val, settings=evaluation,
                                 device=dev)
@@ -107,3 +107,31 @@ def make_sampler(settings: StudySettings, *, seed_offset: int = 0):
     return SpikformerNSGAIISampler(settings.space, settings=sampler_settings,
                                    cost=analytic_energy(settings.supernet_cfg, first_layer=ev.first_layer,
                                                         profile=ev.profile, model=ev.energy_model))
+
+
+def gpu_memory(settings: StudySettings, devices: list[str]) -> tuple[int, dict[str, int]]:
+    """What one worker needs on a GPU, and what each of `devices` has free: run it in a process
+    of its own (it holds a CUDA context on each device until it ends).
+
+    One evaluation batch of the space's largest subnet is scored on the first device; its peak
+    reserved memory plus a CUDA context (`studies.hosts.CUDA_CONTEXT_BYTES`) is a worker's need.
+    A device's free memory counts the context this process holds there, which ends with it.
+
+    Returns:
+        ``(worker_bytes, {device: free_bytes})``.
+    """
+    import torch
+
+    from nas.checkpoint import load_checkpoint
+
+    from .hosts import CUDA_CONTEXT_BYTES
+
+    free = {device: torch.cuda.mem_get_info(torch.device(device))[0] + CUDA_CONTEXT_BYTES for device in devices}
+    first = torch.device(devices[0])
+    batch = settings.evaluation.batch_size
+    evaluation = dataclasses.replace(settings.evaluation, eval_images=batch, early_rejection=False)
+    evaluator, _ = make_evaluator(load_checkpoint(settings.checkpoint), evaluation, path=settings.checkpoint,
+                                  device=str(first))
+    torch.cuda.reset_peak_memory_stats(first)
+    evaluator(settings.space.largest())
+    return torch.cuda.max_memory_reserved(first) + CUDA_CONTEXT_BYTES, free

@@ -69,7 +69,7 @@ from .commands import (
     cmd_train_supernet,
 )
 from .errors import USER_ERRORS
-from .settings import HEARTBEAT_INTERVAL
+from .settings import HEARTBEAT_INTERVAL, MAX_RETRIES
 from .storage import (
     StorageWarning,
     failure_cause,
@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(p, EvaluationSettings, "evaluation")
     p.add_argument("--heartbeat-interval", type=positive(int), default=HEARTBEAT_INTERVAL,
                    help="database storages: seconds between heartbeats of a running trial")
+    p.add_argument("--max-retries", type=non_negative_int, default=MAX_RETRIES,
+                   help="retries of a trial whose worker died (killed, out of memory, a crash); after 1 + N tries "
+                        "its architecture is given up on, recorded as failed with the cause, and the search goes on")
     p.add_argument("--no-enqueue-largest", action="store_true",
                    help="do not evaluate the largest subnet first (it is the study's baseline)")
     p.add_argument("--artifact-dir", default=None,
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.verbose and args.quiet:
         parser.error("give --verbose or --quiet, not both")
-    from .workers import quiet_optuna
+    from .optuna_log import quiet_optuna
 
     quiet_optuna(args.verbose)
     try:

@@ -88,6 +88,7 @@ def cmd_create(args: argparse.Namespace) -> None:
         _storage(args), args.study_name, objective=args.objective, checkpoint=args.checkpoint,
         aeb=_settings(args, AEBSettings), budgets=_settings(args, Budgets), sampler=_settings(args, SamplerSettings),
         evaluation=_settings(args, EvaluationSettings), heartbeat_interval=args.heartbeat_interval,
+        max_retries=args.max_retries,
         enqueue_largest=not args.no_enqueue_largest, skip_if_exists=args.skip_if_exists, device=args.device,
         artifact_dir=args.artifact_dir,
     )
@@ -158,7 +159,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool = False,
                  energy_model: str | None = None) -> None:
     from . import analysis, formatting
-    from .results import trials_frame
+    from .results import given_up, trials_frame
     from .study import load
 
     study, settings = load(storage, name)
@@ -197,6 +198,8 @@ def _print_shown(storage: str, name: str, *, top: int, fmt: str, baseline: bool 
     print(table.to_string(index=False, formatters=formatting.display_formats(table)))
     print(f"notes: {formatting.KNEE_MARK} = the knee of the front (export --trial knee), {formatting.BEST_MARK} = the "
           f"highest F_AEB (export --trial best)")
+    for failed in given_up(study):
+        print(f"failed for good: trial {failed.number} ({failed.arch_id}) after {failed.tries} tries: {failed.cause}")
     try:
         best = analysis.best_aeb(frame)
     except ValueError as err:

@@ -54,7 +54,8 @@ class OptimizeResult:
     Attributes:
         complete: Complete trials the study holds at the end (trials rejected early not counted).
         workers: Worker processes started (0 when there was nothing to do).
-        failures: One entry per worker that died (the study still reached its trials).
+        failures: One entry per worker process that died (a worker killed by a signal is
+            replaced, and may die again); the study still reached its trials.
         finished_before: Finished trials (`FINISHED`) the study held before the run.
         finished: Finished trials it holds at the end (other hosts' included).
         n_trials: The finished trials asked for (None: until the timeout).
@@ -75,5 +76,7 @@ class OptimizeResult:
     @property
     def lost_summary(self) -> str:
         """What became of the workers that died: a header line, then one line per cause."""
-        return (f"{len(self.failures)} of {self.workers} workers died; their running trials were failed and "
-                f"re-enqueued\n{failures_summary(self.failures)}")
+        died = len(self.failures)
+        return (f"{died} worker{'s' if died != 1 else ''} of {self.workers} died (a worker killed by a signal is "
+                "replaced); their running trials were failed and retried, an architecture that kept killing its "
+                f"worker given up on (show lists it)\n{failures_summary(self.failures)}")

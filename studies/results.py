@@ -5,6 +5,7 @@ energy and the search's hypervolume.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -136,3 +137,31 @@ def study_hypervolume(frame: pd.DataFrame, settings: StudySettings) -> pd.DataFr
         settings.aeb.e_ref, baseline_accuracy=None if base is None else float(base["accuracy"]),
         params_ref=count_params(settings.supernet_cfg, settings.space.largest()), objective=settings.objective)
     return hypervolume.hypervolume_history(frame, ref, objective=settings.objective, normalise=True)
+
+
+@dataclass(frozen=True)
+class GivenUp:
+    """An architecture given up on: every try killed its worker (`studies.recovery`).
+
+    Attributes:
+        number: The FAIL trial that records it.
+        arch_id: The architecture.
+        tries: How many times it was tried.
+        cause: How its last try died, e.g. ``killed by SIGKILL``.
+    """
+
+    number: int
+    arch_id: str
+    tries: int
+    cause: str
+
+
+def given_up(study: optuna.Study) -> list[GivenUp]:
+    """The architectures of a study given up on, in trial order."""
+    from nas.study_index import ARCH_KEY, GAVE_UP_ATTR
+
+    from .recovery import ATTEMPT
+
+    return [GivenUp(t.number, str(t.system_attrs.get(ARCH_KEY, "?")), int(t.user_attrs.get(ATTEMPT, 1)),
+                    str(t.user_attrs[GAVE_UP_ATTR]))
+            for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if GAVE_UP_ATTR in t.user_attrs]

@@ -16,6 +16,9 @@ Versions:
     5: the evaluation settings add ``energy_model``, ``record_energy_models`` and
        ``energy_images`` (`nas.EvaluationSettings`); older versions read with the defaults
        (``ops``, the model they were searched under).
+    6: adds ``max_retries`` (retries of a trial whose worker died; older versions read with
+       the default, 3) and ``written_by``, the autospk version that wrote the settings, which
+       an older autospk names when it meets a version it cannot read.
 """
 
 from __future__ import annotations
@@ -33,10 +36,27 @@ from nas.space import SearchSpace
 SETTINGS_ATTR = "autospk"
 """The study user attr that holds `StudySettings.to_dict()`."""
 
-SETTINGS_VERSION = 5
+SETTINGS_VERSION = 6
+
+MAX_RETRIES = 3
+"""Retries of a trial whose worker died, before its architecture is given up on."""
 
 HEARTBEAT_INTERVAL = 10
 """Seconds between a running trial's heartbeats on database storages."""
+
+
+class NewerVersionError(ConfigError):
+    """Settings written by a newer autospk than this one; the message names both versions."""
+
+
+def autospk_version() -> str:
+    """The installed autospk's version (``unknown (not installed)`` for a checkout not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("autospk")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def check_study_name(name: str) -> str:
@@ -66,6 +86,9 @@ class StudySettings:
         sampler: Settings of our NSGA-II sampler.
         evaluation: How a subnet is scored.
         heartbeat_interval: Seconds between heartbeats of a running trial (database storages).
+        max_retries: Retries of a trial whose worker died (killed, out of memory, a crash);
+            after 1 + `max_retries` tries the architecture is given up on and recorded as
+            failed with the cause.
         data_fingerprint: `nas.data.fingerprint` of the data the supernet was trained on, as
             its checkpoint recorded it; None if the checkpoint has none.
         artifact_dir: Absolute path of the folder of the study's Optuna artifacts (each
@@ -82,6 +105,7 @@ class StudySettings:
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     heartbeat_interval: int = HEARTBEAT_INTERVAL
+    max_retries: int = MAX_RETRIES
     data_fingerprint: str | None = None
     artifact_dir: str | None = None
 
@@ -92,6 +116,8 @@ class StudySettings:
             raise ConfigError("a study's F_AEB settings need the reference energy e_ref")
         if self.heartbeat_interval < 1:
             raise ConfigError(f"heartbeat_interval={self.heartbeat_interval} must be >= 1 (seconds)")
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigError(f"max_retries={self.max_retries!r} must be an integer >= 0")
         if self.data_fingerprint is not None and not isinstance(self.data_fingerprint, str):
             raise ConfigError(f"data_fingerprint={self.data_fingerprint!r} must be a string or None")
         if self.artifact_dir is not None and not (isinstance(self.artifact_dir, str)
@@ -102,6 +128,7 @@ class StudySettings:
         """Plain JSON values, with the settings version."""
         return {
             "version": SETTINGS_VERSION,
+            "written_by": autospk_version(),
             "objective": self.objective,
             "checkpoint": self.checkpoint,
             "space": self.space.to_dict(),
@@ -112,6 +139,7 @@ class StudySettings:
             "sampler": self.sampler.to_dict(),
             "evaluation": self.evaluation.to_dict(),
             "heartbeat_interval": self.heartbeat_interval,
+            "max_retries": self.max_retries,
             "data_fingerprint": self.data_fingerprint,
             "artifact_dir": self.artifact_dir,
         }
@@ -125,13 +153,21 @@ class StudySettings:
         """
         data = dict(data)
         version = data.pop("version", None)
+        written_by = data.pop("written_by", None)
+        if isinstance(version, int) and version > SETTINGS_VERSION:
+            raise NewerVersionError(
+                f"was written by {f'autospk {written_by}' if written_by else 'a newer autospk'} (settings version "
+                f"{version}); this is autospk {autospk_version()}, which reads versions up to {SETTINGS_VERSION}: "
+                "upgrade autospk (pip install -U autospk) to read it")
+        if version in (1, 2, 3, 4, 5):
+            data["max_retries"] = MAX_RETRIES
         if version == 1:
             data["supernet_cfg"] = data.pop("supernet")
         if version in (1, 2):
             data["data_fingerprint"] = None
         if version in (1, 2, 3):
             data["artifact_dir"] = None
-        elif version not in (4, SETTINGS_VERSION):
+        elif version not in (4, 5, SETTINGS_VERSION):
             raise ConfigError(f"study settings version {version!r} is unknown; this autospk reads versions "
                               f"1..{SETTINGS_VERSION} (a newer autospk may have written them)")
         try:
@@ -146,6 +182,7 @@ class StudySettings:
                 sampler=settings_from_dict(SamplerSettings, data["sampler"], "sampler"),
                 evaluation=settings_from_dict(EvaluationSettings, data["evaluation"], "evaluation"),
                 heartbeat_interval=data["heartbeat_interval"],
+                max_retries=data["max_retries"],
                 data_fingerprint=data["data_fingerprint"],
                 artifact_dir=data["artifact_dir"],
             )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 DEFAULT_STORAGE = "sqlite:///autospk.db"
 STORAGE_ENV = "AUTOSPK_STORAGE"
 
-_STORAGES: dict[str, tuple[optuna.storages.BaseStorage, tuple[int, int] | None]] = {}
-"""The storages this process opened, by normalized URL, with the identity of their file."""
+_STORAGES: dict[tuple[str, tuple[int, int] | None], tuple[optuna.storages.BaseStorage, tuple[int, int] | None]] = {}
+"""The storages this process opened, by normalized URL and heartbeat (interval, grace period;
+None: none), with the identity of their file."""
 
 _LOCK = threading.Lock()
 
@@ -76,43 +78,69 @@ def normalize_url(url: str) -> str:
 
 
 def open_storage(url: str, *, existing: bool = False, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None, max_retry: int = 3) -> optuna.storages.BaseStorage:
-    """The storage of a URL, opened once per process and shared by every later call.
+                 grace_period: int | None = None) -> optuna.storages.BaseStorage:
+    """The storage of a URL, opened once per process and shared.
 
-    Heartbeat settings, when given, are applied to the shared storage and stay until other
-    settings are given; a call without them leaves them as they are. They only act inside
-    `optuna.Study.optimize`, which only workers call.
+    A database storage opened with a heartbeat is a storage object of its own for each
+    heartbeat, sharing the plain one's connection pool, so that two studies with different
+    heartbeats in one process keep theirs (Optuna reads them from the storage object). They
+    only act inside `optuna.Study.optimize`, which only workers call.
 
     Args:
         url: A storage URL (see the module doc).
         existing: Open only a storage that exists: a SQLite or journal file that is there,
             a database that holds Optuna's tables. Nothing is created, not even the tables.
         heartbeat_interval: For database storages, seconds between a running trial's
-            heartbeats; a trial silent for `grace_period` is failed and retried.
+            heartbeats; a trial silent for `grace_period` is failed and retried
+            (`studies.recovery.HeartbeatRetry`, within the study's ``max_retries``).
         grace_period: See `heartbeat_interval` (None: three intervals).
-        max_retry: Retries of a trial whose worker died.
 
     Raises:
         StorageError: naming the URL and the reason; with `existing`, also for a storage
             that does not exist.
     """
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
     url = normalize_url(url)
+    heartbeat = (heartbeat_interval, grace_period or 3 * heartbeat_interval) if heartbeat_interval else None
     with _LOCK:
-        store, identity = _STORAGES.get(url, (None, None))
+        store, identity = _STORAGES.get((url, None), (None, None))
         if store is None or identity != _file_identity(url):
             if existing:
                 _check_exists(url)
             store = _open(url)
-            _STORAGES[url] = store, _file_identity(url)
-    if heartbeat_interval and isinstance(store, RDBStorage):
-        # The attributes RDBStorage.__init__ sets; optuna reads them at each optimize().
-        store.heartbeat_interval = heartbeat_interval
-        store.grace_period = grace_period or 3 * heartbeat_interval
-        store.heartbeat_stale_trial_callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-        store.failed_trial_callback = store.heartbeat_stale_trial_callback
-    return store
+            _STORAGES[(url, None)] = store, _file_identity(url)
+            for key in [key for key in _STORAGES if key[0] == url and key[1] is not None]:
+                del _STORAGES[key]  # the file was replaced: so were the heartbeat storages on it
+        if heartbeat is None or not _is_database(store):
+            return store
+        with_heartbeat, _ = _STORAGES.get((url, heartbeat), (None, None))
+        if with_heartbeat is None:
+            with_heartbeat = _with_heartbeat(store, *heartbeat)
+            _STORAGES[(url, heartbeat)] = with_heartbeat, _file_identity(url)
+        return with_heartbeat
+
+
+def _is_database(store: optuna.storages.BaseStorage) -> bool:
+    from optuna.storages import RDBStorage
+
+    return isinstance(store, RDBStorage)
+
+
+def _with_heartbeat(store: optuna.storages.BaseStorage, interval: int,
+                    grace_period: int) -> optuna.storages.BaseStorage:
+    """A second `RDBStorage` object on `store`'s engine and sessions, with a heartbeat.
+
+    Not `copy.copy`: RDBStorage pickles by building a new engine, and a new engine is a new
+    connection pool per heartbeat."""
+    from .recovery import HeartbeatRetry
+
+    beating = object.__new__(type(store))
+    beating.__dict__.update(store.__dict__)
+    # The attributes RDBStorage.__init__ sets; optuna reads them at each optimize().
+    beating.heartbeat_interval = interval
+    beating.grace_period = grace_period
+    beating.heartbeat_stale_trial_callback = HeartbeatRetry(grace_period)
+    beating.failed_trial_callback = beating.heartbeat_stale_trial_callback
+    return beating
 
 
 def _file_path(url: str) -> Path | None:
@@ -154,7 +182,7 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _open(url: str) -> optuna.storages.BaseStorage:
-    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages import JournalStorage
 
     from ._journal import JournalFile
 
@@ -165,13 +193,31 @@ def _open(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("journal://"):
         return JournalStorage(JournalFile(str(path)))
     try:
-        return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        return _rdb_storage(url)
     except ImportError as err:
         raise StorageError(f"cannot open storage {shown}: its database driver is not installed; "
                            "pip install 'autospk[postgres]' or 'autospk[mysql]'") from err
     except Exception as err:  # sqlalchemy raises driver-specific errors
         reason = failure_cause(err) or " ".join(str(err).split()) or type(err).__name__
         raise StorageError(f"cannot open storage {shown}: {reason}") from err
+
+
+def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.BaseStorage:
+    """Optuna's database storage; a process that loses the race to create the tables of a new
+    database to another (both see none, one inserts the schema version first) opens it again."""
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage
+
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError) as err:
+            lost_race = isinstance(err, sqlalchemy.exc.IntegrityError) or any(
+                text in str(err) for text in ("already exists", "database is locked"))
+            if not lost_race or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 _SIBLINGS = {"sqlite": (".db", ".sqlite", ".sqlite3"), "journal": (".log", ".journal")}

@@ -7,7 +7,12 @@ optuna-dashboard note.
 `create` takes several writes, and a process killed among them leaves a study behind. The
 settings are written last, so a study without them that holds no trials but the largest
 subnet `create` enqueues is half-created: `load` refuses it, saying so, and `create` of the
-same name replaces it. `delete` removes any study.
+same name replaces it. Right after the study itself, `create` records its own process
+(`CREATOR_ATTR`), so that another `create` of the name tells a study being created from one
+whose creator died: it replaces only the latter, and only the one it found (by its id, checked
+again just before). Two `create`s of a new name at once: one makes the study, the other says
+so in one line (or, with ``skip_if_exists``, waits for it and uses it). `delete` removes any
+study.
 """
 
 from __future__ import annotations
@@ -15,60 +20,46 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import optuna.artifacts
-from optuna.trial import TrialState
 
 from models import ConfigError
 from nas.fitness import AEBSettings
 from nas.settings import DIRECTIONS, METRIC_NAMES, Budgets, EvaluationSettings, SamplerSettings
 
 from .builders import check_checkpoint, make_evaluator, make_sampler
+from .creation import (
+    CREATOR_ATTR,
+    ENQUEUED_LARGEST,
+    creating,
+    half_created,
+    half_created_error,
+    in_progress_error,
+    replace_half_created,
+    settle,
+    study_names,
+    wait_for_settings,
+)
 from .errors import StudyError
 from .layer_artifacts import artifact_store, default_artifact_dir
 from .note import dashboard_note
-from .settings import HEARTBEAT_INTERVAL, SETTINGS_ATTR, StudySettings, check_study_name
+from .processes import this_process
+from .settings import HEARTBEAT_INTERVAL, MAX_RETRIES, SETTINGS_ATTR, NewerVersionError, StudySettings, check_study_name
 from .storage import mask_url, open_storage
-
-_ENQUEUED_LARGEST = {"enqueued": "largest", "baseline": True}
-"""User attrs of the trial `create` enqueues: the study's baseline (`analysis.baseline`).
-Studies created before the baseline was named hold ``{"enqueued": "largest"}`` alone."""
 
 _log = logging.getLogger(__name__)
 
-
-def _study_names(store: optuna.storages.BaseStorage) -> list[str]:
-    return sorted(s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False))
-
-
 def _existing_study(store: optuna.storages.BaseStorage, storage: str, study_name: str) -> optuna.Study:
     """The study of that name, or a `StudyError` listing the studies the storage holds."""
-    names = _study_names(store)
+    names = study_names(store)
     if study_name not in names:
         raise StudyError(f"no study '{study_name}' in {mask_url(storage)}; studies there: {names or 'none'}")
     return optuna.load_study(study_name=study_name, storage=store)
-
-
-def _half_created(study: optuna.Study) -> bool:
-    """Whether `study` has no settings and no trials but the largest subnet `create` enqueues.
-
-    `create` writes the settings last, so this is what a `create` killed midway leaves. A
-    study another program made and left empty looks the same, and holds nothing to lose
-    either.
-    """
-    if SETTINGS_ATTR in study.user_attrs:
-        return False
-    return all(t.state == TrialState.WAITING and t.user_attrs in (_ENQUEUED_LARGEST, {"enqueued": "largest"})
-               for t in study.get_trials(deepcopy=False))
-
-
-def _half_created_error(study_name: str) -> StudyError:
-    return StudyError(f"study '{study_name}' is half-created: it has no autospk settings and no trial has run (its "
-                      "`autospk-study create` was interrupted, or another program made it); run the same create "
-                      f"again to replace it, or remove it with `autospk-study delete --study-name {study_name}`")
 
 
 def create(
@@ -82,6 +73,7 @@ def create(
     sampler: SamplerSettings = SamplerSettings(),
     evaluation: EvaluationSettings = EvaluationSettings(),
     heartbeat_interval: int = HEARTBEAT_INTERVAL,
+    max_retries: int = MAX_RETRIES,
     enqueue_largest: bool = True,
     skip_if_exists: bool = False,
     device: str | None = None,
@@ -102,11 +94,14 @@ def create(
         sampler: Settings of our NSGA-II sampler.
         evaluation: How subnets are scored.
         heartbeat_interval: Seconds between heartbeats of a running trial (database storages).
+        max_retries: Retries of a trial whose worker died, before its architecture is given
+            up on (`StudySettings.max_retries`).
         enqueue_largest: Evaluate the largest subnet first: the study's baseline, trial 0
             (user attr ``baseline``; see `analysis.baseline`).
         skip_if_exists: Return the existing study of that name instead of failing, if it was
-            created with these settings on this checkpoint (see `_check_same_study`). A
-            half-created study (see the module doc) is replaced whether or not this is set.
+            created with these settings on this checkpoint (see `_check_same_study`); one
+            that another process is creating is waited for. A half-created study (see the
+            module doc) is replaced whether or not this is set.
         device: Where to measure the reference energy.
         artifact_dir: Folder of the study's artifacts, each trial's per-layer energy table
             (`studies.layer_artifacts`); every worker must be able to write it. Default:
@@ -120,17 +115,17 @@ def create(
 
     check_study_name(study_name)
     store = open_storage(storage)
-    existing = optuna.load_study(study_name=study_name, storage=store) if study_name in _study_names(store) else None
-    half_created = existing is not None and _half_created(existing)
-    if existing is not None and not half_created:
+    existing = settle(store, study_name)
+    if existing is not None and creating(existing) is not None:
         if not skip_if_exists:
-            raise StudyError(f"study '{study_name}' already exists in {mask_url(storage)}; choose another --study-name "
-                             "or pass --skip-if-exists")
-        study, settings = load(storage, study_name)
-        _check_same_study(settings, study_name, objective=objective, checkpoint=checkpoint, aeb=aeb,
-                          budgets=budgets, sampler=sampler, evaluation=evaluation,
-                          heartbeat_interval=heartbeat_interval)
-        return study
+            raise in_progress_error(study_name, creating(existing))
+        wait_for_settings(store, study_name)
+        existing = settle(store, study_name)
+    replace = existing is not None and half_created(existing) and creating(existing) is None
+    if existing is not None and not replace:
+        return _existing(storage, study_name, skip_if_exists=skip_if_exists, objective=objective,
+                         checkpoint=checkpoint, aeb=aeb, budgets=budgets, sampler=sampler, evaluation=evaluation,
+                         heartbeat_interval=heartbeat_interval, max_retries=max_retries)
     state = load_checkpoint(checkpoint)
     measured = None
     if aeb.e_ref is None:
@@ -141,17 +136,26 @@ def create(
     settings = StudySettings(
         objective=objective, checkpoint=str(Path(checkpoint).resolve()), space=state.space, dataset=state.dataset,
         supernet_cfg=state.supernet_cfg, aeb=aeb, budgets=budgets, sampler=sampler, evaluation=evaluation,
-        heartbeat_interval=heartbeat_interval, data_fingerprint=state.data_fingerprint, artifact_dir=str(folder),
+        heartbeat_interval=heartbeat_interval, max_retries=max_retries, data_fingerprint=state.data_fingerprint,
+        artifact_dir=str(folder),
     )
     made = not folder.exists()
     artifact_store(settings)  # the folder exists, or create fails before anything is written
     try:
-        if half_created:
-            _log.warning("study '%s' was half-created (an interrupted create); deleting it and creating it anew",
-                         study_name)
-            optuna.delete_study(study_name=study_name, storage=store)
-        study = optuna.create_study(storage=store, study_name=study_name, directions=DIRECTIONS[objective],
-                                    sampler=make_sampler(settings))
+        if replace:
+            replace_half_created(store, existing)
+        try:
+            study = optuna.create_study(storage=store, study_name=study_name, directions=DIRECTIONS[objective],
+                                        sampler=make_sampler(settings))
+        except optuna.exceptions.DuplicatedStudyError:
+            if not skip_if_exists:
+                raise StudyError(f"study '{study_name}' was created by another process at the same moment; use it "
+                                 "(--skip-if-exists waits for it) or choose another --study-name") from None
+            wait_for_settings(store, study_name)
+            return _existing(storage, study_name, skip_if_exists=True, objective=objective, checkpoint=checkpoint,
+                             aeb=aeb, budgets=budgets, sampler=sampler, evaluation=evaluation,
+                             heartbeat_interval=heartbeat_interval, max_retries=max_retries)
+        study.set_user_attr(CREATOR_ATTR, {**this_process(), "at": time.time()})
         study.set_metric_names(METRIC_NAMES[objective])
         # Plain attrs that optuna-dashboard and `list` show without parsing the settings.
         study.set_user_attr("objective", objective)
@@ -163,7 +167,7 @@ def create(
         save_note(study, dashboard_note(settings, measured, enqueue_largest))
         if enqueue_largest:
             study.enqueue_trial(settings.space.params_from_config(settings.space.largest()),
-                                user_attrs=_ENQUEUED_LARGEST)
+                                user_attrs=ENQUEUED_LARGEST)
         # Last, so that a study without settings is one whose create did not finish.
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     except BaseException:
@@ -174,9 +178,19 @@ def create(
     return study
 
 
+def _existing(storage: str, study_name: str, *, skip_if_exists: bool, **asked: Any) -> optuna.Study:
+    """The study that exists under that name, if ``skip_if_exists`` and it was created as `asked`."""
+    if not skip_if_exists:
+        raise StudyError(f"study '{study_name}' already exists in {mask_url(storage)}; choose another --study-name "
+                         "or pass --skip-if-exists")
+    study, settings = load(storage, study_name)
+    _check_same_study(settings, study_name, **asked)
+    return study
+
+
 def _check_same_study(stored: StudySettings, study_name: str, *, objective: str, checkpoint: str | Path,
                       aeb: AEBSettings, budgets: Budgets, sampler: SamplerSettings, evaluation: EvaluationSettings,
-                      heartbeat_interval: int) -> None:
+                      heartbeat_interval: int, max_retries: int) -> None:
     """Refuse to reuse a study created otherwise than `create` is now asked to.
 
     The objective, the checkpoint (its path, and its contents: `check_checkpoint`) and every
@@ -204,6 +218,8 @@ def _check_same_study(stored: StudySettings, study_name: str, *, objective: str,
                    if field.name not in skip and getattr(old, field.name) != getattr(new, field.name)]
     if stored.heartbeat_interval != heartbeat_interval:
         differences.append(f"heartbeat_interval={stored.heartbeat_interval}, not {heartbeat_interval}")
+    if stored.max_retries != max_retries:
+        differences.append(f"max_retries={stored.max_retries}, not {max_retries}")
     if differences:
         raise StudyError(f"study '{study_name}' exists with other settings: {'; '.join(differences)}; create it "
                          "with the stored settings, choose another study name, or delete the study first")
@@ -225,13 +241,15 @@ def load(storage: str, study_name: str, *, seed_offset: int = 0,
     """
     store = open_storage(storage, existing=True)
     study = _existing_study(store, storage, study_name)
-    if _half_created(study):
-        raise _half_created_error(study_name)
+    if half_created(study):
+        raise half_created_error(study_name)
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if not isinstance(stored, dict):
         raise StudyError(f"study '{study_name}' was not created by autospk-study create")
     try:
         settings = StudySettings.from_dict(stored)
+    except NewerVersionError as err:
+        raise StudyError(f"study '{study_name}' {err}") from None
     except ConfigError as err:
         raise StudyError(f"study '{study_name}': {err}") from None
     if heartbeat:

@@ -18,7 +18,6 @@ while trials finish, both with the front size and the best value so far.
 from __future__ import annotations
 
 import contextlib
-import logging
 import multiprocessing
 import os
 import queue
@@ -27,8 +26,7 @@ import sys
 import threading
 import time
 import traceback
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -38,11 +36,28 @@ from models import ConfigError
 
 from .builders import check_checkpoint, load_evaluator
 from .errors import error_line
-from .hosts import assign_devices, available_memory, check_devices, gpu_count, host_cores, worker_limit
+from .hosts import (
+    assign_devices,
+    available_memory,
+    check_devices,
+    check_gpu_workers,
+    gpu_count,
+    host_cores,
+    oom_kills,
+    worker_limit,
+)
 from .layer_artifacts import LayerRecorder, artifact_store
+from .optuna_log import quiet_optuna
 from .outcomes import OptimizeResult, WorkerFailure, WorkersFailed, failures_summary
 from .progress import SearchProgress
-from .recovery import OwnerRecordingSampler, fail_dead_trials, orphan_grace, this_worker
+from .recovery import (
+    INTERRUPTED,
+    OwnerRecordingSampler,
+    fail_dead_trials,
+    orphan_grace,
+    requeue_interrupted,
+    this_worker,
+)
 from .storage import open_storage
 from .study import load
 
@@ -56,44 +71,6 @@ EXIT_INTERRUPTED = 130
 """Exit status of a worker stopped by Ctrl-C (SIGINT), as a shell reports it."""
 
 
-class _NoTracebacks(logging.Filter):
-    """Drops Optuna's log of a trial failed by an error: the error's whole traceback, then
-    ``Trial N failed with value None.``. The worker reports that error to `optimize`, which
-    prints it in one line. A trial failed by a bad return value (no traceback) is still logged."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._dropped: str | None = None  # "Trial N", whose second line is still to come
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if record.exc_info is not None:
-            self._dropped = message.split(" failed", 1)[0]
-            return False
-        if self._dropped is not None and message.startswith(f"{self._dropped} failed with value "):
-            self._dropped = None
-            return False
-        return True
-
-
-_NO_TRACEBACKS = _NoTracebacks()
-
-
-def quiet_optuna(verbose: bool = False) -> None:
-    """Optuna's log for the command line: warnings only, and no failed trial's traceback;
-    with `verbose`, everything (each trial's result included).
-
-    Optuna also flags the heartbeat, metric names and retry callback as experimental.
-    """
-    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-    log = logging.getLogger("optuna.study._optimize")
-    if verbose:
-        log.removeFilter(_NO_TRACEBACKS)
-    else:
-        log.addFilter(_NO_TRACEBACKS)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
 def run_worker(
     storage: str,
     study_name: str,
@@ -103,6 +80,7 @@ def run_worker(
     seed_offset: int = 0,
     device: str | None = None,
     show_progress_bar: bool = False,
+    parent: Mapping[str, Any] | None = None,
 ) -> optuna.Study:
     """Run trials in this process until the study holds `n_trials` finished trials (`FINISHED`) or
     `timeout` seconds pass.
@@ -115,6 +93,11 @@ def run_worker(
         seed_offset: Added to the sampler's seed, so that workers draw differently.
         device: Where to evaluate (default: cuda if available, else cpu).
         show_progress_bar: Optuna's progress bar.
+        parent: The identity of the `optimize` that started this worker (recorded on its
+            trials, so that other workers leave its dead trials to it).
+
+    Ctrl-C (KeyboardInterrupt) fails the trial running here, as Optuna does, and enqueues its
+    architecture again first (`studies.recovery.requeue_interrupted`), not counted as a try.
     """
     from nas.objective import SubnetObjective
 
@@ -123,14 +106,25 @@ def run_worker(
     store = artifact_store(settings)
     evaluate = SubnetObjective(settings.space, evaluator, settings.objective, settings.aeb, settings.budgets,
                                record_layers=LayerRecorder(store) if store is not None else None)
-    study.sampler = OwnerRecordingSampler(study.sampler, {**this_worker(), "device": str(evaluator.device)})
+    owner = {**this_worker(), "device": str(evaluator.device)}
+    if parent is not None:
+        owner["parent"] = dict(parent)
+    study.sampler = OwnerRecordingSampler(study.sampler, owner)
     grace = orphan_grace(settings)
+    running: dict[str, int] = {}
 
     def objective(trial: optuna.Trial):
-        fail_dead_trials(study, orphan_grace=grace)
-        return evaluate(trial)
+        running["trial"] = trial.number  # kept only if Ctrl-C stops the trial
+        try:
+            fail_dead_trials(study, orphan_grace=grace, settings=settings)
+            result = evaluate(trial)
+        except Exception:
+            running.pop("trial", None)
+            raise
+        running.pop("trial", None)
+        return result
 
-    fail_dead_trials(study, orphan_grace=grace)
+    fail_dead_trials(study, orphan_grace=grace, settings=settings)
     callbacks = []
     remaining = None
     if n_trials is not None:
@@ -138,8 +132,12 @@ def run_worker(
         remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
         if remaining <= 0:
             return study
-    study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=callbacks,
-                   show_progress_bar=show_progress_bar, gc_after_trial=False)
+    try:
+        study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=callbacks,
+                       show_progress_bar=show_progress_bar, gc_after_trial=False)
+    except KeyboardInterrupt:
+        requeue_interrupted(study, settings, running.get("trial"))
+        raise
     return study
 
 
@@ -151,7 +149,7 @@ def _interrupt_once(signum: int, frame: Any) -> None:
 
 
 def _worker_main(storage: str, name: str, n_trials: int | None, timeout: float | None, index: int,
-                 device: str | None, threads: int, failures: Any, verbose: bool) -> None:
+                 device: str | None, threads: int, failures: Any, verbose: bool, parent: Mapping[str, Any]) -> None:
     """A worker process: `run_worker`, its error sent to `failures` as ``(index, line, traceback)``.
 
     It starts with SIGINT ignored (see `_ignoring_sigint`), so that Ctrl-C while it imports
@@ -164,7 +162,7 @@ def _worker_main(storage: str, name: str, n_trials: int | None, timeout: float |
         quiet_optuna(verbose)
         # Workers sharing a host would oversubscribe its cores with torch's default threads.
         torch.set_num_threads(threads)
-        run_worker(storage, name, n_trials=n_trials, timeout=timeout, seed_offset=index, device=device)
+        run_worker(storage, name, n_trials=n_trials, timeout=timeout, seed_offset=index, device=device, parent=parent)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     except Exception as err:
@@ -187,8 +185,9 @@ def _ignoring_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _death(proc: multiprocessing.process.BaseProcess) -> str:
-    """Why a worker that reported no error ended, from its exit status."""
+def _death(proc: multiprocessing.process.BaseProcess, *, oom: bool = False) -> str:
+    """Why a worker that reported no error ended, from its exit status (and whether the
+    kernel's OOM killer struck in this host's memory cgroup meanwhile)."""
     code = proc.exitcode
     if code == EXIT_INTERRUPTED:
         return "interrupted (SIGINT)"
@@ -198,6 +197,8 @@ def _death(proc: multiprocessing.process.BaseProcess) -> str:
         name = signal.Signals(-code).name
     except ValueError:
         name = f"signal {-code}"
+    if oom and code == -signal.SIGKILL:
+        return f"killed by {name} (out of memory: the kernel's OOM killer)"
     return f"killed by {name}"
 
 
@@ -213,9 +214,14 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
 
     The study's checkpoint is checked before any worker starts (`builders.check_checkpoint`).
     Every second the parent collects each worker that ended and the errors they report; as
-    soon as one died, it fails and re-enqueues the trial it was running. If the study still
-    reaches `n_trials`, the run succeeds and `OptimizeResult.failures` names the workers that
-    died. Ctrl-C (KeyboardInterrupt) stops every worker: each fails the trial it was running.
+    soon as one died, it fails the trial it was running, with the cause (the signal, and "out
+    of memory" where this host's memory cgroup counted an OOM kill), and retries it or gives
+    its architecture up (`studies.recovery.retry_dead_trial`). A worker killed by a signal is
+    replaced while the study needs trials (until ``workers x (max_retries + 1)`` deaths follow
+    one another without a finished trial). If the study still reaches `n_trials`, the run
+    succeeds and `OptimizeResult.failures` names the workers that died. Ctrl-C
+    (KeyboardInterrupt) stops every worker: each fails the trial it was running and enqueues
+    it again, to be evaluated first by the next run.
 
     Args:
         storage: Storage URL.
@@ -267,35 +273,62 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
         return result(workers=0, finished=before)
     check_checkpoint(settings)
     ctx = multiprocessing.get_context("spawn")
+    check_gpu_workers(ctx, settings, placement)
     reports = ctx.Queue()
     threads = max(1, cores // workers)
-    procs = [ctx.Process(target=_worker_main, args=(storage, name, n_trials, timeout, i, placement[i], threads,
-                                                    reports, verbose))
-             for i in range(workers)]
+    supervisor = this_worker()
+
+    def start(i: int) -> multiprocessing.process.BaseProcess:
+        proc = ctx.Process(target=_worker_main, args=(storage, name, n_trials, timeout, i, placement[i], threads,
+                                                      reports, verbose, supervisor))
+        with _ignoring_sigint():
+            proc.start()
+        return proc
+
     shown = SearchProgress(study, settings, finished=before, n_trials=n_trials, show=progress)
-    with _ignoring_sigint():
-        for p in procs:
-            p.start()
+    procs = [start(i) for i in range(workers)]
     running = set(range(workers))
     reported: dict[int, tuple[str, str]] = {}
-    died: list[int] = []
+    failures: list[WorkerFailure] = []
+    # A worker killed by a signal is replaced while the study needs trials; a subnet that kills
+    # every worker is given up on after 1 + max_retries tries, so deaths without progress stop.
+    budget = workers * (settings.max_retries + 1)
+    deaths_since_progress, last_done = 0, before
+    ooms = oom_kills()
     try:
         while running:
             time.sleep(1.0)
             _collect(reports, reported)
             # is_alive() collects a worker that ended, so none is left a zombie.
-            ended = {i for i in running if not procs[i].is_alive()}
-            running -= ended
-            newly = sorted(i for i in ended if procs[i].exitcode)
-            if newly:
-                died += newly
-                fail_dead_trials(study, orphan_grace=grace)
+            ended = sorted(i for i in running if not procs[i].is_alive())
+            running -= set(ended)
+            died = [i for i in ended if procs[i].exitcode]
+            done = finished()
+            if done > last_done:
+                deaths_since_progress, last_done = 0, done
+            if died:
+                now = oom_kills()
+                causes = {}
+                for i in died:
+                    line, text = reported.pop(i, (None, None))
+                    cause = line or _death(procs[i], oom=now is not None and ooms is not None and now > ooms)
+                    causes[procs[i].pid] = INTERRUPTED if procs[i].exitcode == EXIT_INTERRUPTED else cause
+                    failures.append(WorkerFailure(i, procs[i].pid, cause, text))
+                ooms = now
+                fail_dead_trials(study, orphan_grace=grace, settings=settings, causes=causes, supervisor=True)
+                deaths_since_progress += len(died)
+                needed = n_trials is None or finished() < n_trials
+                for i in died:
+                    if procs[i].exitcode < 0 and needed and deaths_since_progress <= budget:
+                        procs[i] = start(i)
+                        running.add(i)
             shown.update(finished())
     except KeyboardInterrupt:
         _stop([procs[i] for i in running])
-        # Optuna fails the trial a worker was evaluating; one interrupted between trials may leave
-        # its new trial RUNNING, with its owner now dead.
-        fail_dead_trials(study, orphan_grace=grace)
+        # Each worker fails and enqueues again the trial it was evaluating; one interrupted between
+        # trials may leave its new trial RUNNING, with its owner now dead.
+        fail_dead_trials(study, orphan_grace=grace, settings=settings,
+                         causes={procs[i].pid: INTERRUPTED for i in running}, supervisor=True)
         raise
     finally:
         for p in procs:
@@ -303,15 +336,16 @@ def optimize(storage: str, name: str, *, n_trials: int | None, timeout: float | 
         _collect(reports, reported)
         done = finished()
         shown.close(done)
-    failures = tuple(WorkerFailure(i, procs[i].pid, *reported.get(i, (_death(procs[i]), None))) for i in died)
     if failures:
         # A trial whose worker died before recording itself may be past its grace period by now.
-        fail_dead_trials(study, orphan_grace=grace)
-    outcome = result(workers=workers, failures=failures, finished=done)
+        fail_dead_trials(study, orphan_grace=grace, settings=settings, supervisor=True)
+    outcome = result(workers=workers, failures=tuple(failures), finished=done)
     if failures and (n_trials is None or done < n_trials):
         target = f" of {n_trials}" if n_trials is not None else ""
-        raise WorkersFailed(f"{len(failures)} of {workers} workers died, and the study holds {done}{target} "
-                            f"finished trials; run optimize again to go on\n{failures_summary(failures)}", failures)
+        deaths = (f"{len(failures)} of {workers} workers died" if len(failures) <= workers
+                  else f"workers died {len(failures)} times")
+        raise WorkersFailed(f"{deaths}, and the study holds {done}{target} finished trials; run optimize again to go "
+                            f"on\n{failures_summary(failures)}", failures)
     return outcome
 
 

@@ -159,7 +159,13 @@ _DATABASES = ("postgresql", "mysql", "mariadb")
 
 def pytest_collection_modifyitems(config, items):
     """Mark every test of a database server (its id names one) `db`, so that
-    ``-m "not db"`` runs without the machine's PostgreSQL and MariaDB."""
+    ``-m "not db"`` runs without the machine's PostgreSQL and MariaDB; skip `gpu` tests, with
+    the reason, on a machine without CUDA."""
+    import torch
+
+    no_cuda = pytest.mark.skip(reason="needs CUDA: run `python -m pytest -q -m gpu` on a GPU machine")
     for item in items:
         if any(name in item.nodeid.lower() for name in _DATABASES):
             item.add_marker(pytest.mark.db)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(no_cuda)

@@ -95,7 +95,8 @@ def main() -> None:
     parser.add_argument("--host", default=None)
     args = parser.parse_args()
     install(args.log, args.pause, args.poison, args.host)
-    from studies.workers import quiet_optuna, run_worker
+    from studies.optuna_log import quiet_optuna
+    from studies.workers import run_worker
 
     quiet_optuna()
     run_worker(args.storage, args.study, n_trials=args.n_trials, device="cpu")

@@ -87,7 +87,9 @@ def image_tree(root: Path, classes: tuple[str, ...], per_class: int, size: int, 
             Image.fromarray(pixels, mode=mode).save(root / name / f"{i:03d}.png")
 
 
-DIGITS_FINGERPRINT = "7f964385b4d94202"
+DIGITS_FINGERPRINT = "2-f70b08a032e862d6"
+DIGITS_LEGACY_FINGERPRINT = "7f964385b4d94202"
+"""The fingerprint of digits as checkpoints wrote it before every sample was hashed."""
 """Pinned: checkpoints and studies store fingerprints, so a change to how they are computed
 makes every one made before refuse its own data."""
 

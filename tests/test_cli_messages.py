@@ -21,12 +21,12 @@ from optuna.trial import TrialState
 
 from nas import load_checkpoint, save_checkpoint
 from studies.cli import main
+from studies.optuna_log import quiet_optuna
 from studies.outcomes import WorkerFailure, failures_summary
 from studies.progress import search_summary
 from studies.recovery import WORKER_ATTR
 from studies.storage import open_storage
 from studies.study import load
-from studies.workers import quiet_optuna
 from tests.helpers import CLI, DIGITS_FINGERPRINT, ENV, fails, run
 
 CREATE_HINT = "check the URL, or create a study there with `autospk-study create`"

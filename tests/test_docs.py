@@ -7,9 +7,11 @@ the real parser (a flag renamed or removed fails here, without running anything)
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,12 +24,19 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted((ROOT / "docs").rglob("*.md"))
 
 
-def test_the_site_builds_strictly_and_its_cli_reference_is_the_parsers(tmp_path):
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+def _build_site(site: Path, notebook_page: Path) -> None:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT),
+           "AUTOSPK_NOTEBOOK_PAGE": str(notebook_page)}
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "WARNING" not in result.stderr
+
+
+def test_the_site_builds_strictly_and_its_cli_reference_is_the_parsers(tmp_path):
+    _build_site(tmp_path, tmp_path / "no-notebook.md")
+    # Until the notebook is rendered, its page says how.
+    assert "python docs/render_notebook.py" in (tmp_path / "tutorials" / "notebook" / "index.html").read_text()
     cli = (tmp_path / "reference" / "cli" / "index.html").read_text()
     for command in ("train-supernet", "create", "optimize", "list", "show", "plot", "export", "finetune", "delete",
                     "quickstart"):
@@ -65,6 +74,40 @@ def test_every_command_shown_parses_with_the_real_parser(page):
             parser.parse_args(argv)
         except SystemExit as exit_info:
             pytest.fail(f"{page.name}: `{command}` does not parse (exit {exit_info.code})")
+
+
+@pytest.mark.slow
+def test_the_digits_tutorial_runs_as_written_and_the_site_shows_its_notebook(tmp_path, digits_checkpoint,
+                                                                             monkeypatch):
+    """Every ``autospk-study`` command of the digits tutorial, in order, after the quickstart; the
+    quickstart itself is replaced by the tests' supernet at the path it writes (it has a test of
+    its own in test_cli.py). Then the notebook, rendered on the tutorial's study, is a page of the
+    site, figures included."""
+    from studies.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AUTOSPK_STORAGE", raising=False)
+    (tmp_path / "autospk-runs").mkdir()
+    shutil.copy(digits_checkpoint.path, tmp_path / "autospk-runs" / "digits-supernet.pt")
+    commands = _commands((ROOT / "docs" / "tutorials" / "digits.md").read_text())
+    assert len(commands) >= 9
+    for command in commands:
+        assert main([*shlex.split(command, comments=True)[1:], "--quiet"]) == 0, command
+    for output in ("digits-p3.html", "knee-subnet/subnet.pt", "knee-finetuned/subnet.json"):
+        assert (tmp_path / output).is_file(), output
+
+    spec = importlib.util.spec_from_file_location("render_notebook", ROOT / "docs" / "render_notebook.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it; see conftest._one_thread
+    page = tmp_path / "notebook.md"
+    assert render.main(["--storage", "sqlite:///autospk.db", "--study", "digits-p3", "--output", str(page)]) == 0
+    site = tmp_path / "site"
+    _build_site(site, page)
+    shown = (site / "tutorials" / "notebook" / "index.html").read_text()
+    assert "study <code>digits-p3</code>" in shown
+    assert shown.count('class="plotly-graph-div"') == 6  # 3-D front, projections, hypervolume, layers, models, genes
+    assert shown.count("* plotly.js v") == 1 and "Pareto front in 3-D" in shown
 
 
 def test_every_page_is_in_the_navigation():

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from nas.study_index import ARCH_ATTR, ARCH_KEY
 from studies.cli import main
+from studies.errors import StorageWarning
 from studies.storage import open_storage
 from tests import fault_worker
 from tests.conftest import server_answers
@@ -77,7 +78,8 @@ def _arch(space, trial) -> str:
 _HOLD_THE_LOCK = textwrap.dedent("""
     import os, sys, time
     import optuna
-    from studies.storage import open_storage
+    from studies.errors import StorageWarning
+from studies.storage import open_storage
     study = optuna.load_study(study_name="s", storage=open_storage(sys.argv[1]))
 
     def stall(fd):  # inside the journal's lock, between the write and its fsync
@@ -101,7 +103,8 @@ def test_a_writer_killed_inside_the_journal_lock_holds_up_the_next_write_under_2
         holder.wait()
         assert Path(f"{tmp_path}/lock.log.lock").exists() or Path(f"{tmp_path}/lock.log.lock").is_symlink()
         start = time.monotonic()
-        study.ask()
+        with pytest.warns(StorageWarning, match=rf"broke the lock of pid {holder.pid} on .*, which has ended"):
+            study.ask()
         waited = time.monotonic() - start
     finally:
         if holder.poll() is None:
@@ -308,6 +311,23 @@ def test_more_workers_on_one_gpu_than_its_memory_fits_are_refused(tmp_path):
     assert hosts.check_gpu_memory(["cuda:0"] * 3, free={"cuda:0": 10 * 2**30}, worker_bytes=3 * 2**30) is None
 
 
+@pytest.mark.gpu
+def test_a_workers_gpu_memory_is_measured_and_too_many_workers_refused(tmp_path, digits_checkpoint):
+    from studies import hosts
+    from studies.builders import gpu_memory
+    from studies.study import load
+
+    storage = f"sqlite:///{tmp_path}/gpu.db"
+    name = _create(storage, digits_checkpoint.path)
+    _, settings = load(storage, name)
+    worker_bytes, free = gpu_memory(settings, ["cuda:0"])
+    assert worker_bytes > hosts.CUDA_CONTEXT_BYTES and free["cuda:0"] > worker_bytes
+    fit = hosts.gpu_worker_limit(free_bytes=free["cuda:0"], worker_bytes=worker_bytes)
+    assert hosts.check_gpu_memory(["cuda:0"] * fit, free=free, worker_bytes=worker_bytes) is None
+    assert hosts.check_gpu_memory(["cuda:0"] * (fit + 1), free=free, worker_bytes=worker_bytes).endswith(
+        f"run at most {fit} there")
+
+
 # 8. The data fingerprint covers every training sample.
 
 def test_an_edit_to_any_training_image_changes_the_fingerprint(tmp_path):
@@ -332,6 +352,23 @@ def test_an_edit_to_any_training_image_changes_the_fingerprint(tmp_path):
         after = fingerprint(load_dataset(spec))
         assert after != before, f"an edit to training image {position} left the fingerprint as it was"
         before = after
+
+
+def test_a_checkpoint_fingerprinted_before_every_sample_was_hashed_still_matches_its_data(
+        tmp_path, digits_checkpoint, digits_data):
+    import dataclasses
+
+    from models import ConfigError
+    from nas.checkpoint import load_checkpoint
+    from nas.dataspec import DatasetSpec
+    from tests.helpers import DIGITS_LEGACY_FINGERPRINT
+
+    ckpt = load_checkpoint(digits_checkpoint.path)
+    old = dataclasses.replace(ckpt, data_fingerprint=DIGITS_LEGACY_FINGERPRINT)
+    old.check_data(tmp_path / "old.pt", DatasetSpec("digits"), digits_data, fix="-")
+    edited = dataclasses.replace(ckpt, data_fingerprint="0" * 16)
+    with pytest.raises(ConfigError, match="now has data fingerprint 2-"):
+        edited.check_data(tmp_path / "old.pt", DatasetSpec("digits"), digits_data, fix="-")
 
 
 # 9. A study written by a newer autospk.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import optuna
 import pytest
 import sqlalchemy
-from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from nas.fitness import AEBSettings
 from nas.settings import SamplerSettings
 from studies.cli import main
+from studies.recovery import HeartbeatRetry
 from studies.storage import mask_url, open_storage
 from studies.study import create, load
 from tests.conftest import server_answers
@@ -147,16 +148,16 @@ def test_repeated_opens_and_loads_share_one_pool_of_connections(tagged, digits_c
         optuna.delete_study(study_name=name, storage=open_storage(tagged.url))
 
 
-def test_heartbeat_settings_are_applied_to_the_one_storage(tmp_path):
+def test_heartbeat_settings_live_on_their_own_storage_object_over_one_connection_pool(tmp_path):
     url = f"sqlite:///{tmp_path}/beat.db"
     plain = open_storage(url)
     assert not is_heartbeat_enabled(plain)
-    beating = open_storage(url, heartbeat_interval=7, max_retry=2)
-    assert beating is plain
-    assert is_heartbeat_enabled(plain) and plain.heartbeat_interval == 7 and plain.grace_period == 21
-    callback = plain.get_heartbeat_stale_trial_callback()
-    assert isinstance(callback, RetryHeartbeatStaleTrialCallback) and callback._max_retry == 2
-    assert open_storage(url) is plain and is_heartbeat_enabled(plain), "a plain open switched the heartbeat off"
+    beating = open_storage(url, heartbeat_interval=7)
+    assert beating is not plain and beating.engine is plain.engine
+    assert is_heartbeat_enabled(beating) and beating.heartbeat_interval == 7 and beating.grace_period == 21
+    assert isinstance(beating.get_heartbeat_stale_trial_callback(), HeartbeatRetry)
+    assert open_storage(url, heartbeat_interval=7) is beating
+    assert open_storage(url) is plain and not is_heartbeat_enabled(plain)
 
 
 def test_a_replaced_sqlite_file_gets_a_new_storage(tmp_path):

@@ -137,8 +137,9 @@ def test_a_killed_second_worker_is_reaped_and_its_trial_retried_at_once(tmp_path
             proc.wait()
     # The study reached its trials: success, with one line saying what was lost on the way.
     assert proc.returncode == 0, err
-    assert err == (f"autospk-study: warning: 1 of 2 workers died; their running trials were failed and re-enqueued\n"
-                   f"  worker 1 (pid {workers[1]}): killed by SIGKILL\n")
+    assert err == ("autospk-study: warning: 1 worker of 2 died (a worker killed by a signal is replaced); their "
+                   "running trials were failed and retried, an architecture that kept killing its worker given up "
+                   f"on (show lists it)\n  worker 1 (pid {workers[1]}): killed by SIGKILL\n")
     assert f"study '{name}': " in out
     trials = study.get_trials()
     retries = _retries(study)
@@ -295,10 +296,13 @@ def test_optimize_gives_worker_i_its_device_on_a_host_with_several_gpus(tmp_path
     monkeypatch.setattr(workers, "available_memory", lambda: None)
     monkeypatch.setattr(workers.multiprocessing, "get_context", lambda method: type("Ctx", (), {
         "Process": staticmethod(lambda target, args: _RecordedProcess(target, args)), "Queue": queue.Queue}))
+    checked = []
+    monkeypatch.setattr(workers, "check_gpu_workers", lambda ctx, settings, placement: checked.append(placement))
     _RecordedProcess.started = []
     workers.optimize(storage, name, n_trials=None, timeout=1, workers=4, devices=devices, progress=False)
-    # _worker_main(storage, name, n_trials, timeout, index, device, threads, failures, verbose)
+    # _worker_main(storage, name, n_trials, timeout, index, device, threads, failures, verbose, parent)
     assert [(a[4], a[5], a[6]) for a in _RecordedProcess.started] == [(i, d, 2) for i, d in enumerate(expected)]
+    assert checked == [expected]  # the GPU memory check saw every worker's device (tests/test_faults.py)
 
 
 def test_a_device_the_host_lacks_is_refused_before_any_worker_starts(tmp_path, digits_checkpoint):

@@ -31,9 +31,10 @@ Choices where the design is silent:
   so its test split is a stratified `test_fraction` of it, as for digits. Gesture labels are
   the gesture numbers minus one (spikingjelly's folder order sorts "10" before "2").
 - `fingerprint` tells loaded data sets apart (checkpoints and studies store it): it hashes
-  the split sizes, the class count, the image shape, every training label and the pixels of
-  a fixed sample of training images, so another data set of the same shape, another split
-  seed or an edited folder gets another fingerprint.
+  the split sizes, the class count, the image shape, every training label and the stored
+  bytes of every training sample, so another data set of the same shape, another split seed
+  or any edited training image gets another fingerprint. Event data sets hash a fixed sample
+  of 32 training samples instead (their downloads are checked by md5).
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ from .cifar import load_cifar
 from .digits import load_digits
 from .events import EVENTS, event_loader, load_events
 from .folders import load_folder
-from .splits import DataSplits, fingerprint, split_labels, stratified_subset
+from .splits import DataSplits, fingerprint, fingerprint_matches, legacy_fingerprint, split_labels, stratified_subset
 
-__all__ = ["DataSplits", "event_loader", "fingerprint", "load_dataset", "split_labels", "stratified_subset"]
+__all__ = ["DataSplits", "event_loader", "fingerprint", "fingerprint_matches", "legacy_fingerprint", "load_dataset",
+           "split_labels", "stratified_subset"]
 
 _LOADERS: dict[str, Callable[[DatasetSpec], DataSplits]] = {
     "digits": load_digits,

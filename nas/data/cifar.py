@@ -9,7 +9,7 @@ import numpy as np
 from torchvision import datasets, transforms
 
 from ..dataspec import DatasetSpec
-from .splits import ArrayItems, DataSplits, SplitView, stratified_split
+from .splits import ArrayItems, DataSplits, SplitView, array_content, stratified_split
 
 
 @dataclass(frozen=True)
@@ -96,4 +96,5 @@ def load_cifar(spec: DatasetSpec) -> DataSplits:
         test=SplitView(ArrayItems(test_set.data, test_labels), np.arange(len(test_labels)), evaluate),
         in_channels=3, img_size=32, num_classes=constants.num_classes, mean=mean, std=std,
         classes=tuple(train_set.classes),
+        train_content=array_content(train_set.data, train),
     )

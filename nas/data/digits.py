@@ -9,7 +9,7 @@ import torch
 from sklearn.datasets import load_digits as _sklearn_digits
 
 from ..dataspec import DatasetSpec
-from .splits import ArrayItems, DataSplits, SplitView, mean_std, train_val_test
+from .splits import ArrayItems, DataSplits, SplitView, array_content, mean_std, train_val_test
 
 DIGITS_MAX = 16.0
 """scikit-learn's digits hold pixel values 0..16."""
@@ -48,4 +48,5 @@ def load_digits(spec: DatasetSpec) -> DataSplits:
         test=SplitView(base, test),
         in_channels=1, img_size=8, num_classes=10, mean=mean, std=std, pixel_max=DIGITS_MAX,
         classes=tuple(str(name) for name in bunch.target_names),
+        train_content=array_content(bunch.images.astype(np.uint8), train),
     )

@@ -14,7 +14,7 @@ from torchvision import datasets, transforms
 from models import ConfigError
 
 from ..dataspec import DatasetSpec
-from .splits import DataSplits, SplitView, mean_std, stratified_split, train_val_test
+from .splits import DataSplits, SplitView, file_content, mean_std, stratified_split, train_val_test
 
 _GRAYSCALE_MODES = ("1", "L", "LA")
 _MAX_STAT_IMAGES = 500
@@ -98,6 +98,7 @@ def load_folder(spec: DatasetSpec) -> DataSplits:
         test=SplitView(test_base, test, evaluate),
         in_channels=1 if mode == "L" else 3, img_size=img_size,
         num_classes=len(train_base.classes), mean=mean, std=std, classes=tuple(train_base.classes),
+        train_content=file_content([train_base.samples[i][0] for i in train]),
     )
 
 

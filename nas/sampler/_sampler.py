@@ -19,7 +19,7 @@ from models import SubnetConfig
 from .._optuna_private import set_trial_system_attr
 from ..settings import SamplerSettings
 from ..space import SearchSpace
-from ..study_index import ARCH_KEY, StudyIndex
+from ..study_index import ARCH_KEY, PARAMS_KEY, StudyIndex
 from ._selection import select_top
 from ._surrogate import GenomeEncoder, Observed, screen
 from ._variation import mutate, uniform_crossover
@@ -142,6 +142,9 @@ class SpikformerNSGAIISampler(BaseGASampler):
     ) -> dict[str, Any]:
         fixed = trial.system_attrs.get("fixed_params")
         if fixed is not None and set(self.space.param_names()) <= set(fixed):
+            # An enqueued architecture (the baseline, a retry): claim it, unless its trial already does.
+            if ARCH_KEY not in trial.system_attrs:
+                set_trial_system_attr(study, trial, ARCH_KEY, self.space.config_from_params(fixed).arch_id)
             return {}
         rng = random.Random(f"{self.settings.seed}:{trial.number}")
         generation = self.get_trial_generation(study, trial)
@@ -171,6 +174,8 @@ class SpikformerNSGAIISampler(BaseGASampler):
                         "nearly exhausted; run fewer trials or search a larger space.",
                         stacklevel=2,
                     )
+            # The genome first: a claim always comes with it (a retry of this trial needs it).
+            set_trial_system_attr(study, trial, PARAMS_KEY, params)
             set_trial_system_attr(study, trial, ARCH_KEY, arch)
         return params
 
