@@ -7,10 +7,12 @@ import pickle
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import optuna
+import pytest
 from optuna.trial import TrialState
 from PIL import Image
 
@@ -127,3 +129,35 @@ def fake_objective3(space):
 
 def analytic_cost(space):
     return analytic_energy(tiny_digits_cfg(space))
+
+
+def study_storage(backend: str, tmp_path: Path) -> str:
+    """A journal file in `tmp_path`, or the machine's PostgreSQL (which the tests need running)."""
+    from tests.conftest import server_answers
+
+    if backend == "journal":
+        return f"journal://{tmp_path}/study.log"
+    if not server_answers(POSTGRES):
+        pytest.fail(f"no PostgreSQL server answers at {POSTGRES}")
+    return POSTGRES
+
+
+def create_aeb_study(storage: str, checkpoint: Path, *extra: str, heartbeat: int = 1) -> str:
+    """A fresh aeb study through the CLI, by default with a short heartbeat (and orphan grace
+    period: 3 heartbeats), no enqueued baseline and 4 trials per generation; its name."""
+    from studies.cli import main
+
+    name = f"w-{uuid.uuid4().hex[:8]}"
+    assert main(["create", "--storage", storage, "--study-name", name, "--objective", "aeb", "--checkpoint",
+                 str(checkpoint), "--population-size", "4", "--no-enqueue-largest",
+                 "--heartbeat-interval", str(heartbeat), *extra]) == 0
+    return name
+
+
+def plain_study(storage: str, name: str):
+    """The study as Optuna loads it (no sampler of ours)."""
+    import optuna
+
+    from studies.storage import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(storage))

@@ -616,8 +616,10 @@ def test_a_study_searches_under_its_energy_model_and_shows_the_front_under_any_r
         attrs = trial.user_attrs
         assert set(attrs["energies_mj"]) == {"ops", "loihi", "spinnaker2", "lemaire"}
         assert trial.values == [attrs["accuracy"], attrs["energies_mj"]["loihi"]] and attrs["energy_model"] == "loihi"
-    # E_ref is the largest subnet's energy under the study's model.
-    assert settings.aeb.e_ref == pytest.approx(complete[0].user_attrs["energies_mj"]["loihi"], rel=1e-12)
+    # E_ref is the largest subnet's energy under the study's model, measured by `create` in this
+    # process (one thread) and again by a worker (two): a spike may cross its threshold in one
+    # summation order and not the other, so the two agree to a few spikes, not to the last bit.
+    assert settings.aeb.e_ref == pytest.approx(complete[0].user_attrs["energies_mj"]["loihi"], rel=1e-4)
     from optuna_dashboard import get_note
 
     note = get_note(study)
@@ -637,7 +639,7 @@ def test_a_study_searches_under_its_energy_model_and_shows_the_front_under_any_r
             trial = study.trials[row["number"]]
             assert row["energy_mj"] == pytest.approx(trial.user_attrs["energies_mj"][model], rel=1e-14)
             assert row["f_aeb"] == pytest.approx(f_aeb(row["accuracy"], row["energy_mj"], aeb), rel=1e-12)
-        assert aeb.e_ref == pytest.approx(complete[0].user_attrs["energies_mj"][model], rel=1e-12)
+        assert aeb.e_ref == pytest.approx(complete[0].user_attrs["energies_mj"][model], rel=1e-4)  # as above
     assert main(["show", "--storage", storage, "--study-name", "l", "--energy-model", "ops"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
     assert "energy model ops (45 nm operation prices, fp32 profile), re-read from the study's loihi search" in header

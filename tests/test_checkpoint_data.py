@@ -143,7 +143,7 @@ def test_data_edited_after_training_is_refused_by_create_and_by_the_study(
     assert proc.returncode == 2 and proc.stdout == ""
     assert re.fullmatch(r"autospk-study: error: 2 of 2 workers died, and the study holds 0 of 2 finished trials; run "
                         r"optimize again to go on\n  2 workers 0 \(pid \d+\), 1 \(pid \d+\): "
-                        + re.escape(message) + r"[0-9a-f]+ \(other images, labels or split\); " + re.escape(fix)
+                        + re.escape(message) + r"2-[0-9a-f]{16} \(other images, labels or split\); " + re.escape(fix)
                         + r"\n", proc.stderr), proc.stderr
     verbose = run(*optimize, "--verbose", check=False)
     assert verbose.returncode == 2

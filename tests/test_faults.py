@@ -16,7 +16,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -29,30 +28,10 @@ from studies.errors import StorageWarning
 from studies.storage import open_storage
 from tests import fault_worker
 from tests.conftest import server_answers
-from tests.helpers import CLI, ENV, POSTGRES
+from tests.helpers import CLI, ENV, POSTGRES, create_aeb_study, plain_study, study_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _storage(backend: str, tmp_path: Path) -> str:
-    if backend == "journal":
-        return f"journal://{tmp_path}/study.log"
-    if not server_answers(POSTGRES):
-        pytest.fail(f"no PostgreSQL server answers at {POSTGRES}")
-    return POSTGRES
-
-
-def _create(storage: str, checkpoint: Path, *extra: str, heartbeat: int = 1) -> str:
-    name = f"f-{uuid.uuid4().hex[:8]}"
-    assert main(["create", "--storage", storage, "--study-name", name, "--objective", "aeb", "--checkpoint",
-                 str(checkpoint), "--population-size", "4", "--no-enqueue-largest", "--e-ref", "1e-4",
-                 "--heartbeat-interval", str(heartbeat), *extra]) == 0
-    return name
-
-
-def _study(storage: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(storage))
 
 
 def _fault_worker(storage: str, name: str, n_trials: int, log: Path, *extra: str) -> subprocess.Popen:
@@ -78,8 +57,7 @@ def _arch(space, trial) -> str:
 _HOLD_THE_LOCK = textwrap.dedent("""
     import os, sys, time
     import optuna
-    from studies.errors import StorageWarning
-from studies.storage import open_storage
+    from studies.storage import open_storage
     study = optuna.load_study(study_name="s", storage=open_storage(sys.argv[1]))
 
     def stall(fd):  # inside the journal's lock, between the write and its fsync
@@ -96,9 +74,10 @@ def test_a_writer_killed_inside_the_journal_lock_holds_up_the_next_write_under_2
     storage = f"journal://{tmp_path}/lock.log"
     study = optuna.create_study(study_name="s", storage=open_storage(storage))
     holder = subprocess.Popen([sys.executable, "-c", _HOLD_THE_LOCK, storage], cwd=ROOT, env=ENV,
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout.readline().strip() == "inside"
+        line = holder.stdout.readline().strip()
+        assert line == "inside", holder.stderr.read() if holder.poll() is not None else line
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
         assert Path(f"{tmp_path}/lock.log.lock").exists() or Path(f"{tmp_path}/lock.log.lock").is_symlink()
@@ -146,8 +125,8 @@ def _check_claims(study: optuna.Study, space) -> None:
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])
 @pytest.mark.slow
 def test_retries_evaluate_and_claim_the_architecture_of_the_trial_that_died(tmp_path, digits_checkpoint, backend):
-    storage = _storage(backend, tmp_path)
-    name = _create(storage, digits_checkpoint.path)
+    storage = study_storage(backend, tmp_path)
+    name = create_aeb_study(storage, digits_checkpoint.path)
     log = tmp_path / "tries.log"
     # On PostgreSQL the killed workers pose as another host's: their trials come back through
     # database heartbeats. On the journal they are this host's: the sweep sees them die.
@@ -169,7 +148,7 @@ def test_retries_evaluate_and_claim_the_architecture_of_the_trial_that_died(tmp_
     from studies.workers import run_worker
 
     run_worker(storage, name, n_trials=14, device="cpu")  # what any worker left undone
-    study = _study(storage, name)
+    study = plain_study(storage, name)
     trials = study.get_trials()
     assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     genes = len(digits_checkpoint.space.param_names())
@@ -189,8 +168,8 @@ def test_retries_evaluate_and_claim_the_architecture_of_the_trial_that_died(tmp_
 def test_a_poison_architecture_is_tried_1_plus_max_retries_times_then_failed_with_its_cause(
         tmp_path, digits_checkpoint):
     storage = f"journal://{tmp_path}/poison.log"
-    name = _create(storage, digits_checkpoint.path, "--max-retries", "2")
-    study = _study(storage, name)
+    name = create_aeb_study(storage, digits_checkpoint.path, "--max-retries", "2")
+    study = plain_study(storage, name)
     space = digits_checkpoint.space
     poison = space.smallest()
     study.enqueue_trial(space.params_from_config(poison))
@@ -219,12 +198,12 @@ def test_a_poison_architecture_is_tried_1_plus_max_retries_times_then_failed_wit
 @pytest.mark.slow
 def test_a_trial_interrupted_by_ctrl_c_is_evaluated_first_by_the_next_optimize(tmp_path, digits_checkpoint):
     storage = f"journal://{tmp_path}/int.log"
-    name = _create(storage, digits_checkpoint.path)
+    name = create_aeb_study(storage, digits_checkpoint.path)
     log = tmp_path / "tries.log"
     proc = subprocess.Popen([*CLI, "optimize", "--storage", storage, "--study-name", name, "--n-trials", "6",
                              "--no-progress"], cwd=tmp_path, env=_hooked_env(tmp_path, log, pause=0.5),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    study = _study(storage, name)
+    study = plain_study(storage, name)
     try:
         deadline = time.monotonic() + 120
         while not fault_worker.tries(log) and time.monotonic() < deadline:
@@ -252,7 +231,7 @@ def test_a_trial_interrupted_by_ctrl_c_is_evaluated_first_by_the_next_optimize(t
 @pytest.mark.slow
 def test_two_creates_of_one_new_name_at_once_leave_one_study_and_one_line(tmp_path, digits_checkpoint):
     storage = f"sqlite:///{tmp_path}/race.db"
-    for round_ in range(6):
+    for round_ in range(4):
         name = f"race-{round_}"
         argv = [*CLI, "create", "--storage", storage, "--study-name", name, "--objective", "pareto",
                 "--checkpoint", str(digits_checkpoint.path), "--e-ref", "1e-4"]
@@ -276,8 +255,8 @@ def test_two_studies_with_different_heartbeats_in_one_process_keep_their_own(tmp
     from nas._optuna_private import study_key
     from studies.study import load
 
-    fast = _create(POSTGRES, digits_checkpoint.path, heartbeat=2)
-    slow = _create(POSTGRES, digits_checkpoint.path, heartbeat=9)
+    fast = create_aeb_study(POSTGRES, digits_checkpoint.path, heartbeat=2)
+    slow = create_aeb_study(POSTGRES, digits_checkpoint.path, heartbeat=9)
     study_fast, _ = load(POSTGRES, fast, heartbeat=True)
     study_slow, _ = load(POSTGRES, slow, heartbeat=True)
     assert study_key(study_fast)[0].get_heartbeat_interval() == 2
@@ -318,7 +297,7 @@ def test_a_workers_gpu_memory_is_measured_and_too_many_workers_refused(tmp_path,
     from studies.study import load
 
     storage = f"sqlite:///{tmp_path}/gpu.db"
-    name = _create(storage, digits_checkpoint.path)
+    name = create_aeb_study(storage, digits_checkpoint.path)
     _, settings = load(storage, name)
     worker_bytes, free = gpu_memory(settings, ["cuda:0"])
     assert worker_bytes > hosts.CUDA_CONTEXT_BYTES and free["cuda:0"] > worker_bytes
@@ -377,8 +356,8 @@ def test_a_study_written_by_a_newer_autospk_names_its_version_and_the_upgrade(tm
     from studies.settings import SETTINGS_ATTR
 
     storage = f"sqlite:///{tmp_path}/new.db"
-    name = _create(storage, digits_checkpoint.path)
-    study = _study(storage, name)
+    name = create_aeb_study(storage, digits_checkpoint.path)
+    study = plain_study(storage, name)
     stored = dict(study.user_attrs[SETTINGS_ATTR])
     stored.update(version=99, written_by="9.1.0")
     study.set_user_attr(SETTINGS_ATTR, stored)

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -23,35 +22,13 @@ from optuna.trial import TrialState
 from models import ConfigError
 from nas._optuna_private import set_trial_system_attr
 from studies import workers
-from studies.cli import main
 from studies.hosts import assign_devices, check_devices, worker_limit
 from studies.recovery import WORKER_ATTR, fail_dead_trials
 from studies.storage import open_storage
 from tests.conftest import server_answers
-from tests.helpers import CLI, ENV, POSTGRES, run
+from tests.helpers import CLI, ENV, POSTGRES, create_aeb_study, plain_study, run, study_storage
 
 GIB = 2**30
-
-
-def _storage(backend: str, tmp_path: Path) -> str:
-    if backend == "journal":
-        return f"journal://{tmp_path}/study.log"
-    if not server_answers(POSTGRES):
-        pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
-    return POSTGRES
-
-
-def _create(storage: str, checkpoint: Path, *extra: str, heartbeat: int = 1) -> str:
-    """A fresh aeb study, by default with a short heartbeat (and orphan grace period: 3 heartbeats)."""
-    name = f"w-{uuid.uuid4().hex[:8]}"
-    assert main(["create", "--storage", storage, "--study-name", name, "--objective", "aeb", "--checkpoint",
-                 str(checkpoint), "--population-size", "4", "--no-enqueue-largest",
-                 "--heartbeat-interval", str(heartbeat), *extra]) == 0
-    return name
-
-
-def _study(storage: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(storage))
 
 
 def _dead_pid() -> int:
@@ -104,12 +81,12 @@ def _exists(pid: int) -> bool:
 def test_a_killed_second_worker_is_reaped_and_its_trial_retried_at_once(tmp_path, digits_checkpoint):
     storage = f"journal://{tmp_path}/kill.log"
     # slow trials (many calibration batches, batch size 2) leave time to kill one mid-way
-    name = _create(storage, digits_checkpoint.path, "--calib-batches", "4", "--eval-batch-size", "2")
+    name = create_aeb_study(storage, digits_checkpoint.path, "--calib-batches", "4", "--eval-batch-size", "2")
     proc = subprocess.Popen([*CLI, "optimize", "--storage", storage, "--study-name", name, "--n-trials", "6",
                              "--workers", "2", "--no-progress"], env=ENV, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        study = _study(storage, name)
+        study = plain_study(storage, name)
         genes = digits_checkpoint.space.param_names()
         victim, workers = None, []
         deadline = time.monotonic() + 120
@@ -153,9 +130,9 @@ def test_a_killed_second_worker_is_reaped_and_its_trial_retried_at_once(tmp_path
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])
 @pytest.mark.slow
 def test_two_workers_recover_thirty_dead_trials_once_each(tmp_path, digits_checkpoint, backend):
-    storage = _storage(backend, tmp_path)
-    name = _create(storage, digits_checkpoint.path)
-    study = _study(storage, name)
+    storage = study_storage(backend, tmp_path)
+    name = create_aeb_study(storage, digits_checkpoint.path)
+    study = plain_study(storage, name)
     planted = _plant_running(study, digits_checkpoint.space, 30, {"host": socket.gethostname(), "pid": _dead_pid()})
     if backend == "postgresql":
         # A crash on a database leaves heartbeats too: Optuna's stale-trial recovery joins in.
@@ -179,15 +156,11 @@ def _sweep_at_once(storage: str, name: str, barrier, results) -> None:
 
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])
 @pytest.mark.slow
-def test_sweeps_racing_on_the_same_dead_trials_fail_and_retry_each_once(tmp_path, backend):
-    storage = _storage(backend, tmp_path)
-    name = f"race-{uuid.uuid4().hex[:8]}"
-    study = optuna.create_study(study_name=name, storage=open_storage(storage))
-    dist = {"x": optuna.distributions.CategoricalDistribution([0, 1])}
-    owner = {"host": socket.gethostname(), "pid": _dead_pid()}
-    for _ in range(100):
-        study.add_trial(optuna.trial.create_trial(state=TrialState.RUNNING, params={"x": 0}, distributions=dist,
-                                                  system_attrs={WORKER_ATTR: owner}))
+def test_sweeps_racing_on_the_same_dead_trials_fail_and_retry_each_once(tmp_path, digits_checkpoint, backend):
+    storage = study_storage(backend, tmp_path)
+    name = create_aeb_study(storage, digits_checkpoint.path)
+    study = plain_study(storage, name)
+    _plant_running(study, digits_checkpoint.space, 100, {"host": socket.gethostname(), "pid": _dead_pid()})
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(3), ctx.Queue()
     procs = [ctx.Process(target=_sweep_at_once, args=(storage, name, barrier, results)) for _ in range(3)]
@@ -202,24 +175,28 @@ def test_sweeps_racing_on_the_same_dead_trials_fail_and_retry_each_once(tmp_path
 
 
 @pytest.mark.slow
-def test_recovery_leaves_alone_a_retry_that_carries_its_dead_predecessors_owner(digits_checkpoint):
+def test_a_heartbeat_retry_is_ours_and_a_live_worker_keeps_it(digits_checkpoint):
     if not server_answers(POSTGRES):
-        pytest.skip(f"no PostgreSQL server answers at {POSTGRES}")
+        pytest.fail(f"no PostgreSQL server answers at {POSTGRES}")
     # A long heartbeat: the retry below is taken as an orphan only after 3 minutes.
-    name = _create(POSTGRES, digits_checkpoint.path, heartbeat=60)
-    study = _study(POSTGRES, name)
+    name = create_aeb_study(POSTGRES, digits_checkpoint.path, heartbeat=60)
+    study = plain_study(POSTGRES, name)
     dead = _plant_running(study, digits_checkpoint.space, 1, None)[0]
-    owner = {"host": socket.gethostname(), "pid": _dead_pid(), "trial": dead}
+    owner = {"host": "elsewhere", "pid": 4242, "trial": dead}
     trial = study.get_trials(deepcopy=False)[dead]
     set_trial_system_attr(study, trial, WORKER_ATTR, owner)
     beat = open_storage(POSTGRES, heartbeat_interval=1, grace_period=1)
     beat.record_heartbeat(trial._trial_id)
     time.sleep(1.5)
-    # Optuna's heartbeat recovery fails the trial and enqueues a retry with a copy of its system
-    # attrs, owner included; a live worker (this test) pops the retry and is about to run it.
+    # Optuna's heartbeat recovery fails the trial; the retry is ours: the dead trial's genome and
+    # claim, no copy of its owner, the cause recorded.
     optuna.storages.fail_stale_trials(optuna.load_study(study_name=name, storage=beat))
     retry = study.ask()
-    assert study.get_trials()[retry.number].system_attrs[WORKER_ATTR] == owner
+    frozen = study.get_trials()[retry.number]
+    assert WORKER_ATTR not in frozen.system_attrs
+    assert frozen.system_attrs["fixed_params"] == trial.params
+    assert frozen.user_attrs["retry_of"] == dead and frozen.user_attrs["attempt"] == 2
+    assert frozen.user_attrs["retry_cause"] == "no heartbeat for 1 s (its worker on elsewhere stopped)"
     run("optimize", "--storage", POSTGRES, "--study-name", name, "--n-trials", "1", "--no-progress")
     assert study.get_trials()[retry.number].state == TrialState.RUNNING, "another worker failed a live trial"
     study.tell(retry, 0.5)
@@ -231,7 +208,7 @@ def test_recovery_leaves_alone_a_retry_that_carries_its_dead_predecessors_owner(
 @pytest.mark.slow
 def test_too_many_workers_are_refused_before_any_starts(tmp_path, digits_checkpoint):
     storage = f"journal://{tmp_path}/many.log"
-    name = _create(storage, digits_checkpoint.path)
+    name = create_aeb_study(storage, digits_checkpoint.path)
     cores = len(os.sched_getaffinity(0))
     for asked in (cores + 1, 64):
         proc = run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "2", "--workers",
@@ -240,7 +217,7 @@ def test_too_many_workers_are_refused_before_any_starts(tmp_path, digits_checkpo
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert re.search(rf"{asked} workers are more than this host can run: at most \d+", proc.stderr)
         assert f"(its {cores} CPU cores)" in proc.stderr or "GiB available memory" in proc.stderr
-        assert not _study(storage, name).get_trials(), "a worker started"
+        assert not plain_study(storage, name).get_trials(), "a worker started"
 
 
 def test_worker_limit_names_what_limits_it():
@@ -290,7 +267,7 @@ class _RecordedProcess:
 def test_optimize_gives_worker_i_its_device_on_a_host_with_several_gpus(tmp_path, digits_checkpoint, monkeypatch,
                                                                        gpus, devices, expected):
     storage = f"journal://{tmp_path}/gpus.log"
-    name = _create(storage, digits_checkpoint.path)
+    name = create_aeb_study(storage, digits_checkpoint.path)
     monkeypatch.setattr(workers, "gpu_count", lambda: gpus)
     monkeypatch.setattr(workers, "host_cores", lambda: 8)
     monkeypatch.setattr(workers, "available_memory", lambda: None)
@@ -307,13 +284,13 @@ def test_optimize_gives_worker_i_its_device_on_a_host_with_several_gpus(tmp_path
 
 def test_a_device_the_host_lacks_is_refused_before_any_worker_starts(tmp_path, digits_checkpoint):
     storage = f"journal://{tmp_path}/nogpu.log"
-    name = _create(storage, digits_checkpoint.path)
+    name = create_aeb_study(storage, digits_checkpoint.path)
     proc = run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "2", "--devices", "cpu,cuda:7",
                "--no-progress", check=False)
     assert proc.returncode == 2, proc.stderr
     assert "device 'cuda:7' does not exist: this host has" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert not _study(storage, name).get_trials(), "a worker started"
+    assert not plain_study(storage, name).get_trials(), "a worker started"
 
 
 # Defect 12: a worker killed between creating its trial and writing its owner.
@@ -322,12 +299,14 @@ def test_a_device_the_host_lacks_is_refused_before_any_worker_starts(tmp_path, d
 @pytest.mark.slow
 def test_a_trial_left_running_without_owner_is_recovered_after_the_grace_period(tmp_path, digits_checkpoint,
                                                                                backend):
-    storage = _storage(backend, tmp_path)
-    name = _create(storage, digits_checkpoint.path)
-    study = _study(storage, name)
+    storage = study_storage(backend, tmp_path)
+    name = create_aeb_study(storage, digits_checkpoint.path)
+    study = plain_study(storage, name)
     orphan = study.ask().number  # as if its worker died right after creating it
     time.sleep(3.5)  # the grace period: 3 heartbeats of 1 s
     run("optimize", "--storage", storage, "--study-name", name, "--n-trials", "1", "--no-progress")
     assert study.get_trials()[orphan].state == TrialState.FAIL
-    assert _retries(study) == Counter([orphan])
-    assert not study.get_trials(states=(TrialState.RUNNING,))
+    # No architecture had been chosen for it: nothing to retry, and nothing lost.
+    assert _retries(study) == Counter()
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1
