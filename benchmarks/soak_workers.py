@@ -49,7 +49,7 @@ URLS = {
     "mariadb": "mysql+pymysql://root@127.0.0.1:3306/test",
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test",
 }
-HOLD = 0.05
+HOLD = 0.01
 """Seconds each storage write lasts longer under the soak's hooks (a window to kill it in)."""
 
 
@@ -81,6 +81,17 @@ def _children(pid: int) -> list[int]:
         return [c.pid for c in psutil.Process(pid).children()]
     except psutil.NoSuchProcess:
         return []
+
+
+def finish(storage: str, name: str, study: optuna.Study, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """One last optimize (no faults) that finishes what the killed workers left: the retries of
+    their trials and the trials still RUNNING under a dead worker (failed and retried by it).
+    Its target is the trials finished so far plus those still to run, since a study that
+    already holds its target starts no worker."""
+    live = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    target = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))) + len(live)
+    return subprocess.run([*CLI, "optimize", "--storage", storage, "--study-name", name, "--n-trials", str(target),
+                           "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True)
 
 
 def _soak(kind: str, args: argparse.Namespace, folder: Path) -> dict:
@@ -155,10 +166,8 @@ def _soak(kind: str, args: argparse.Namespace, folder: Path) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     elapsed = time.monotonic() - start_at
-    # What any worker left: one last optimize (no faults) finishes it.
     env.pop("AUTOSPK_SOAK")
-    final = subprocess.run([*CLI, "optimize", "--storage", storage, "--study-name", name, "--n-trials",
-                            str(args.trials), "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True)
+    final = finish(storage, name, study, env)
     if counter is not None:
         counter.poll()
         counter.close()
