@@ -100,11 +100,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.repeats} runs "
           "(the data-loader pass: one run); files in the page cache after they were written")
     print()
-    print("| data | compared with | fingerprint, every sample, s | sampled (before), s | comparison, s | "
+    print("| data | compared with | fingerprint, every sample, ms | sampled (before), ms | comparison, s | "
           "fingerprint / comparison (target < 10%) |")
     print("|---|---|---|---|---|---|")
     for data, what, full, sampled, against in rows:
-        print(f"| {data} | {what} | {full:.3f} | {sampled:.3f} | {against:.1f} | {100 * full / against:.1f}% |")
+        print(f"| {data} | {what} | {1e3 * full:.1f} | {1e3 * sampled:.1f} | {against:.1f} | "
+              f"{100 * full / against:.2f}% |")
 
 
 if __name__ == "__main__":
