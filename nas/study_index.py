@@ -36,6 +36,13 @@ GAVE_UP_ATTR = "gave_up"
 """Trial user attr of a FAIL trial: why its architecture was given up on (every try killed its
 worker). Set on a trial that records the decision (`studies.recovery`)."""
 
+DIED_KEY = "autospk:died"
+"""Trial system attr: how the trial's worker died, written just before the trial is failed for
+it; a failed trial with it, a claim and no retry lost its retry (`StudyIndex.unretried`)."""
+
+RETRY_OF_ATTR = "retry_of"
+"""Trial user attr of a retry: the number of the trial whose worker died."""
+
 ARCH_ATTR = "arch_id"
 """Trial user attr: the arch id an objective evaluated."""
 
@@ -74,6 +81,8 @@ class StudyIndex:
         self._below = 0  # every trial numbered below is finished and indexed
         self._finished_ids: set[str] = set()
         self._evaluated: dict[str, FrozenTrial] = {}
+        self._died: dict[int, FrozenTrial] = {}
+        self._retried: set[int] = set()
         self._first: tuple[int, Any] | None = None
         self._read_at = -math.inf
 
@@ -135,6 +144,10 @@ class StudyIndex:
         if trial.number == 0:
             self._first = (trial_id(trial), trial.datetime_start)
         self._indexed.add(trial.number)
+        if RETRY_OF_ATTR in trial.user_attrs:
+            self._retried.add(trial.user_attrs[RETRY_OF_ATTR])
+        if trial.state == TrialState.FAIL and DIED_KEY in trial.system_attrs and ARCH_KEY in trial.system_attrs:
+            self._died[trial.number] = trial
         if trial.state == TrialState.FAIL and GAVE_UP_ATTR in trial.user_attrs:
             arch = trial_arch_id(trial)
             if arch is not None:
@@ -169,6 +182,18 @@ class StudyIndex:
                 if arch is not None:
                     ids.add(arch)
         return ids
+
+    def unretried(self, older_than: float) -> list[FrozenTrial]:
+        """Trials failed for a dead worker, with a claim, that no trial retries (nor records as
+        given up): the process that failed one died before it enqueued the retry. Only those
+        failed more than `older_than` seconds ago: the retry follows the failure at once."""
+        import datetime
+
+        before = datetime.datetime.now() - datetime.timedelta(seconds=older_than)
+        with self._lock:
+            retried = self._retried | {t.user_attrs.get(RETRY_OF_ATTR) for t in self.live}
+            return [t for number, t in sorted(self._died.items()) if number not in retried
+                    and t.datetime_complete is not None and t.datetime_complete < before]
 
     def evaluated(self, arch_id: str) -> FrozenTrial | None:
         """The lowest-numbered complete trial that evaluated `arch_id` itself (not a copy)."""

@@ -26,6 +26,8 @@ import optuna
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.study_index import RETRY_OF_ATTR
+
 from .processes import alive, this_process
 
 if TYPE_CHECKING:
@@ -46,8 +48,9 @@ the trial the record was written for, so that a retry carrying a copy of its pre
 system attrs (Optuna's heartbeat retries copy them all) is not taken for a dead worker's.
 """
 
-RETRY_OF = "retry_of"
+RETRY_OF = RETRY_OF_ATTR
 """Trial user attr of a retry: the number of the trial whose worker died."""
+
 ATTEMPT = "attempt"
 """Trial user attr: which try of its architecture a trial is (1 when absent)."""
 RETRY_CAUSE = "retry_cause"
@@ -56,6 +59,9 @@ CARRIED = ("baseline", "enqueued")
 """User attrs a retry takes over from the trial it retries (what `create` enqueued it as)."""
 INTERRUPTED = "interrupted (Ctrl-C)"
 """The cause of a trial stopped by Ctrl-C; such a try does not count against ``max_retries``."""
+
+UNRETRIED_GRACE = 3.0
+"""Seconds after which a trial failed for a dead worker without a retry gets one from any sweep."""
 
 ORPHAN_HEARTBEATS = 3
 """A RUNNING trial without an owner of its own is orphaned after this many heartbeat intervals."""
@@ -159,8 +165,8 @@ def fail_dead_trials(study: optuna.Study, *, orphan_grace: float, settings: Stud
     Returns:
         The numbers of the trials failed here.
     """
-    from nas._optuna_private import fail_running_trial
-    from nas.study_index import StudyIndex
+    from nas._optuna_private import fail_running_trial, set_trial_system_attr
+    from nas.study_index import DIED_KEY, StudyIndex
 
     host = socket.gethostname()
     me = this_process()
@@ -183,11 +189,22 @@ def fail_dead_trials(study: optuna.Study, *, orphan_grace: float, settings: Stud
                 continue  # its optimize sees its exit status and fails it within a second
             generic = f"its worker (pid {owner['pid']} on {host}) ended during the trial"
             cause = (causes or {}).get(owner["pid"], generic)
+        # Marked first: a process killed between the failure and the retry leaves a trial that
+        # any later sweep retries (`StudyIndex.unretried`).
+        try:
+            set_trial_system_attr(study, t, DIED_KEY, cause)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another sweep failed it first
         if fail_running_trial(study, t):
             settings = settings or _study_settings(study)
             retry_dead_trial(study, t, cause, space=settings.space, max_retries=settings.max_retries,
                              counts=cause != INTERRUPTED)
             failed.append(t.number)
+    for t in index.unretried(older_than=UNRETRIED_GRACE):
+        settings = settings or _study_settings(study)
+        retry_dead_trial(study, t, t.system_attrs[DIED_KEY], space=settings.space, max_retries=settings.max_retries,
+                         counts=t.system_attrs[DIED_KEY] != INTERRUPTED)
+        index.mark_stale()
     return failed
 
 
